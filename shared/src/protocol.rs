@@ -316,10 +316,18 @@ pub enum ClientFrame {
         body: String,
     },
     /// Send every timeline entry after `after_seq`; answered by `history`.
-    Resume { conversation_id: Uuid, after_seq: u64 },
-    Typing { conversation_id: Uuid, typing: bool },
+    Resume {
+        conversation_id: Uuid,
+        after_seq: u64,
+    },
+    Typing {
+        conversation_id: Uuid,
+        typing: bool,
+    },
     /// The visitor asks for a person.
-    RequestHuman { conversation_id: Uuid },
+    RequestHuman {
+        conversation_id: Uuid,
+    },
     /// The visitor picks one of a clarifying question's choices.
     Choose {
         conversation_id: Uuid,
@@ -343,14 +351,28 @@ pub enum ClientFrame {
     /// The visitor starts a fresh conversation.
     NewConversation,
     /// Leave an email for the team to answer when nobody is online.
-    LeaveEmail { conversation_id: Uuid, email: String },
+    LeaveEmail {
+        conversation_id: Uuid,
+        email: String,
+    },
     // ----- agents only -----
     /// Receive live frames of a conversation (watch the AI at work).
-    Watch { conversation_id: Uuid },
-    Unwatch { conversation_id: Uuid },
-    TakeOver { conversation_id: Uuid },
-    HandBack { conversation_id: Uuid },
-    Transfer { conversation_id: Uuid, to_agent: Uuid },
+    Watch {
+        conversation_id: Uuid,
+    },
+    Unwatch {
+        conversation_id: Uuid,
+    },
+    TakeOver {
+        conversation_id: Uuid,
+    },
+    HandBack {
+        conversation_id: Uuid,
+    },
+    Transfer {
+        conversation_id: Uuid,
+        to_agent: Uuid,
+    },
     Resolve {
         conversation_id: Uuid,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -368,7 +390,9 @@ pub enum ClientFrame {
         #[serde(flatten)]
         decision: DraftDecision,
     },
-    SetPresence { status: Presence },
+    SetPresence {
+        status: Presence,
+    },
     Ping,
 }
 
@@ -411,7 +435,10 @@ pub enum ServerFrame {
         typing: bool,
     },
     /// Place in the queue of conversations waiting for a person (1 = next).
-    Queue { conversation_id: Uuid, position: u32 },
+    Queue {
+        conversation_id: Uuid,
+        position: u32,
+    },
     /// Agent presence (to agents), or the number of agents online (to visitors).
     Presence {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -434,7 +461,10 @@ pub enum ServerFrame {
     /// Agents only: an internal note.
     Note(Note),
     /// The visitor is told when to expect an answer (no agent online, outside hours).
-    Offline { conversation_id: Uuid, message: String },
+    Offline {
+        conversation_id: Uuid,
+        message: String,
+    },
     Error(ErrorBody),
     Pong,
 }
@@ -456,8 +486,13 @@ pub struct Welcome {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Session {
     /// Keep `visitor_token` (the widget stores it in localStorage) to come back later.
-    Visitor { visitor_token: String },
-    Agent { agent: AgentRef, role: Role },
+    Visitor {
+        visitor_token: String,
+    },
+    Agent {
+        agent: AgentRef,
+        role: Role,
+    },
 }
 
 /// An account's role on a site.

@@ -261,7 +261,9 @@ mod tests {
             s.apply(&Transition::HandedBack { agent: agent(2) }),
             Err(StateError::NotAssignee)
         );
-        let s = s.apply(&Transition::HandedBack { agent: agent(1) }).unwrap();
+        let s = s
+            .apply(&Transition::HandedBack { agent: agent(1) })
+            .unwrap();
         assert_eq!(s, Snapshot::new());
     }
 

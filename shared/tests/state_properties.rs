@@ -36,7 +36,8 @@ fn action() -> impl Strategy<Value = Action> {
         reason().prop_map(|reason| Action::Do(Transition::Escalated { reason })),
         a.clone()
             .prop_map(|agent| Action::Do(Transition::TakenOver { agent })),
-        (a.clone(), a.clone()).prop_map(|(from, to)| Action::Do(Transition::Transferred { from, to })),
+        (a.clone(), a.clone())
+            .prop_map(|(from, to)| Action::Do(Transition::Transferred { from, to })),
         a.clone()
             .prop_map(|agent| Action::Do(Transition::HandedBack { agent })),
         proptest::option::of(a).prop_map(|by| Action::Do(Transition::Resolved { by })),

@@ -362,7 +362,10 @@ fn malformed_frames_are_errors_not_panics() {
 #[test]
 fn body_validation() {
     assert_eq!(validate_body("  hi  ").unwrap(), "hi");
-    assert_eq!(validate_body("   ").unwrap_err().code, ErrorCode::EmptyMessage);
+    assert_eq!(
+        validate_body("   ").unwrap_err().code,
+        ErrorCode::EmptyMessage
+    );
     let long = "é".repeat(limits::MAX_BODY_CHARS + 1);
     assert_eq!(
         validate_body(&long).unwrap_err().code,

@@ -1,0 +1,443 @@
+//! What happens when visitors write: store the message, let the AI answer or hand over to a
+//! person, and publish every change to whoever is watching. Transport-independent: the
+//! WebSocket session and the REST API both call these functions.
+
+use nexus_shared::{
+    Author, Autonomy, Choice, ConversationState, ErrorBody, ErrorCode, HandoffReason, Message,
+    ServerFrame, Source, StateError, Transition, VisitorInfo, limits, validate_body,
+};
+use tracing::{instrument, warn};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::engine::{Decision, Query, placeholders};
+use crate::error::store_error_body;
+use crate::store::{Committed, Conversation, NewMessage, Op, Site, StoreError, Visitor};
+
+/// The visitor-facing notice recorded when a conversation is handed to a person.
+pub fn escalation_notice(reason: &HandoffReason) -> String {
+    match reason {
+        HandoffReason::VisitorAsked => {
+            "You asked for a person. Someone from the team will join you here.".into()
+        }
+        HandoffReason::LowConfidence => {
+            "I'm not sure about this one, so I'm bringing in a person from the team.".into()
+        }
+        HandoffReason::OutOfScope => {
+            "That's outside what I can answer, so I'm passing you to a person from the team.".into()
+        }
+        HandoffReason::Sensitive { .. } => {
+            "This needs a person from the team, so I'm passing your conversation on.".into()
+        }
+        HandoffReason::Frustration | HandoffReason::RepeatedFailure => {
+            "Sorry I couldn't help. I'm bringing in a person from the team.".into()
+        }
+        HandoffReason::EngineError => "Something went wrong on my side. A person from the team \
+            will answer you here; nothing you wrote is lost."
+            .into(),
+        _ => "A person from the team will answer you here.".into(),
+    }
+}
+
+/// Checks a client message id: non-empty, at most 64 bytes.
+pub fn validate_client_msg_id(id: &str) -> Result<(), ErrorBody> {
+    if id.is_empty() || id.len() > limits::MAX_CLIENT_MSG_ID_BYTES {
+        return Err(ErrorBody::new(
+            ErrorCode::Validation,
+            format!(
+                "client_msg_id must be 1 to {} bytes.",
+                limits::MAX_CLIENT_MSG_ID_BYTES
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The state a resolved conversation reopens into when the visitor writes again.
+fn reopen_state(site: &Site) -> ConversationState {
+    match site.settings.autonomy {
+        Autonomy::Off => ConversationState::Waiting,
+        Autonomy::Auto | Autonomy::Review => ConversationState::Ai,
+    }
+}
+
+/// Publishes the result of a commit: every new timeline entry to the conversation's
+/// subscribers, the new state when it changed, and the inbox line to the site's agents.
+pub fn publish(state: &AppState, committed: &Committed) {
+    let conversation = &committed.conversation;
+    for message in &committed.messages {
+        state
+            .hub
+            .publish_conversation(conversation.id, ServerFrame::Message(message.clone()));
+    }
+    if committed.state_changed() {
+        state.hub.publish_conversation(
+            conversation.id,
+            ServerFrame::State {
+                conversation_id: conversation.id,
+                state: conversation.snapshot.state,
+                assignee: conversation.snapshot.assignee.clone(),
+                reason: (conversation.snapshot.state == ConversationState::Waiting)
+                    .then(|| conversation.handoff_reason.clone())
+                    .flatten(),
+            },
+        );
+    }
+    if !committed.messages.is_empty() {
+        let preview = committed
+            .messages
+            .last()
+            .map(|m| m.body.chars().take(140).collect())
+            .unwrap_or_default();
+        state.hub.publish_site(
+            conversation.site_id,
+            ServerFrame::Conversation(conversation.summary(preview, VisitorInfo::default())),
+        );
+    }
+}
+
+/// The outcome of a visitor's `send`.
+#[derive(Debug)]
+pub struct Sent {
+    pub conversation: Conversation,
+    pub message: Message,
+    pub duplicate: bool,
+}
+
+/// Stores a visitor message (once per `client_msg_id`), publishes it, and starts the AI's
+/// answer in the background. `conversation_id` `None` means the visitor's latest
+/// conversation, or a new one.
+#[instrument(skip_all, fields(site = %site.key))]
+pub async fn visitor_send(
+    state: &AppState,
+    site: &Site,
+    visitor: &Visitor,
+    conversation_id: Option<Uuid>,
+    client_msg_id: &str,
+    body: &str,
+    context: (Option<&str>, Option<&str>),
+) -> Result<Sent, ErrorBody> {
+    validate_client_msg_id(client_msg_id).map_err(|e| e.for_message(client_msg_id))?;
+    let body = validate_body(body).map_err(|e| e.for_message(client_msg_id))?;
+    let store = state.store.as_ref();
+    let fail = |e: StoreError| store_error_body(&e).for_message(client_msg_id);
+
+    let conversation = match conversation_id {
+        Some(id) => visitor_conversation(state, visitor, id)
+            .await
+            .map_err(|e| e.for_message(client_msg_id))?,
+        None => {
+            if let Some(earlier) = store
+                .visitor_message_by_client_id(visitor.id, client_msg_id)
+                .await
+                .map_err(fail)?
+            {
+                let conversation = store
+                    .conversation(earlier.conversation_id)
+                    .await
+                    .map_err(fail)?
+                    .ok_or_else(|| fail(StoreError::NotFound))?;
+                return Ok(Sent {
+                    conversation,
+                    message: earlier,
+                    duplicate: true,
+                });
+            }
+            match store.latest_conversation(visitor.id).await.map_err(fail)? {
+                Some(c) => c,
+                None => store
+                    .create_conversation(site.id, visitor.id, context.0, context.1)
+                    .await
+                    .map_err(fail)?,
+            }
+        }
+    };
+
+    let message = NewMessage {
+        client_msg_id: Some(client_msg_id.to_owned()),
+        ..NewMessage::new(Author::Visitor, body)
+    };
+    let committed = store
+        .commit(
+            conversation.id,
+            Op::Post {
+                message,
+                reopen_to: reopen_state(site),
+            },
+        )
+        .await
+        .map_err(fail)?;
+    if let Some(earlier) = committed.duplicate {
+        return Ok(Sent {
+            conversation: committed.conversation,
+            message: earlier,
+            duplicate: true,
+        });
+    }
+    publish(state, &committed);
+    let message = committed
+        .messages
+        .last()
+        .cloned()
+        .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "The message was not stored."))?;
+
+    let conversation = committed.conversation;
+    let task_state = state.clone();
+    let task_site = site.clone();
+    let task_conversation = conversation.clone();
+    let question = message.body.clone();
+    tokio::spawn(async move {
+        respond(&task_state, &task_site, &task_conversation, &question).await;
+    });
+    Ok(Sent {
+        conversation,
+        message,
+        duplicate: false,
+    })
+}
+
+/// Loads a conversation and checks it belongs to this visitor.
+pub async fn visitor_conversation(
+    state: &AppState,
+    visitor: &Visitor,
+    id: Uuid,
+) -> Result<Conversation, ErrorBody> {
+    match state.store.conversation(id).await {
+        Ok(Some(c)) if c.visitor_id == visitor.id => Ok(c),
+        Ok(_) => Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            "This conversation does not exist.",
+        )),
+        Err(e) => Err(store_error_body(&e)),
+    }
+}
+
+/// The AI's turn after a visitor message. Runs in the background: the visitor already has
+/// their ack. If a person takes over meanwhile, the store refuses the AI's post and the answer
+/// is dropped.
+#[instrument(skip_all, fields(conversation = %conversation.id))]
+pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation, question: &str) {
+    if conversation.snapshot.state != ConversationState::Ai {
+        return;
+    }
+    if site.settings.autonomy == Autonomy::Off {
+        escalate(state, conversation.id, HandoffReason::AutonomyOff).await;
+        return;
+    }
+    let typing = |on: bool| {
+        state.hub.publish_conversation(
+            conversation.id,
+            ServerFrame::Typing {
+                conversation_id: conversation.id,
+                author: Author::Ai,
+                typing: on,
+            },
+        );
+    };
+    typing(true);
+    let decision = state
+        .engine
+        .decide(Query {
+            site_id: site.id,
+            text: question,
+            locale: conversation.locale.as_deref(),
+        })
+        .await;
+    typing(false);
+    let decision = match decision {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(error = %e, "answer engine failed; escalating");
+            escalate(state, conversation.id, HandoffReason::EngineError).await;
+            return;
+        }
+    };
+    match decision {
+        Decision::Answer {
+            body,
+            source,
+            confidence,
+        } => {
+            let body = placeholders::fill(&body, &site.settings.placeholders);
+            ai_post(
+                state,
+                conversation.id,
+                body,
+                vec![source],
+                Some(confidence),
+                vec![],
+            )
+            .await;
+        }
+        Decision::Clarify {
+            body,
+            choices,
+            confidence,
+        } => {
+            ai_post(
+                state,
+                conversation.id,
+                body,
+                vec![],
+                Some(confidence),
+                choices,
+            )
+            .await;
+        }
+        Decision::Escalate { reason, .. } => {
+            escalate(state, conversation.id, reason).await;
+        }
+    }
+}
+
+async fn ai_post(
+    state: &AppState,
+    conversation_id: Uuid,
+    body: String,
+    sources: Vec<Source>,
+    confidence: Option<f32>,
+    choices: Vec<Choice>,
+) {
+    let message = NewMessage {
+        sources,
+        confidence,
+        choices,
+        ..NewMessage::new(Author::Ai, body)
+    };
+    let op = Op::Post {
+        message,
+        reopen_to: ConversationState::Ai,
+    };
+    match state.store.commit(conversation_id, op).await {
+        Ok(committed) => publish(state, &committed),
+        Err(StoreError::State(StateError::AiSilenced(now))) => {
+            tracing::info!(state = ?now, "AI answer dropped: a person has the conversation");
+        }
+        Err(e) => warn!(error = %e, "could not store the AI answer"),
+    }
+}
+
+/// Hands a conversation to a person. Asking twice is not an error: the second time nothing
+/// changes.
+pub async fn escalate(
+    state: &AppState,
+    conversation_id: Uuid,
+    reason: HandoffReason,
+) -> Option<Committed> {
+    let op = Op::Transition {
+        notice: escalation_notice(&reason),
+        transition: Transition::Escalated { reason },
+    };
+    match state.store.commit(conversation_id, op).await {
+        Ok(committed) => {
+            publish(state, &committed);
+            publish_queue_position(state, &committed.conversation).await;
+            Some(committed)
+        }
+        Err(StoreError::State(e)) => {
+            tracing::debug!(error = %e, "escalation not applied");
+            None
+        }
+        Err(e) => {
+            warn!(error = %e, "could not escalate");
+            None
+        }
+    }
+}
+
+/// Tells the conversation's subscribers where it stands in the queue.
+pub async fn publish_queue_position(state: &AppState, conversation: &Conversation) {
+    if let Ok(Some(position)) = state.store.queue_position(conversation).await {
+        state.hub.publish_conversation(
+            conversation.id,
+            ServerFrame::Queue {
+                conversation_id: conversation.id,
+                position,
+            },
+        );
+    }
+}
+
+/// The visitor picked a clarifying choice: record the pick as their message, then answer
+/// from that entry.
+pub async fn visitor_choose(
+    state: &AppState,
+    site: &Site,
+    visitor: &Visitor,
+    conversation_id: Uuid,
+    message_id: Uuid,
+    choice_id: &str,
+    client_msg_id: &str,
+) -> Result<Sent, ErrorBody> {
+    validate_client_msg_id(client_msg_id)?;
+    let conversation = visitor_conversation(state, visitor, conversation_id).await?;
+    let offered = state
+        .store
+        .message(conversation.id, message_id)
+        .await
+        .map_err(|e| store_error_body(&e))?
+        .and_then(|m| m.choices.into_iter().find(|c| c.id == choice_id));
+    let Some(choice) = offered else {
+        return Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            "That choice is not offered in this conversation.",
+        ));
+    };
+    let entry = state.engine.entry(site.id, &choice.id);
+    let message = NewMessage {
+        client_msg_id: Some(client_msg_id.to_owned()),
+        ..NewMessage::new(Author::Visitor, choice.label.clone())
+    };
+    let committed = state
+        .store
+        .commit(
+            conversation.id,
+            Op::Post {
+                message,
+                reopen_to: reopen_state(site),
+            },
+        )
+        .await
+        .map_err(|e| store_error_body(&e))?;
+    let duplicate = committed.duplicate.is_some();
+    if !duplicate {
+        publish(state, &committed);
+    }
+    let message = committed
+        .duplicate
+        .clone()
+        .or_else(|| committed.messages.last().cloned())
+        .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "The message was not stored."))?;
+    if !duplicate && committed.conversation.snapshot.state == ConversationState::Ai {
+        match entry {
+            Some(entry) if entry.escalate.is_none() => {
+                let body = placeholders::fill(&entry.answer, &site.settings.placeholders);
+                let source = Source {
+                    entry_id: entry.id,
+                    title: entry.title,
+                };
+                ai_post(
+                    state,
+                    conversation.id,
+                    body,
+                    vec![source],
+                    Some(1.0),
+                    vec![],
+                )
+                .await;
+            }
+            Some(entry) => {
+                let reason = entry.escalate.unwrap_or(HandoffReason::VisitorAsked);
+                escalate(state, conversation.id, reason).await;
+            }
+            None => {
+                escalate(state, conversation.id, HandoffReason::LowConfidence).await;
+            }
+        }
+    }
+    Ok(Sent {
+        conversation: committed.conversation,
+        message,
+        duplicate,
+    })
+}

@@ -1,0 +1,787 @@
+//! [`LexicalEngine`]: TF-IDF over the knowledge base's example questions.
+//!
+//! Each example question is a sparse TF-IDF vector (word stems and pairs of adjacent stems,
+//! sublinear term frequency, L2-normalised). A visitor's question is scored by cosine against
+//! every example; an entry's score combines its best example and the mean of its best few, so
+//! one lucky example does not outweigh an entry that matches all over. The best score becomes a
+//! confidence (an estimate of how often answering is right, fitted by cross-validation on the
+//! demo knowledge base) and [`Thresholds`] decide: answer, ask which of two close entries is
+//! meant, or hand the conversation to a person.
+//!
+//! Before any scoring, a visitor who plainly asks for a person (in English, German, French or
+//! Spanish) is handed over: see [`asks_for_human`].
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, RwLock};
+
+use nexus_shared::{Choice, HandoffReason, Source};
+use uuid::Uuid;
+
+use super::{AnswerEngine, Decision, EngineError, KbEntry, Query};
+
+/// At most this many characters of a question are looked at (a question is short; a pasted
+/// log is not one).
+const MAX_QUERY_CHARS: usize = 2_000;
+/// An entry's score: this much of its best example's cosine, the rest from the mean of its
+/// best [`TOP_K`] examples.
+const MAX_WEIGHT: f32 = 0.5;
+const TOP_K: usize = 3;
+/// Confidence = `1 / (1 + exp(-CONFIDENCE_SLOPE * (score - CONFIDENCE_MIDPOINT)))`: the
+/// logistic fit of "answering the best entry is right" on the entry score, by cross-validation
+/// on the demo knowledge base plus out-of-scope questions.
+const CONFIDENCE_SLOPE: f32 = 12.0;
+const CONFIDENCE_MIDPOINT: f32 = 0.35;
+
+/// When the engine answers, asks, or hands over. Confidences are in 0..1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Below this confidence no entry is close: hand over as out of scope.
+    pub out_of_scope: f32,
+    /// From this confidence on the engine answers (or asks, see `clarify_margin`); between
+    /// `out_of_scope` and this it hands over for low confidence.
+    pub answer: f32,
+    /// When the second-best entry's score is within this of the best one's (scores are cosine
+    /// similarities, 0..1), the engine asks which one the visitor means.
+    pub clarify_margin: f32,
+    /// The most choices a clarifying question offers (at least 2).
+    pub max_choices: usize,
+}
+
+impl Default for Thresholds {
+    /// Chosen by cross-validation on the demo knowledge base (see the tests).
+    fn default() -> Self {
+        Self {
+            out_of_scope: 0.15,
+            answer: 0.5,
+            clarify_margin: 0.03,
+            max_choices: 3,
+        }
+    }
+}
+
+/// The lexical answer engine. Knowledge bases are indexed in [`AnswerEngine::load_site`];
+/// [`AnswerEngine::decide`] only reads.
+pub struct LexicalEngine {
+    thresholds: Thresholds,
+    sites: RwLock<HashMap<Uuid, Arc<SiteIndex>>>,
+}
+
+impl std::fmt::Debug for LexicalEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LexicalEngine")
+            .field("thresholds", &self.thresholds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for LexicalEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LexicalEngine {
+    /// An engine with the default [`Thresholds`].
+    pub fn new() -> Self {
+        Self::with_thresholds(Thresholds::default())
+    }
+
+    pub fn with_thresholds(thresholds: Thresholds) -> Self {
+        Self {
+            thresholds,
+            sites: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+
+    fn site(&self, site_id: Uuid) -> Option<Arc<SiteIndex>> {
+        // A poisoned lock only means a writer panicked mid-insert; the map itself is intact.
+        let sites = self.sites.read().unwrap_or_else(|e| e.into_inner());
+        sites.get(&site_id).cloned()
+    }
+
+    /// The decision for `text` against an index (no locking, no async: the core of `decide`).
+    fn decide_with(&self, index: &SiteIndex, text: &str) -> Decision {
+        if asks_for_human(text) {
+            return Decision::Escalate {
+                reason: HandoffReason::VisitorAsked,
+                confidence: None,
+            };
+        }
+        let ranked = index.rank(text);
+        let Some(&(best, best_score)) = ranked.first() else {
+            return Decision::Escalate {
+                reason: HandoffReason::OutOfScope,
+                confidence: Some(0.0),
+            };
+        };
+        let t = &self.thresholds;
+        let confidence = confidence(best_score);
+        let entry = &index.entries[best];
+        if let Some(reason) = &entry.escalate {
+            if confidence >= t.answer {
+                return Decision::Escalate {
+                    reason: reason.clone(),
+                    confidence: Some(confidence),
+                };
+            }
+        }
+        if confidence < t.out_of_scope {
+            return Decision::Escalate {
+                reason: HandoffReason::OutOfScope,
+                confidence: Some(confidence),
+            };
+        }
+        if confidence < t.answer {
+            return Decision::Escalate {
+                reason: HandoffReason::LowConfidence,
+                confidence: Some(confidence),
+            };
+        }
+        let close: Vec<usize> = ranked
+            .iter()
+            .take(t.max_choices.max(2))
+            .take_while(|&&(_, score)| {
+                best_score - score <= t.clarify_margin && self::confidence(score) >= t.out_of_scope
+            })
+            .map(|&(i, _)| i)
+            .collect();
+        if close.len() >= 2 {
+            return Decision::Clarify {
+                body: "Do you mean one of these?".to_owned(),
+                choices: close
+                    .iter()
+                    .map(|&i| Choice {
+                        id: index.entries[i].id.clone(),
+                        label: index.entries[i].title.clone(),
+                    })
+                    .collect(),
+                confidence,
+            };
+        }
+        Decision::Answer {
+            body: entry.answer.clone(),
+            source: Source {
+                entry_id: entry.id.clone(),
+                title: entry.title.clone(),
+            },
+            confidence,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AnswerEngine for LexicalEngine {
+    fn name(&self) -> &str {
+        "lexical"
+    }
+
+    fn load_site(&self, site_id: Uuid, entries: Vec<KbEntry>) {
+        let index = Arc::new(SiteIndex::build(entries));
+        let mut sites = self.sites.write().unwrap_or_else(|e| e.into_inner());
+        sites.insert(site_id, index);
+    }
+
+    fn entry(&self, site_id: Uuid, entry_id: &str) -> Option<KbEntry> {
+        let index = self.site(site_id)?;
+        index.entries.iter().find(|e| e.id == entry_id).cloned()
+    }
+
+    async fn decide(&self, query: Query<'_>) -> Result<Decision, EngineError> {
+        let index = self
+            .site(query.site_id)
+            .ok_or(EngineError::UnknownSite(query.site_id))?;
+        Ok(self.decide_with(&index, query.text))
+    }
+}
+
+/// The estimated chance that answering with an entry of this score is right.
+fn confidence(score: f32) -> f32 {
+    let c = 1.0 / (1.0 + (-CONFIDENCE_SLOPE * (score - CONFIDENCE_MIDPOINT)).exp());
+    if c.is_finite() {
+        c.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+// ----- the index -----
+
+/// A sparse vector: (term id, weight), sorted by term id.
+type Sparse = Vec<(u32, f32)>;
+
+/// One site's knowledge base, indexed.
+struct SiteIndex {
+    entries: Vec<KbEntry>,
+    /// Word stems and pairs of stems.
+    words: Space,
+    /// Letter n-grams of words (for typos and word forms the stemmer misses).
+    letters: Space,
+    /// Entry → its examples (examples are numbered entry by entry).
+    examples_of: Vec<Range<usize>>,
+    example_count: usize,
+}
+
+/// One TF-IDF vector space over the examples.
+struct Space {
+    /// Term → id.
+    terms: HashMap<String, u32>,
+    idf: Vec<f32>,
+    /// The weight of a term seen in no example: it counts in a question's norm, so words the
+    /// knowledge base never uses make a question less similar to every example.
+    unseen_idf: f32,
+    /// Term id → (example, weight in that example's normalised vector).
+    postings: Vec<Vec<(u32, f32)>>,
+}
+
+impl Space {
+    /// `examples[i]` holds the features of example `i`.
+    fn build(examples: &[Vec<String>]) -> Self {
+        let mut terms: HashMap<String, u32> = HashMap::new();
+        let mut doc_freq: Vec<u32> = Vec::new();
+        // Each example as (term id, count), before weighting.
+        let mut counted: Vec<Vec<(u32, u32)>> = Vec::with_capacity(examples.len());
+        for features in examples {
+            let mut counts: HashMap<u32, u32> = HashMap::new();
+            for feature in features {
+                let next = u32::try_from(terms.len()).unwrap_or(u32::MAX);
+                let id = *terms.entry(feature.clone()).or_insert(next);
+                if id as usize == doc_freq.len() {
+                    doc_freq.push(0);
+                }
+                *counts.entry(id).or_insert(0) += 1;
+            }
+            for &id in counts.keys() {
+                doc_freq[id as usize] += 1;
+            }
+            counted.push(counts.into_iter().collect());
+        }
+        let n = examples.len() as f32;
+        let idf: Vec<f32> = doc_freq
+            .iter()
+            .map(|&df| ((1.0 + n) / (1.0 + df as f32)).ln() + 1.0)
+            .collect();
+        let unseen_idf = (1.0 + n).ln() + 1.0;
+        let mut postings: Vec<Vec<(u32, f32)>> = vec![Vec::new(); idf.len()];
+        for (example, counts) in counted.iter().enumerate() {
+            let weights: Sparse = counts
+                .iter()
+                .map(|&(id, tf)| (id, sublinear(tf) * idf[id as usize]))
+                .collect();
+            let example = u32::try_from(example).unwrap_or(u32::MAX);
+            for (id, weight) in normalise(weights) {
+                postings[id as usize].push((example, weight));
+            }
+        }
+        Self {
+            terms,
+            idf,
+            unseen_idf,
+            postings,
+        }
+    }
+
+    /// Adds `factor` × the cosine of the question's `features` with each example to `scores`.
+    fn add_cosines(&self, features: &[String], factor: f32, scores: &mut [f32]) {
+        let mut counts: HashMap<&str, u32> = HashMap::new();
+        for feature in features {
+            *counts.entry(feature.as_str()).or_insert(0) += 1;
+        }
+        let mut known: Sparse = Vec::with_capacity(counts.len());
+        let mut norm_sq = 0.0f32;
+        for (feature, tf) in counts {
+            let id = self.terms.get(feature).copied();
+            let idf = id.map_or(self.unseen_idf, |id| self.idf[id as usize]);
+            let w = sublinear(tf) * idf;
+            norm_sq += w * w;
+            if let Some(id) = id {
+                known.push((id, w));
+            }
+        }
+        if norm_sq <= 0.0 {
+            return;
+        }
+        let scale = factor / norm_sq.sqrt();
+        for (id, qw) in known {
+            for &(example, ew) in &self.postings[id as usize] {
+                if let Some(s) = scores.get_mut(example as usize) {
+                    *s += scale * qw * ew;
+                }
+            }
+        }
+    }
+}
+
+impl SiteIndex {
+    fn build(entries: Vec<KbEntry>) -> Self {
+        let mut words = Vec::new();
+        let mut letters = Vec::new();
+        let mut examples_of = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let start = words.len();
+            // The title is an example too: entries taught with one question still match.
+            for text in std::iter::once(&entry.title).chain(&entry.examples) {
+                let analysed = Analysed::new(text);
+                words.push(analysed.word_features());
+                letters.push(analysed.letter_features());
+            }
+            examples_of.push(start..words.len());
+        }
+        Self {
+            entries,
+            words: Space::build(&words),
+            letters: Space::build(&letters),
+            examples_of,
+            example_count: words.len(),
+        }
+    }
+
+    /// Similarity of the question with every example (0..1).
+    fn example_scores(&self, text: &str) -> Vec<f32> {
+        let analysed = Analysed::new(text);
+        let mut scores = vec![0.0f32; self.example_count];
+        let lw = letter_weight();
+        self.words
+            .add_cosines(&analysed.word_features(), 1.0 - lw, &mut scores);
+        self.letters
+            .add_cosines(&analysed.letter_features(), lw, &mut scores);
+        scores
+    }
+
+    /// Entries with a score above zero, best first (ties: the earlier entry).
+    fn rank(&self, text: &str) -> Vec<(usize, f32)> {
+        let scores = self.example_scores(text);
+        let mut ranked: Vec<(usize, f32)> = self
+            .examples_of
+            .iter()
+            .enumerate()
+            .filter_map(|(entry, range)| {
+                let s = entry_score(scores.get(range.clone()).unwrap_or(&[]));
+                (s > 0.0).then_some((entry, s))
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked
+    }
+}
+
+/// An entry's score from its examples' cosines.
+fn entry_score(scores: &[f32]) -> f32 {
+    let tk = top_k();
+    let mut top = vec![0.0f32; tk];
+    for &s in scores {
+        if s > top[tk - 1] {
+            top[tk - 1] = s;
+            top.sort_unstable_by(|a, b| b.total_cmp(a));
+        }
+    }
+    let k = scores.len().clamp(1, tk);
+    let mean = top[..k].iter().sum::<f32>() / k as f32;
+    max_weight() * top[0] + (1.0 - max_weight()) * mean
+}
+
+fn sublinear(tf: u32) -> f32 {
+    1.0 + (tf.max(1) as f32).ln()
+}
+
+fn normalise(mut v: Sparse) -> Sparse {
+    let norm = v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for (_, w) in &mut v {
+            *w /= norm;
+        }
+    }
+    v
+}
+
+// ----- text analysis -----
+
+/// Words too common in questions to tell entries apart.
+const STOP_WORDS: &[&str] = &[
+    "a", "about", "am", "an", "and", "any", "are", "as", "at", "be", "been", "being", "by", "can",
+    "could", "did", "do", "does", "doe", "for", "from", "had", "has", "have", "he", "hello", "hey",
+    "hi", "i", "id", "if", "im", "in", "into", "is", "it", "its", "ive", "me", "my", "of", "on",
+    "or", "our", "please", "pls", "plz", "she", "should", "so", "some", "that", "the", "their",
+    "them", "there", "these", "they", "this", "those", "to", "u", "us", "was", "we", "were",
+    "will", "with", "would", "ya", "you", "your",
+];
+
+/// A text, analysed: its words after [`normalise_text`] and stop-word removal, and their stems.
+struct Analysed {
+    words: Vec<String>,
+    stems: Vec<String>,
+}
+
+impl Analysed {
+    fn new(text: &str) -> Self {
+        let text = truncate_chars(text, MAX_QUERY_CHARS);
+        let mut words = Vec::new();
+        let mut stems = Vec::new();
+        for w in normalise_text(text).split(' ') {
+            if w.is_empty() || STOP_WORDS.contains(&w) {
+                continue;
+            }
+            let s = if w.chars().filter(char::is_ascii_digit).count() >= 3 {
+                "#num".to_owned()
+            } else {
+                stem(w)
+            };
+            if s.is_empty() || STOP_WORDS.contains(&s.as_str()) {
+                continue;
+            }
+            words.push(if s == "#num" { s.clone() } else { w.to_owned() });
+            stems.push(s);
+        }
+        Self { words, stems }
+    }
+
+    /// Stems and pairs of adjacent stems.
+    fn word_features(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.stems.len() * 2);
+        out.extend(self.stems.iter().cloned());
+        if bigrams() {
+            for pair in self.stems.windows(2) {
+                out.push(format!("{} {}", pair[0], pair[1]));
+            }
+        }
+        out
+    }
+
+    /// Letter n-grams of each word, with `<` and `>` marking its start and end.
+    fn letter_features(&self) -> Vec<String> {
+        let n = letter_n();
+        let mut out = Vec::new();
+        for word in &self.words {
+            let chars: Vec<char> = std::iter::once('<')
+                .chain(word.chars())
+                .chain(std::iter::once('>'))
+                .collect();
+            if chars.len() <= n {
+                out.push(chars.iter().collect());
+                continue;
+            }
+            for gram in chars.windows(n) {
+                out.push(gram.iter().collect());
+            }
+        }
+        out
+    }
+}
+
+fn env_f(name: &str, default: f32) -> f32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+fn letter_weight() -> f32 {
+    env_f("LEX_LW", 0.0)
+}
+fn letter_n() -> usize {
+    env_f("LEX_N", 4.0) as usize
+}
+fn bigrams() -> bool {
+    env_f("LEX_BI", 1.0) > 0.5
+}
+fn max_weight() -> f32 {
+    env_f("LEX_MAXW", 0.5)
+}
+fn top_k() -> usize {
+    env_f("LEX_TOPK", 3.0) as usize
+}
+
+fn truncate_chars(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+/// Lower case, accents folded (`é` → `e`, `ß` → `ss`), apostrophes dropped inside words
+/// (`don't` → `dont`), everything that is not a letter or digit made a single space.
+fn normalise_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = true;
+    for c in text.chars() {
+        if matches!(c, '\'' | '’' | '`' | '´') {
+            continue;
+        }
+        if c.is_alphanumeric() {
+            for lower in c.to_lowercase() {
+                match fold_accent(lower) {
+                    Some(folded) => out.push_str(folded),
+                    None => out.push(lower),
+                }
+            }
+            space = false;
+        } else if !space {
+            out.push(' ');
+            space = true;
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+/// The accent-free spelling of common Latin letters with diacritics.
+fn fold_accent(c: char) -> Option<&'static str> {
+    Some(match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+        'æ' => "ae",
+        'ç' | 'ć' | 'č' => "c",
+        'ď' | 'đ' => "d",
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ė' | 'ę' | 'ě' => "e",
+        'ğ' => "g",
+        'ì' | 'í' | 'î' | 'ï' | 'ī' | 'į' | 'ı' => "i",
+        'ł' | 'ľ' => "l",
+        'ñ' | 'ń' | 'ň' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ő' => "o",
+        'œ' => "oe",
+        'ř' => "r",
+        'ß' => "ss",
+        'ś' | 'š' | 'ş' => "s",
+        'ť' | 'ţ' => "t",
+        'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' | 'ű' => "u",
+        'ý' | 'ÿ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        _ => return None,
+    })
+}
+
+/// A light English stemmer: plural and verb endings, doubled final consonants, final `e`
+/// (`orders` → `order`, `canceling`/`cancelled` → `cancel`, `changes`/`changed` → `chang`).
+fn stem(word: &str) -> String {
+    let mut w = word.to_owned();
+    let len = |w: &str| w.chars().count();
+    if !w.is_ascii() || len(&w) <= 3 {
+        return w;
+    }
+    if w.ends_with("ies") && len(&w) > 4 {
+        w.truncate(w.len() - 3);
+        w.push('y');
+    } else if w.ends_with("sses")
+        || w.ends_with("xes")
+        || w.ends_with("ches")
+        || w.ends_with("shes")
+    {
+        w.truncate(w.len() - 2);
+    } else if w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") && !w.ends_with("is") {
+        w.pop();
+    }
+    let mut stripped = false;
+    for suffix in ["ing", "ed"] {
+        if w.ends_with(suffix) && len(&w) - suffix.len() >= 3 {
+            w.truncate(w.len() - suffix.len());
+            stripped = true;
+            break;
+        }
+    }
+    if stripped {
+        let b = w.as_bytes();
+        let n = b.len();
+        if n >= 2 && b[n - 1] == b[n - 2] && !matches!(b[n - 1], b'l' | b's' | b'z' | b'e')
+            || n >= 2 && b[n - 1] == b'l' && b[n - 2] == b'l'
+        {
+            w.pop();
+        }
+    }
+    if w.ends_with('e') && len(&w) > 3 {
+        w.pop();
+    }
+    w
+}
+
+// ----- "I want a person" -----
+
+/// Verbs of getting in touch: with one of [`PEOPLE`] nearby they ask for a person.
+const CONTACT_VERBS: &[&str] = &[
+    // English
+    "talk",
+    "talking",
+    "speak",
+    "speaking",
+    "chat",
+    "chatting",
+    "connect",
+    "transfer",
+    "contact",
+    "reach",
+    "escalate", // German
+    "sprechen",
+    "reden",
+    "verbinden",
+    "verbindet",
+    "chatten",
+    "kontaktieren",
+    "erreichen",
+    "sprechen", // French
+    "parler",
+    "discuter",
+    "contacter",
+    "joindre",
+    "passer",
+    "mettre",
+    "mettez",
+    "passez",
+    "transferer", // Spanish
+    "hablar",
+    "conversar",
+    "contactar",
+    "comunicarme",
+    "comunicar",
+    "pasar",
+    "pasame",
+    "paseme",
+    "transferir",
+    "transfiereme",
+    "chatear",
+];
+
+/// Verbs of wanting: only with one of [`HUMANS`] nearby do they ask for a person.
+const WANT_VERBS: &[&str] = &[
+    "want", "need", "like", "prefer", "get", "give", "moechte", "mochte", "will", "brauche",
+    "hatte", "veux", "voudrais", "souhaite", "besoin", "quiero", "necesito", "quisiera",
+    "prefiero",
+];
+
+/// Words for a person (after [`normalise_text`]).
+const PEOPLE: &[&str] = &[
+    // English
+    "human",
+    "humans",
+    "person",
+    "people",
+    "agent",
+    "agents",
+    "representative",
+    "rep",
+    "operator",
+    "someone",
+    "somebody",
+    "staff",
+    "employee",
+    "advisor",
+    "adviser",
+    // German
+    "mensch",
+    "menschen",
+    "mitarbeiter",
+    "mitarbeiterin",
+    "berater",
+    "beraterin",
+    "person",
+    "jemandem",
+    "jemand",
+    "kundenberater",
+    "servicemitarbeiter",
+    "agenten",
+    // French
+    "humain",
+    "personne",
+    "conseiller",
+    "conseillere",
+    "operateur",
+    "operatrice",
+    "quelquun",
+    "agent", // Spanish
+    "humano",
+    "persona",
+    "agente",
+    "asesor",
+    "asesora",
+    "representante",
+    "operador",
+    "operadora",
+    "alguien",
+];
+
+/// Words that mean a human being, not just "someone".
+const HUMANS: &[&str] = &[
+    "human",
+    "humans",
+    "operator",
+    "representative",
+    "mensch",
+    "menschen",
+    "mitarbeiter",
+    "humain",
+    "operateur",
+    "conseiller",
+    "humano",
+    "operador",
+    "asesor",
+];
+
+/// Phrases (in normalised words) that ask for a person on their own.
+const PERSON_PHRASES: &[&[&str]] = &[
+    &["real", "person"],
+    &["real", "human"],
+    &["actual", "person"],
+    &["actual", "human"],
+    &["live", "agent"],
+    &["live", "person"],
+    &["human", "being"],
+    &["human", "agent"],
+    &["echten", "menschen"],
+    &["echter", "mensch"],
+    &["echte", "person"],
+    &["echten", "person"],
+    &["vraie", "personne"],
+    &["vrai", "humain"],
+    &["etre", "humain"],
+    &["persona", "real"],
+    &["ser", "humano"],
+    &["humano", "real"],
+    &["agente", "humano"],
+];
+
+/// How many words apart a verb and a person may be ("talk to a real human being": 3).
+const WINDOW: usize = 4;
+
+/// True when the visitor plainly asks for a person: "talk to a human", "real person",
+/// "Ich möchte mit einem Menschen sprechen", "parler à un conseiller", "hablar con una
+/// persona", or just "agent" / "human please".
+pub fn asks_for_human(text: &str) -> bool {
+    let normal = normalise_text(truncate_chars(text, MAX_QUERY_CHARS));
+    let words: Vec<&str> = normal.split(' ').filter(|w| !w.is_empty()).collect();
+    if words.is_empty() {
+        return false;
+    }
+    if PERSON_PHRASES
+        .iter()
+        .any(|phrase| words.windows(phrase.len()).any(|w| w == *phrase))
+    {
+        return true;
+    }
+    // A message that is little more than "human" or "agent please".
+    const FILLER: &[&str] = &[
+        "please", "pls", "plz", "now", "bitte", "svp", "por", "favor", "a", "an", "un", "une",
+        "ein", "einen",
+    ];
+    let content: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !FILLER.contains(w))
+        .collect();
+    if content.len() == 1 && (HUMANS.contains(&content[0]) || content[0] == "agent") {
+        return true;
+    }
+    words.iter().enumerate().any(|(i, w)| {
+        let near = |set: &[&str]| {
+            let lo = i.saturating_sub(WINDOW);
+            let hi = (i + WINDOW + 1).min(words.len());
+            words[lo..hi].iter().any(|n| set.contains(n))
+        };
+        (CONTACT_VERBS.contains(w) && near(PEOPLE)) || (WANT_VERBS.contains(w) && near(HUMANS))
+    })
+}
+
+#[cfg(test)]
+#[path = "/tmp/engine_scratch/src/harness.rs"]
+mod harness;

@@ -1,0 +1,107 @@
+//! The one error type of HTTP handlers: a stable code and a message, never internals.
+
+use axum::Json;
+use axum::extract::FromRequest;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use nexus_shared::{ErrorBody, ErrorCode};
+
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct AppError(pub ErrorBody);
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(ErrorBody::new(code, message))
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found."))
+    }
+}
+
+/// The HTTP status for an error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadFrame
+        | ErrorCode::MessageTooLong
+        | ErrorCode::EmptyMessage
+        | ErrorCode::Validation
+        | ErrorCode::UnsupportedVersion
+        | ErrorCode::HelloRequired => StatusCode::BAD_REQUEST,
+        ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RateLimited | ErrorCode::LoginThrottled | ErrorCode::TooManyConnections => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        ErrorCode::Unauthorized | ErrorCode::InvalidCredentials | ErrorCode::IdentityInvalid => {
+            StatusCode::UNAUTHORIZED
+        }
+        ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound | ErrorCode::UnknownSite => StatusCode::NOT_FOUND,
+        ErrorCode::InvalidTransition | ErrorCode::NotAssignee | ErrorCode::ConversationResolved => {
+            StatusCode::CONFLICT
+        }
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (status_of(self.0.code), Json(self.0)).into_response()
+    }
+}
+
+impl From<ErrorBody> for AppError {
+    fn from(body: ErrorBody) -> Self {
+        Self(body)
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        Self(store_error_body(&err))
+    }
+}
+
+/// Maps a store error to what a client may see. Database details are logged, not sent.
+pub fn store_error_body(err: &StoreError) -> ErrorBody {
+    use nexus_shared::StateError;
+    match err {
+        StoreError::NotFound => ErrorBody::new(ErrorCode::NotFound, "Not found."),
+        StoreError::State(StateError::Resolved) => ErrorBody::new(
+            ErrorCode::ConversationResolved,
+            "The conversation is resolved.",
+        ),
+        StoreError::State(e @ (StateError::NotAssignee | StateError::OwnedByOther { .. })) => {
+            ErrorBody::new(ErrorCode::NotAssignee, e.to_string())
+        }
+        StoreError::State(e) => ErrorBody::new(ErrorCode::InvalidTransition, e.to_string()),
+        other => {
+            tracing::error!(error = %other, "store error");
+            ErrorBody::new(
+                ErrorCode::Internal,
+                "Something went wrong on our side. Please try again.",
+            )
+        }
+    }
+}
+
+/// `Json` whose rejection has the same error shape as every other error.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::new(ErrorCode::Validation, rejection.body_text())
+    }
+}

@@ -1,0 +1,426 @@
+//! Persistence. One [`Store`] trait, one module per backend; the backend is chosen by the
+//! database URL (`sqlite://…`).
+//!
+//! The store is the single place where conversation state changes: [`Store::commit`] reads the
+//! conversation, runs the shared state machine against it and writes the resulting timeline
+//! entries and the new state in one transaction. Two racing actors are therefore ordered by the
+//! database, and the second is checked against the state the first left behind.
+
+use std::collections::HashMap;
+
+use nexus_shared::{
+    AgentRef, Author, Autonomy, Choice, ConversationState, ConversationSummary, HandoffReason,
+    Message, Millis, Snapshot, Source, StateChange, StateError, Transition, VisitorInfo,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::engine::KbEntry;
+
+pub mod sqlite;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL {0:?} (expected sqlite://…)")]
+    UnsupportedUrl(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The owner-editable settings of a site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SiteSettings {
+    pub assistant_name: String,
+    pub greeting: String,
+    pub color: String,
+    pub autonomy: Autonomy,
+    /// Values for the `{{Placeholders}}` in knowledge-base answers.
+    pub placeholders: HashMap<String, String>,
+    /// Origins allowed to embed the widget; empty means any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for SiteSettings {
+    fn default() -> Self {
+        Self {
+            assistant_name: "Assistant".into(),
+            greeting: "Hi! How can we help?".into(),
+            color: "#4f46e5".into(),
+            autonomy: Autonomy::Auto,
+            placeholders: HashMap::new(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub id: Uuid,
+    pub key: String,
+    pub name: String,
+    pub settings: SiteSettings,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Visitor {
+    pub id: Uuid,
+    pub site_id: Uuid,
+    pub info: VisitorInfo,
+}
+
+/// A conversation row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub site_id: Uuid,
+    pub visitor_id: Uuid,
+    pub snapshot: Snapshot,
+    pub handoff_reason: Option<HandoffReason>,
+    pub last_seq: u64,
+    pub page_url: Option<String>,
+    pub locale: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub waiting_since: Option<Millis>,
+}
+
+impl Conversation {
+    pub fn summary(&self, preview: String, visitor: VisitorInfo) -> ConversationSummary {
+        ConversationSummary {
+            id: self.id,
+            state: self.snapshot.state,
+            assignee: self.snapshot.assignee.clone(),
+            handoff_reason: self.handoff_reason.clone(),
+            last_seq: self.last_seq,
+            preview,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            waiting_since: self.waiting_since,
+            visitor,
+        }
+    }
+}
+
+/// A timeline entry before the store gives it an id, a sequence number and a time.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NewMessage {
+    pub author: Option<Author>,
+    pub body: String,
+    pub client_msg_id: Option<String>,
+    pub sources: Vec<Source>,
+    pub confidence: Option<f32>,
+    pub choices: Vec<Choice>,
+    pub event: Option<StateChange>,
+}
+
+impl NewMessage {
+    pub fn new(author: Author, body: impl Into<String>) -> Self {
+        Self {
+            author: Some(author),
+            body: body.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn author(&self) -> Author {
+        self.author.clone().unwrap_or(Author::System)
+    }
+}
+
+/// What to change in a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Post a message, checked by the state machine. A visitor writing in a resolved
+    /// conversation reopens it to `reopen_to`; an agent replying to an unowned conversation
+    /// takes it over first.
+    Post {
+        message: NewMessage,
+        reopen_to: ConversationState,
+    },
+    /// Change state; the store records a system message with `notice` as its text.
+    Transition {
+        transition: Transition,
+        notice: String,
+    },
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The conversation after the commit.
+    pub conversation: Conversation,
+    /// The stored timeline entries, in sequence order (empty for a duplicate).
+    pub messages: Vec<Message>,
+    /// Set when the posted `client_msg_id` was stored before: the earlier message.
+    pub duplicate: Option<Message>,
+    /// The state before the commit.
+    pub before: Snapshot,
+}
+
+impl Committed {
+    pub fn state_changed(&self) -> bool {
+        self.before != self.conversation.snapshot
+    }
+}
+
+/// What the planner decided: entries to append and the conversation's new snapshot.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) messages: Vec<NewMessage>,
+    pub(crate) after: Snapshot,
+    pub(crate) escalation: Option<HandoffReason>,
+}
+
+/// Runs the state machine for `op` against `snapshot`. Shared by every backend so they
+/// cannot disagree on what is allowed.
+pub(crate) fn plan(snapshot: &Snapshot, op: Op) -> Result<Plan, StateError> {
+    let mut messages = Vec::new();
+    let mut current = snapshot.clone();
+    let mut escalation = None;
+    let mut change = |current: &mut Snapshot, transition: Transition, notice: String| {
+        let next = current.apply(&transition)?;
+        if let Transition::Escalated { reason } = &transition {
+            escalation = Some(reason.clone());
+        }
+        messages.push(NewMessage {
+            author: Some(Author::System),
+            body: notice,
+            event: Some(StateChange {
+                from: current.state,
+                to: next.state,
+                cause: transition,
+            }),
+            ..NewMessage::default()
+        });
+        *current = next;
+        Ok::<_, StateError>(())
+    };
+    match op {
+        Op::Post { message, reopen_to } => {
+            let author = message.author();
+            if current.state == ConversationState::Resolved && author == Author::Visitor {
+                change(
+                    &mut current,
+                    Transition::Reopened { to: reopen_to },
+                    "Conversation reopened.".into(),
+                )?;
+            } else if let Some(implied) = current.check_post(&author)? {
+                let notice = notice_for(&implied);
+                change(&mut current, implied, notice)?;
+            }
+            messages.push(message);
+        }
+        Op::Transition { transition, notice } => change(&mut current, transition, notice)?,
+    }
+    Ok(Plan {
+        messages,
+        after: current,
+        escalation,
+    })
+}
+
+/// The default system notice for a transition.
+pub fn notice_for(transition: &Transition) -> String {
+    match transition {
+        Transition::Escalated { .. } => "Waiting for a person.".into(),
+        Transition::TakenOver { agent } => format!("{} joined the conversation.", agent.name),
+        Transition::Transferred { to, .. } => {
+            format!("{} took over the conversation.", to.name)
+        }
+        Transition::HandedBack { .. } => "You're back with the assistant.".into(),
+        Transition::Resolved { .. } => "Conversation resolved.".into(),
+        Transition::Reopened { .. } => "Conversation reopened.".into(),
+        _ => "Conversation updated.".into(),
+    }
+}
+
+/// Persistence for everything the server keeps.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Is the database reachable?
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_site(&self, site: &Site) -> StoreResult<()>;
+    async fn site_by_key(&self, key: &str) -> StoreResult<Option<Site>>;
+    async fn site(&self, id: Uuid) -> StoreResult<Option<Site>>;
+    async fn sites(&self) -> StoreResult<Vec<Site>>;
+
+    async fn kb_entries(&self, site_id: Uuid) -> StoreResult<Vec<KbEntry>>;
+    async fn upsert_kb_entry(&self, site_id: Uuid, entry: &KbEntry) -> StoreResult<()>;
+
+    /// Creates a visitor; returns it and its secret token (only its hash is stored).
+    async fn create_visitor(
+        &self,
+        site_id: Uuid,
+        info: &VisitorInfo,
+    ) -> StoreResult<(Visitor, String)>;
+    async fn visitor_by_token(&self, site_id: Uuid, token: &str) -> StoreResult<Option<Visitor>>;
+
+    async fn create_conversation(
+        &self,
+        site_id: Uuid,
+        visitor_id: Uuid,
+        page_url: Option<&str>,
+        locale: Option<&str>,
+    ) -> StoreResult<Conversation>;
+    async fn conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>>;
+    /// The visitor's most recently updated conversation.
+    async fn latest_conversation(&self, visitor_id: Uuid) -> StoreResult<Option<Conversation>>;
+
+    /// Timeline entries with `seq > after_seq`, oldest first, at most `limit`.
+    async fn messages_after(
+        &self,
+        conversation_id: Uuid,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>>;
+    /// The last `limit` timeline entries, oldest first.
+    async fn last_messages(&self, conversation_id: Uuid, limit: u32) -> StoreResult<Vec<Message>>;
+    /// One timeline entry of a conversation.
+    async fn message(&self, conversation_id: Uuid, id: Uuid) -> StoreResult<Option<Message>>;
+    /// A visitor's earlier message with this client id, in any of their conversations.
+    async fn visitor_message_by_client_id(
+        &self,
+        visitor_id: Uuid,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<Message>>;
+    /// Position in the site's waiting queue (1 = next), if the conversation is waiting.
+    async fn queue_position(&self, conversation: &Conversation) -> StoreResult<Option<u32>>;
+
+    /// Applies `op` to a conversation atomically; see the module documentation.
+    async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed>;
+
+    async fn record_feedback(
+        &self,
+        conversation_id: Uuid,
+        message_id: Uuid,
+        helpful: bool,
+    ) -> StoreResult<()>;
+    async fn record_csat(
+        &self,
+        conversation_id: Uuid,
+        score: u8,
+        comment: Option<&str>,
+    ) -> StoreResult<()>;
+}
+
+/// Opens the store named by `url` and runs its migrations.
+pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::connect(url).await?,
+        ))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `agent` as stored in a row's two columns.
+pub(crate) fn agent_from_columns(id: Option<String>, name: Option<String>) -> Option<AgentRef> {
+    let id = Uuid::parse_str(id.as_deref()?).ok()?;
+    Some(AgentRef {
+        id,
+        name: name.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/nexus"),
+            "postgres://app:***@db:5432/nexus"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(
+            redact_url("postgres://app@db/nexus"),
+            "postgres://app@db/nexus"
+        );
+    }
+
+    #[test]
+    fn visitor_post_reopens_a_resolved_conversation() {
+        let resolved = Snapshot {
+            state: ConversationState::Resolved,
+            assignee: None,
+        };
+        let plan = plan(
+            &resolved,
+            Op::Post {
+                message: NewMessage::new(Author::Visitor, "one more thing"),
+                reopen_to: ConversationState::Ai,
+            },
+        )
+        .unwrap();
+        assert_eq!(plan.after.state, ConversationState::Ai);
+        assert_eq!(plan.messages.len(), 2);
+        assert_eq!(plan.messages[0].author(), Author::System);
+        assert_eq!(plan.messages[1].body, "one more thing");
+    }
+
+    #[test]
+    fn ai_post_after_takeover_is_refused() {
+        let human = Snapshot::new()
+            .apply(&Transition::TakenOver {
+                agent: AgentRef {
+                    id: Uuid::from_u128(1),
+                    name: "Ana".into(),
+                },
+            })
+            .unwrap();
+        let err = plan(
+            &human,
+            Op::Post {
+                message: NewMessage::new(Author::Ai, "too late"),
+                reopen_to: ConversationState::Ai,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, StateError::AiSilenced(ConversationState::Human));
+    }
+}

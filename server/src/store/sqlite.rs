@@ -1,0 +1,626 @@
+//! The SQLite backend: the zero-setup default. WAL mode; one writer connection (SQLite allows
+//! one writer at a time, and a single writer connection avoids busy errors on lock upgrades)
+//! and a pool of readers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use nexus_shared::{Author, ConversationState, HandoffReason, Message, Snapshot, VisitorInfo};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::{
+    Committed, Conversation, Op, Site, SiteSettings, Store, StoreError, StoreResult, Visitor,
+    agent_from_columns, now_ms, plan,
+};
+use crate::engine::KbEntry;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite::memory:`)
+    /// and runs the migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a message is on disk before it is acknowledged.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(parent) = std::path::Path::new(options.get_filename()).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Database(sqlx::Error::Configuration(
+                        format!("cannot create {}: {e}", parent.display()).into(),
+                    ))
+                })?;
+            }
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Closes both pools (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    format!("vt_{}", hex::encode(bytes))
+}
+
+fn uuid_col(row: &SqliteRow, col: &str) -> StoreResult<Uuid> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
+        .transpose()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn site_from_row(row: &SqliteRow) -> StoreResult<Site> {
+    Ok(Site {
+        id: uuid_col(row, "id")?,
+        key: row.try_get("key")?,
+        name: row.try_get("name")?,
+        settings: json_col::<SiteSettings>(row, "settings")?.unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn conversation_from_row(row: &SqliteRow) -> StoreResult<Conversation> {
+    let state: String = row.try_get("state")?;
+    let state = ConversationState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?;
+    let assignee = agent_from_columns(row.try_get("assignee_id")?, row.try_get("assignee_name")?);
+    let last_seq: i64 = row.try_get("last_seq")?;
+    Ok(Conversation {
+        id: uuid_col(row, "id")?,
+        site_id: uuid_col(row, "site_id")?,
+        visitor_id: uuid_col(row, "visitor_id")?,
+        snapshot: Snapshot { state, assignee },
+        handoff_reason: json_col::<HandoffReason>(row, "handoff_reason")?,
+        last_seq: u64::try_from(last_seq).unwrap_or(0),
+        page_url: row.try_get("page_url")?,
+        locale: row.try_get("locale")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        waiting_since: row.try_get("waiting_since")?,
+    })
+}
+
+fn message_from_row(row: &SqliteRow) -> StoreResult<Message> {
+    let kind: String = row.try_get("author_kind")?;
+    let author = match kind.as_str() {
+        "visitor" => Author::Visitor,
+        "ai" => Author::Ai,
+        "system" => Author::System,
+        "agent" => Author::Agent(
+            agent_from_columns(row.try_get("author_id")?, row.try_get("author_name")?)
+                .ok_or_else(|| StoreError::Corrupt("agent author without id".into()))?,
+        ),
+        other => return Err(StoreError::Corrupt(format!("author {other:?}"))),
+    };
+    let seq: i64 = row.try_get("seq")?;
+    Ok(Message {
+        id: uuid_col(row, "id")?,
+        conversation_id: uuid_col(row, "conversation_id")?,
+        seq: u64::try_from(seq).unwrap_or(0),
+        client_msg_id: row.try_get("client_msg_id")?,
+        author,
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+        sources: json_col(row, "sources")?.unwrap_or_default(),
+        confidence: row
+            .try_get::<Option<f64>, _>("confidence")?
+            .map(|c| c as f32),
+        choices: json_col(row, "choices")?.unwrap_or_default(),
+        event: json_col(row, "event")?,
+    })
+}
+
+fn kb_from_row(row: &SqliteRow) -> StoreResult<KbEntry> {
+    Ok(KbEntry {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        answer: row.try_get("answer")?,
+        examples: json_col(row, "examples")?.unwrap_or_default(),
+        escalate: json_col(row, "escalate")?,
+    })
+}
+
+fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+async fn load_conversation(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: Uuid,
+) -> StoreResult<Conversation> {
+    let row = sqlx::query("SELECT * FROM conversations WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    conversation_from_row(&row)
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(site = %site.key))]
+    async fn create_site(&self, site: &Site) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sites (id, key, name, settings, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(site.id.to_string())
+        .bind(&site.key)
+        .bind(&site.name)
+        .bind(to_json(&site.settings))
+        .bind(site.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn site_by_key(&self, key: &str) -> StoreResult<Option<Site>> {
+        sqlx::query("SELECT * FROM sites WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(site_from_row)
+            .transpose()
+    }
+
+    async fn site(&self, id: Uuid) -> StoreResult<Option<Site>> {
+        sqlx::query("SELECT * FROM sites WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(site_from_row)
+            .transpose()
+    }
+
+    async fn sites(&self) -> StoreResult<Vec<Site>> {
+        sqlx::query("SELECT * FROM sites ORDER BY created_at")
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(site_from_row)
+            .collect()
+    }
+
+    async fn kb_entries(&self, site_id: Uuid) -> StoreResult<Vec<KbEntry>> {
+        sqlx::query("SELECT * FROM kb_entries WHERE site_id = ? ORDER BY created_at, id")
+            .bind(site_id.to_string())
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(kb_from_row)
+            .collect()
+    }
+
+    async fn upsert_kb_entry(&self, site_id: Uuid, entry: &KbEntry) -> StoreResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO kb_entries (site_id, id, title, answer, examples, escalate, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (site_id, id) DO UPDATE SET title = excluded.title,
+                answer = excluded.answer, examples = excluded.examples,
+                escalate = excluded.escalate, updated_at = excluded.updated_at",
+        )
+        .bind(site_id.to_string())
+        .bind(&entry.id)
+        .bind(&entry.title)
+        .bind(&entry.answer)
+        .bind(to_json(&entry.examples))
+        .bind(entry.escalate.as_ref().map(to_json))
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all)]
+    async fn create_visitor(
+        &self,
+        site_id: Uuid,
+        info: &VisitorInfo,
+    ) -> StoreResult<(Visitor, String)> {
+        let id = Uuid::new_v4();
+        let token = new_token();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO visitors (id, site_id, token_hash, name, email, created_at, last_seen_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(site_id.to_string())
+        .bind(hash_token(&token))
+        .bind(&info.name)
+        .bind(&info.email)
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok((
+            Visitor {
+                id,
+                site_id,
+                info: info.clone(),
+            },
+            token,
+        ))
+    }
+
+    async fn visitor_by_token(&self, site_id: Uuid, token: &str) -> StoreResult<Option<Visitor>> {
+        let row = sqlx::query("SELECT * FROM visitors WHERE token_hash = ? AND site_id = ?")
+            .bind(hash_token(token))
+            .bind(site_id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(Visitor {
+                id: uuid_col(&row, "id")?,
+                site_id: uuid_col(&row, "site_id")?,
+                info: VisitorInfo {
+                    name: row.try_get("name")?,
+                    email: row.try_get("email")?,
+                    page_url: None,
+                    locale: None,
+                },
+            })
+        })
+        .transpose()
+    }
+
+    #[instrument(skip_all)]
+    async fn create_conversation(
+        &self,
+        site_id: Uuid,
+        visitor_id: Uuid,
+        page_url: Option<&str>,
+        locale: Option<&str>,
+    ) -> StoreResult<Conversation> {
+        let now = now_ms();
+        let conversation = Conversation {
+            id: Uuid::new_v4(),
+            site_id,
+            visitor_id,
+            snapshot: Snapshot::new(),
+            handoff_reason: None,
+            last_seq: 0,
+            page_url: page_url.map(str::to_owned),
+            locale: locale.map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+            waiting_since: None,
+        };
+        sqlx::query(
+            "INSERT INTO conversations (id, site_id, visitor_id, state, last_seq, page_url, locale,
+                created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
+        )
+        .bind(conversation.id.to_string())
+        .bind(site_id.to_string())
+        .bind(visitor_id.to_string())
+        .bind(conversation.snapshot.state.as_str())
+        .bind(page_url)
+        .bind(locale)
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(conversation)
+    }
+
+    async fn conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
+        sqlx::query("SELECT * FROM conversations WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(conversation_from_row)
+            .transpose()
+    }
+
+    async fn latest_conversation(&self, visitor_id: Uuid) -> StoreResult<Option<Conversation>> {
+        sqlx::query(
+            "SELECT * FROM conversations WHERE visitor_id = ? ORDER BY updated_at DESC LIMIT 1",
+        )
+        .bind(visitor_id.to_string())
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(conversation_from_row)
+        .transpose()
+    }
+
+    async fn messages_after(
+        &self,
+        conversation_id: Uuid,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        sqlx::query(
+            "SELECT * FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(conversation_id.to_string())
+        .bind(seq_i64(after_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect()
+    }
+
+    async fn last_messages(&self, conversation_id: Uuid, limit: u32) -> StoreResult<Vec<Message>> {
+        let mut messages = sqlx::query(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(conversation_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        messages.reverse();
+        Ok(messages)
+    }
+
+    async fn message(&self, conversation_id: Uuid, id: Uuid) -> StoreResult<Option<Message>> {
+        sqlx::query("SELECT * FROM messages WHERE conversation_id = ? AND id = ?")
+            .bind(conversation_id.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(message_from_row)
+            .transpose()
+    }
+
+    async fn visitor_message_by_client_id(
+        &self,
+        visitor_id: Uuid,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        sqlx::query(
+            "SELECT m.* FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE c.visitor_id = ? AND m.client_msg_id = ? AND m.author_kind = 'visitor'
+             LIMIT 1",
+        )
+        .bind(visitor_id.to_string())
+        .bind(client_msg_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(message_from_row)
+        .transpose()
+    }
+
+    async fn queue_position(&self, conversation: &Conversation) -> StoreResult<Option<u32>> {
+        let (Some(since), ConversationState::Waiting) =
+            (conversation.waiting_since, conversation.snapshot.state)
+        else {
+            return Ok(None);
+        };
+        let ahead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE site_id = ? AND state = 'waiting'
+             AND (waiting_since < ? OR (waiting_since = ? AND id < ?))",
+        )
+        .bind(conversation.site_id.to_string())
+        .bind(since)
+        .bind(since)
+        .bind(conversation.id.to_string())
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(Some(
+            u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1),
+        ))
+    }
+
+    #[instrument(skip_all, fields(conversation = %conversation_id))]
+    async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed> {
+        let mut tx = self.writer.begin().await?;
+        let before = load_conversation(&mut tx, conversation_id).await?;
+
+        if let Op::Post { message, .. } = &op {
+            if let Some(cmid) = &message.client_msg_id {
+                let row = sqlx::query(
+                    "SELECT * FROM messages WHERE conversation_id = ? AND client_msg_id = ?",
+                )
+                .bind(conversation_id.to_string())
+                .bind(cmid)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = row {
+                    let duplicate = message_from_row(&row)?;
+                    return Ok(Committed {
+                        before: before.snapshot.clone(),
+                        conversation: before,
+                        messages: Vec::new(),
+                        duplicate: Some(duplicate),
+                    });
+                }
+            }
+        }
+
+        let plan = plan(&before.snapshot, op)?;
+        let now = now_ms();
+        let mut seq = before.last_seq;
+        let mut stored = Vec::with_capacity(plan.messages.len());
+        for new in plan.messages {
+            seq += 1;
+            let author = new.author();
+            let agent = match &author {
+                Author::Agent(a) => Some(a.clone()),
+                _ => None,
+            };
+            let message = Message {
+                id: Uuid::new_v4(),
+                conversation_id,
+                seq,
+                client_msg_id: new.client_msg_id,
+                author,
+                body: new.body,
+                created_at: now,
+                sources: new.sources,
+                confidence: new.confidence,
+                choices: new.choices,
+                event: new.event,
+            };
+            sqlx::query(
+                "INSERT INTO messages (id, conversation_id, seq, client_msg_id, author_kind,
+                    author_id, author_name, body, created_at, sources, confidence, choices, event)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(message.id.to_string())
+            .bind(conversation_id.to_string())
+            .bind(seq_i64(seq))
+            .bind(&message.client_msg_id)
+            .bind(message.author.kind())
+            .bind(agent.as_ref().map(|a| a.id.to_string()))
+            .bind(agent.as_ref().map(|a| a.name.clone()))
+            .bind(&message.body)
+            .bind(now)
+            .bind((!message.sources.is_empty()).then(|| to_json(&message.sources)))
+            .bind(message.confidence.map(f64::from))
+            .bind((!message.choices.is_empty()).then(|| to_json(&message.choices)))
+            .bind(message.event.as_ref().map(to_json))
+            .execute(&mut *tx)
+            .await?;
+            stored.push(message);
+        }
+
+        let after = plan.after;
+        let handoff_reason = plan.escalation.or_else(|| before.handoff_reason.clone());
+        let waiting_since = match after.state {
+            ConversationState::Waiting if before.snapshot.state == ConversationState::Waiting => {
+                before.waiting_since
+            }
+            ConversationState::Waiting => Some(now),
+            _ => None,
+        };
+        sqlx::query(
+            "UPDATE conversations SET state = ?, assignee_id = ?, assignee_name = ?,
+                handoff_reason = ?, last_seq = ?, updated_at = ?, waiting_since = ?
+             WHERE id = ?",
+        )
+        .bind(after.state.as_str())
+        .bind(after.assignee.as_ref().map(|a| a.id.to_string()))
+        .bind(after.assignee.as_ref().map(|a| a.name.clone()))
+        .bind(handoff_reason.as_ref().map(to_json))
+        .bind(seq_i64(seq))
+        .bind(now)
+        .bind(waiting_since)
+        .bind(conversation_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        Ok(Committed {
+            conversation: Conversation {
+                snapshot: after,
+                handoff_reason,
+                last_seq: seq,
+                updated_at: now,
+                waiting_since,
+                ..before.clone()
+            },
+            before: before.snapshot,
+            messages: stored,
+            duplicate: None,
+        })
+    }
+
+    async fn record_feedback(
+        &self,
+        conversation_id: Uuid,
+        message_id: Uuid,
+        helpful: bool,
+    ) -> StoreResult<()> {
+        let result = sqlx::query(
+            "INSERT INTO feedback (message_id, conversation_id, helpful, created_at)
+             SELECT id, conversation_id, ?, ? FROM messages
+             WHERE id = ? AND conversation_id = ? AND author_kind = 'ai'
+             ON CONFLICT (message_id) DO UPDATE SET helpful = excluded.helpful",
+        )
+        .bind(helpful)
+        .bind(now_ms())
+        .bind(message_id.to_string())
+        .bind(conversation_id.to_string())
+        .execute(&self.writer)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn record_csat(
+        &self,
+        conversation_id: Uuid,
+        score: u8,
+        comment: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO csat (conversation_id, score, comment, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (conversation_id) DO UPDATE SET score = excluded.score,
+                comment = excluded.comment, created_at = excluded.created_at",
+        )
+        .bind(conversation_id.to_string())
+        .bind(i64::from(score))
+        .bind(comment)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}

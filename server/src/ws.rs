@@ -1,0 +1,684 @@
+//! The `/ws` endpoint: one WebSocket per widget, visitor or agent.
+//!
+//! The session logic ([`run`]) is generic over any `Stream` of incoming and `Sink` of outgoing
+//! WebSocket messages, so it runs the same over a real socket and over channels in tests.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use nexus_shared::{
+    Auth, ClientFrame, ConversationView, ErrorBody, ErrorCode, Hello, Message, PROTOCOL_VERSION,
+    ServerFrame, Session, SiteInfo, Welcome, limits,
+};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{debug, instrument};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::chat;
+use crate::error::store_error_body;
+use crate::hub::Frame;
+use crate::store::{Site, Visitor};
+
+/// How long a client has to say `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the server pings; a connection silent for three intervals is closed.
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Frames a client may send per second, sustained, and in a burst.
+const FRAMES_PER_SECOND: f64 = 10.0;
+const FRAME_BURST: f64 = 30.0;
+/// History sent with `welcome`.
+const WELCOME_HISTORY: u32 = limits::DEFAULT_HISTORY_PAGE;
+
+/// `GET /ws`: upgrades with small buffers (a few KiB per idle connection, not 128 KiB) and
+/// the frame size limit.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(limits::MAX_FRAME_BYTES)
+        .max_frame_size(limits::MAX_FRAME_BYTES)
+        .on_upgrade(move |socket: WebSocket| async move {
+            let (sink, stream) = socket.split();
+            run(state, peer, sink, stream).await;
+        })
+}
+
+fn encode(frame: &ServerFrame) -> WsMessage {
+    let json = serde_json::to_string(frame).unwrap_or_else(|_| {
+        r#"{"type":"error","data":{"code":"internal","message":"encoding failed"}}"#.into()
+    });
+    WsMessage::Text(Utf8Bytes::from(json))
+}
+
+fn error_frame(error: ErrorBody) -> ServerFrame {
+    ServerFrame::Error(error)
+}
+
+/// Why a session ends.
+enum End {
+    /// The peer went away or the socket failed.
+    Gone,
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// A token bucket for incoming frames.
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new() -> Self {
+        Self {
+            tokens: FRAME_BURST,
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * FRAMES_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(FRAME_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Runs one connection to its end.
+#[instrument(skip_all, fields(%peer))]
+pub async fn run<Tx, Rx, E>(state: AppState, peer: SocketAddr, mut tx: Tx, mut rx: Rx)
+where
+    Tx: Sink<WsMessage> + Unpin,
+    Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let end = match tokio::time::timeout(HELLO_TIMEOUT, next_frame(&mut rx, &mut tx)).await {
+        Err(_) => {
+            let _ = tx
+                .send(encode(&error_frame(ErrorBody::new(
+                    ErrorCode::HelloRequired,
+                    "Say hello first.",
+                ))))
+                .await;
+            End::Close(4000, "hello timeout")
+        }
+        Ok(None) => End::Gone,
+        Ok(Some(ClientFrame::Hello(hello))) => match accept(&state, hello).await {
+            Ok((session, welcome)) => {
+                if tx
+                    .send(encode(&ServerFrame::Welcome(welcome)))
+                    .await
+                    .is_err()
+                {
+                    End::Gone
+                } else {
+                    session.run(&state, &mut tx, &mut rx).await
+                }
+            }
+            Err(error) => {
+                let _ = tx.send(encode(&error_frame(error))).await;
+                End::Close(4001, "hello refused")
+            }
+        },
+        Ok(Some(_)) => {
+            let _ = tx
+                .send(encode(&error_frame(ErrorBody::new(
+                    ErrorCode::HelloRequired,
+                    "The first frame must be hello.",
+                ))))
+                .await;
+            End::Close(4000, "hello required")
+        }
+    };
+    if let End::Close(code, reason) = end {
+        let _ = tx
+            .send(WsMessage::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            })))
+            .await;
+    }
+    debug!("connection closed");
+}
+
+/// Reads until a decodable client frame arrives (answering bad ones with errors) or the
+/// connection ends.
+async fn next_frame<Tx, Rx, E>(rx: &mut Rx, tx: &mut Tx) -> Option<ClientFrame>
+where
+    Tx: Sink<WsMessage> + Unpin,
+    Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    loop {
+        match decode(rx.next().await?) {
+            Decoded::Frame(frame) => return Some(frame),
+            Decoded::Skip => {}
+            Decoded::Bad(error) => {
+                tx.send(encode(&error_frame(error))).await.ok()?;
+            }
+            Decoded::End => return None,
+        }
+    }
+}
+
+enum Decoded {
+    Frame(ClientFrame),
+    Skip,
+    Bad(ErrorBody),
+    End,
+}
+
+fn decode<E: std::fmt::Display>(message: Result<WsMessage, E>) -> Decoded {
+    match message {
+        Ok(WsMessage::Text(text)) => {
+            if text.len() > limits::MAX_FRAME_BYTES {
+                return Decoded::Bad(ErrorBody::new(
+                    ErrorCode::FrameTooLarge,
+                    format!("Frames are limited to {} bytes.", limits::MAX_FRAME_BYTES),
+                ));
+            }
+            match serde_json::from_str::<ClientFrame>(text.as_str()) {
+                Ok(frame) => Decoded::Frame(frame),
+                Err(e) => Decoded::Bad(ErrorBody::new(
+                    ErrorCode::BadFrame,
+                    format!("Not a valid frame: {e}"),
+                )),
+            }
+        }
+        Ok(WsMessage::Binary(_)) => Decoded::Bad(ErrorBody::new(
+            ErrorCode::BadFrame,
+            "Binary frames are not supported; send JSON text.",
+        )),
+        Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => Decoded::Skip,
+        Ok(WsMessage::Close(_)) => Decoded::End,
+        Err(e) => {
+            debug!(error = %e, "websocket read failed");
+            Decoded::End
+        }
+    }
+}
+
+/// A connection that said hello successfully.
+enum Peer {
+    Visitor(VisitorSession),
+}
+
+impl Peer {
+    async fn run<Tx, Rx, E>(self, state: &AppState, tx: &mut Tx, rx: &mut Rx) -> End
+    where
+        Tx: Sink<WsMessage> + Unpin,
+        Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        match self {
+            Self::Visitor(session) => session.run(state, tx, rx).await,
+        }
+    }
+}
+
+async fn accept(state: &AppState, hello: Hello) -> Result<(Peer, Welcome), ErrorBody> {
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(ErrorBody::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "This server speaks protocol version {PROTOCOL_VERSION}; please reload the page."
+            ),
+        ));
+    }
+    match hello.auth {
+        Auth::Visitor {
+            site_key,
+            visitor_token,
+            conversation_id,
+            identity: _,
+            page_url,
+            locale,
+        } => {
+            let site = state
+                .store
+                .site_by_key(&site_key)
+                .await
+                .map_err(|e| store_error_body(&e))?
+                .ok_or_else(|| {
+                    ErrorBody::new(
+                        ErrorCode::UnknownSite,
+                        format!("No site is registered with the key {site_key:?}."),
+                    )
+                })?;
+            VisitorSession::open(
+                state,
+                site,
+                visitor_token,
+                conversation_id,
+                page_url,
+                locale,
+            )
+            .await
+        }
+        Auth::Agent { .. } => Err(ErrorBody::new(
+            ErrorCode::Unauthorized,
+            "This agent session is not valid; please log in again.",
+        )),
+    }
+}
+
+struct VisitorSession {
+    site: Site,
+    visitor: Visitor,
+    page_url: Option<String>,
+    locale: Option<String>,
+    /// The conversation this connection follows, once there is one.
+    conversation: Option<Uuid>,
+    subscription: Option<broadcast::Receiver<Frame>>,
+    /// The highest timeline sequence number sent to this client.
+    last_sent_seq: u64,
+}
+
+impl VisitorSession {
+    async fn open(
+        state: &AppState,
+        site: Site,
+        token: Option<String>,
+        conversation_id: Option<Uuid>,
+        page_url: Option<String>,
+        locale: Option<String>,
+    ) -> Result<(Peer, Welcome), ErrorBody> {
+        let store = state.store.as_ref();
+        let fail = |e| store_error_body(&e);
+        let known = match &token {
+            Some(token) => store.visitor_by_token(site.id, token).await.map_err(fail)?,
+            None => None,
+        };
+        let (visitor, token) = match (known, token) {
+            (Some(v), Some(t)) => (v, t),
+            _ => store
+                .create_visitor(site.id, &nexus_shared::VisitorInfo::default())
+                .await
+                .map_err(fail)?,
+        };
+        let conversation = match conversation_id {
+            Some(id) => Some(chat::visitor_conversation(state, &visitor, id).await?),
+            None => store.latest_conversation(visitor.id).await.map_err(fail)?,
+        };
+        let mut session = Self {
+            site: site.clone(),
+            visitor,
+            page_url,
+            locale,
+            conversation: None,
+            subscription: None,
+            last_sent_seq: 0,
+        };
+        let view = match conversation {
+            Some(c) => {
+                // Subscribe before reading history, so nothing falls between the two.
+                session.follow(state, c.id);
+                let messages = store
+                    .last_messages(c.id, WELCOME_HISTORY)
+                    .await
+                    .map_err(fail)?;
+                session.last_sent_seq = messages.last().map_or(0, |m| m.seq);
+                Some(ConversationView {
+                    id: c.id,
+                    state: c.snapshot.state,
+                    assignee: c.snapshot.assignee,
+                    last_seq: c.last_seq,
+                    messages,
+                })
+            }
+            None => None,
+        };
+        let welcome = Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            session: Session::Visitor {
+                visitor_token: token,
+            },
+            site: Some(SiteInfo {
+                name: site.name.clone(),
+                assistant_name: site.settings.assistant_name.clone(),
+                greeting: site.settings.greeting.clone(),
+                color: site.settings.color.clone(),
+                autonomy: site.settings.autonomy,
+                agents_online: 0,
+            }),
+            conversation: view,
+        };
+        Ok((Peer::Visitor(session), welcome))
+    }
+
+    fn follow(&mut self, state: &AppState, conversation_id: Uuid) {
+        if self.conversation != Some(conversation_id) {
+            self.subscription = Some(state.hub.subscribe_conversation(conversation_id));
+            self.conversation = Some(conversation_id);
+            self.last_sent_seq = 0;
+        }
+    }
+
+    async fn run<Tx, Rx, E>(mut self, state: &AppState, tx: &mut Tx, rx: &mut Rx) -> End
+    where
+        Tx: Sink<WsMessage> + Unpin,
+        Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut shutdown = state.shutdown.clone();
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+        let mut limit = RateLimit::new();
+        loop {
+            let live = async {
+                match &mut self.subscription {
+                    Some(rx) => Some(rx.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            let out: Vec<ServerFrame> = tokio::select! {
+                incoming = rx.next() => {
+                    let Some(incoming) = incoming else { return End::Gone };
+                    last_heard = Instant::now();
+                    match decode(incoming) {
+                        Decoded::End => return End::Gone,
+                        Decoded::Skip => continue,
+                        Decoded::Bad(e) => vec![error_frame(e)],
+                        Decoded::Frame(_) if !limit.allow() => vec![error_frame(ErrorBody::new(
+                            ErrorCode::RateLimited,
+                            "Too many frames; slow down.",
+                        ))],
+                        Decoded::Frame(frame) => self.handle(state, frame).await,
+                    }
+                }
+                live = live => match live {
+                    Some(Ok(frame)) => self.forward(state, &frame).await,
+                    Some(Err(RecvError::Lagged(_))) => self.catch_up(state).await,
+                    Some(Err(RecvError::Closed)) | None => {
+                        self.subscription = None;
+                        continue;
+                    }
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > PING_INTERVAL * 3 {
+                        return End::Close(1001, "ping timeout");
+                    }
+                    if tx.send(WsMessage::Ping(Default::default())).await.is_err() {
+                        return End::Gone;
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => return End::Close(1012, "server restarting"),
+            };
+            for frame in out {
+                if tx.send(encode(&frame)).await.is_err() {
+                    return End::Gone;
+                }
+            }
+        }
+    }
+
+    /// A live frame from the hub: timeline entries are sent in sequence order without gaps
+    /// or repeats (a gap triggers a read from the store).
+    async fn forward(&mut self, state: &AppState, frame: &ServerFrame) -> Vec<ServerFrame> {
+        match frame {
+            ServerFrame::Message(m) if m.seq <= self.last_sent_seq => vec![],
+            ServerFrame::Message(m) if m.seq == self.last_sent_seq + 1 => {
+                self.last_sent_seq = m.seq;
+                vec![frame.clone()]
+            }
+            ServerFrame::Message(_) => self.catch_up(state).await,
+            other => vec![other.clone()],
+        }
+    }
+
+    async fn catch_up(&mut self, state: &AppState) -> Vec<ServerFrame> {
+        let Some(id) = self.conversation else {
+            return vec![];
+        };
+        match state
+            .store
+            .messages_after(id, self.last_sent_seq, limits::MAX_HISTORY_PAGE)
+            .await
+        {
+            Ok(messages) => {
+                if let Some(last) = messages.last() {
+                    self.last_sent_seq = last.seq;
+                }
+                messages.into_iter().map(ServerFrame::Message).collect()
+            }
+            Err(e) => vec![error_frame(store_error_body(&e))],
+        }
+    }
+
+    async fn handle(&mut self, state: &AppState, frame: ClientFrame) -> Vec<ServerFrame> {
+        match self.handle_inner(state, frame).await {
+            Ok(frames) => frames,
+            Err(error) => vec![error_frame(error)],
+        }
+    }
+
+    async fn handle_inner(
+        &mut self,
+        state: &AppState,
+        frame: ClientFrame,
+    ) -> Result<Vec<ServerFrame>, ErrorBody> {
+        match frame {
+            ClientFrame::Send {
+                conversation_id,
+                client_msg_id,
+                body,
+            } => {
+                let sent = chat::visitor_send(
+                    state,
+                    &self.site,
+                    &self.visitor,
+                    conversation_id.or(self.conversation),
+                    &client_msg_id,
+                    &body,
+                    (self.page_url.as_deref(), self.locale.as_deref()),
+                )
+                .await?;
+                let mut out = self.after_post(state, sent.conversation.id).await;
+                out.push(ServerFrame::Ack {
+                    client_msg_id,
+                    conversation_id: sent.conversation.id,
+                    message_id: sent.message.id,
+                    seq: sent.message.seq,
+                    duplicate: sent.duplicate,
+                });
+                Ok(out)
+            }
+            ClientFrame::Choose {
+                conversation_id,
+                message_id,
+                choice_id,
+                client_msg_id,
+            } => {
+                let sent = chat::visitor_choose(
+                    state,
+                    &self.site,
+                    &self.visitor,
+                    conversation_id,
+                    message_id,
+                    &choice_id,
+                    &client_msg_id,
+                )
+                .await
+                .map_err(|e| e.for_message(client_msg_id.clone()))?;
+                let mut out = self.after_post(state, sent.conversation.id).await;
+                out.push(ServerFrame::Ack {
+                    client_msg_id,
+                    conversation_id: sent.conversation.id,
+                    message_id: sent.message.id,
+                    seq: sent.message.seq,
+                    duplicate: sent.duplicate,
+                });
+                Ok(out)
+            }
+            ClientFrame::Resume {
+                conversation_id,
+                after_seq,
+            } => {
+                chat::visitor_conversation(state, &self.visitor, conversation_id).await?;
+                self.follow(state, conversation_id);
+                let messages = state
+                    .store
+                    .messages_after(conversation_id, after_seq, limits::MAX_HISTORY_PAGE + 1)
+                    .await
+                    .map_err(|e| store_error_body(&e))?;
+                let has_more = messages.len() > limits::MAX_HISTORY_PAGE as usize;
+                let messages: Vec<Message> = messages
+                    .into_iter()
+                    .take(limits::MAX_HISTORY_PAGE as usize)
+                    .collect();
+                if let Some(last) = messages.last() {
+                    self.last_sent_seq = self.last_sent_seq.max(last.seq);
+                } else {
+                    self.last_sent_seq = self.last_sent_seq.max(after_seq);
+                }
+                let conversation =
+                    chat::visitor_conversation(state, &self.visitor, conversation_id).await?;
+                Ok(vec![
+                    ServerFrame::History {
+                        conversation_id,
+                        messages,
+                        has_more,
+                    },
+                    state_frame(&conversation),
+                ])
+            }
+            ClientFrame::RequestHuman { conversation_id } => {
+                let conversation =
+                    chat::visitor_conversation(state, &self.visitor, conversation_id).await?;
+                self.follow(state, conversation.id);
+                let conversation = match chat::escalate(
+                    state,
+                    conversation.id,
+                    nexus_shared::HandoffReason::VisitorAsked,
+                )
+                .await
+                {
+                    Some(committed) => committed.conversation,
+                    // Already waiting or with a person: tell the client where things stand.
+                    None => conversation,
+                };
+                Ok(vec![state_frame(&conversation)])
+            }
+            ClientFrame::Typing {
+                conversation_id,
+                typing,
+            } => {
+                if self.conversation == Some(conversation_id) {
+                    state.hub.publish_site(
+                        self.site.id,
+                        ServerFrame::Typing {
+                            conversation_id,
+                            author: nexus_shared::Author::Visitor,
+                            typing,
+                        },
+                    );
+                }
+                Ok(vec![])
+            }
+            ClientFrame::Feedback {
+                conversation_id,
+                message_id,
+                helpful,
+            } => {
+                chat::visitor_conversation(state, &self.visitor, conversation_id).await?;
+                state
+                    .store
+                    .record_feedback(conversation_id, message_id, helpful)
+                    .await
+                    .map_err(|e| store_error_body(&e))?;
+                Ok(vec![])
+            }
+            ClientFrame::Csat {
+                conversation_id,
+                score,
+                comment,
+            } => {
+                if !(1..=5).contains(&score) {
+                    return Err(ErrorBody::new(
+                        ErrorCode::Validation,
+                        "The rating must be between 1 and 5.",
+                    ));
+                }
+                if comment
+                    .as_ref()
+                    .is_some_and(|c| c.chars().count() > limits::MAX_COMMENT_CHARS)
+                {
+                    return Err(ErrorBody::new(
+                        ErrorCode::MessageTooLong,
+                        format!(
+                            "Comments are limited to {} characters.",
+                            limits::MAX_COMMENT_CHARS
+                        ),
+                    ));
+                }
+                chat::visitor_conversation(state, &self.visitor, conversation_id).await?;
+                state
+                    .store
+                    .record_csat(conversation_id, score, comment.as_deref())
+                    .await
+                    .map_err(|e| store_error_body(&e))?;
+                Ok(vec![])
+            }
+            ClientFrame::NewConversation => {
+                let conversation = state
+                    .store
+                    .create_conversation(
+                        self.site.id,
+                        self.visitor.id,
+                        self.page_url.as_deref(),
+                        self.locale.as_deref(),
+                    )
+                    .await
+                    .map_err(|e| store_error_body(&e))?;
+                self.follow(state, conversation.id);
+                Ok(vec![state_frame(&conversation)])
+            }
+            ClientFrame::Ping => Ok(vec![ServerFrame::Pong]),
+            ClientFrame::Hello(_) => Err(ErrorBody::new(
+                ErrorCode::BadFrame,
+                "Already said hello on this connection.",
+            )),
+            _ => Err(ErrorBody::new(
+                ErrorCode::Forbidden,
+                "Visitors cannot do this.",
+            )),
+        }
+    }
+
+    /// After a post: follow the conversation (it may be new) and send whatever of its
+    /// timeline this connection has not seen yet, so the client gets its own message and any
+    /// system notice in order, before the ack.
+    async fn after_post(&mut self, state: &AppState, conversation_id: Uuid) -> Vec<ServerFrame> {
+        self.follow(state, conversation_id);
+        self.catch_up(state).await
+    }
+}
+
+fn state_frame(conversation: &crate::store::Conversation) -> ServerFrame {
+    ServerFrame::State {
+        conversation_id: conversation.id,
+        state: conversation.snapshot.state,
+        assignee: conversation.snapshot.assignee.clone(),
+        reason: (conversation.snapshot.state == nexus_shared::ConversationState::Waiting)
+            .then(|| conversation.handoff_reason.clone())
+            .flatten(),
+    }
+}

@@ -1,0 +1,200 @@
+//! Test harness for Nexus Flow's cross-crate tests: a real server on 127.0.0.1:0 over a real
+//! SQLite file, a WebSocket client speaking the shared protocol, and a headless Chromium
+//! driven over WebDriver.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use nexus_server::{Config, build_state, serve};
+use nexus_shared::{Auth, ClientFrame, Hello, PROTOCOL_VERSION, ServerFrame};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub mod browser;
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where `cargo xtask widget` writes the widget build.
+pub fn widget_dir() -> PathBuf {
+    workspace_root().join("target").join("widget")
+}
+
+/// A server running in this process on an ephemeral port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on the SQLite database at `db` (created if missing).
+    pub async fn start(db: &Path) -> Self {
+        Self::start_with(db, &widget_dir()).await
+    }
+
+    pub async fn start_with(db: &Path, widget_dir: &Path) -> Self {
+        let config = Config {
+            addr: "127.0.0.1:0".parse().expect("address"),
+            database_url: format!("sqlite://{}", db.display()),
+            widget_dir: widget_dir.to_owned(),
+        };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = build_state(&config, shutdown_rx)
+            .await
+            .expect("server state builds");
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(listener, state, shutdown_tx, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Graceful shutdown; waits until the server has stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A protocol client over a real WebSocket.
+pub struct WsClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How long a test waits for an expected frame.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl WsClient {
+    pub async fn connect(url: &str) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Self { socket }
+    }
+
+    /// Connects and says hello as a visitor of `site_key`; returns the client and `welcome`.
+    pub async fn visitor(
+        url: &str,
+        site_key: &str,
+        token: Option<String>,
+    ) -> (Self, nexus_shared::Welcome) {
+        let mut client = Self::connect(url).await;
+        client
+            .send(&ClientFrame::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                auth: Auth::Visitor {
+                    site_key: site_key.into(),
+                    visitor_token: token,
+                    conversation_id: None,
+                    identity: None,
+                    page_url: Some("http://127.0.0.1/test".into()),
+                    locale: Some("en".into()),
+                },
+            }))
+            .await;
+        match client.recv().await {
+            ServerFrame::Welcome(welcome) => (client, welcome),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        let json = serde_json::to_string(frame).expect("frame encodes");
+        self.send_raw(json).await;
+    }
+
+    pub async fn send_raw(&mut self, text: impl Into<String>) {
+        self.socket
+            .send(WsMessage::Text(text.into().into()))
+            .await
+            .expect("websocket send");
+    }
+
+    /// The next protocol frame (pings are skipped); panics after [`FRAME_TIMEOUT`].
+    pub async fn recv(&mut self) -> ServerFrame {
+        self.try_recv(FRAME_TIMEOUT)
+            .await
+            .expect("a frame arrives in time")
+    }
+
+    /// The next protocol frame, or `None` if none arrives within `wait` or the socket closes.
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<ServerFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??;
+            match next {
+                Ok(WsMessage::Text(text)) => {
+                    return Some(serde_json::from_str(text.as_str()).unwrap_or_else(|e| {
+                        panic!("server sent an undecodable frame {text}: {e}")
+                    }));
+                }
+                Ok(WsMessage::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Receives frames until `pick` returns `Some`, returning it and the frames skipped.
+    pub async fn recv_until<T>(
+        &mut self,
+        mut pick: impl FnMut(&ServerFrame) -> Option<T>,
+    ) -> (T, Vec<ServerFrame>) {
+        let mut skipped = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if let Some(found) = pick(&frame) {
+                return (found, skipped);
+            }
+            skipped.push(frame);
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
