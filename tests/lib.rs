@@ -33,6 +33,8 @@ pub fn widget_dir() -> PathBuf {
 /// A server running in this process on an ephemeral port.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's state, for setting up accounts and sites directly.
+    pub state: nexus_server::AppState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -58,6 +60,7 @@ impl TestServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
+        let app_state = state.clone();
         let task = tokio::spawn(async move {
             serve(listener, state, shutdown_tx, async move {
                 let _ = stopped.await;
@@ -67,6 +70,7 @@ impl TestServer {
         });
         Self {
             addr,
+            state: app_state,
             stop: Some(stop),
             task: Some(task),
         }
@@ -141,6 +145,23 @@ impl WsClient {
         }
     }
 
+    /// Connects and says hello as an agent with a session token.
+    pub async fn agent(url: &str, session_token: &str) -> (Self, nexus_shared::Welcome) {
+        let mut client = Self::connect(url).await;
+        client
+            .send(&ClientFrame::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                auth: Auth::Agent {
+                    session_token: session_token.into(),
+                },
+            }))
+            .await;
+        match client.recv().await {
+            ServerFrame::Welcome(welcome) => (client, welcome),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
     pub async fn send(&mut self, frame: &ClientFrame) {
         let json = serde_json::to_string(frame).expect("frame encodes");
         self.send_raw(json).await;
@@ -197,4 +218,35 @@ impl WsClient {
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }
+}
+
+/// Creates an account on `site_key` and logs it in over the REST API; returns the session
+/// token.
+pub async fn agent_login(
+    server: &TestServer,
+    site_key: &str,
+    email: &str,
+    role: nexus_shared::Role,
+) -> String {
+    let store = server.state.store.as_ref();
+    let site = store
+        .site_by_key(site_key)
+        .await
+        .expect("store")
+        .expect("site exists");
+    let name = email.split('@').next().unwrap_or("Agent");
+    nexus_server::auth::add_user(store, site.id, email, name, role, "a long test password")
+        .await
+        .expect("account created");
+    let response = reqwest::Client::new()
+        .post(server.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({
+            "site_key": site_key, "email": email, "password": "a long test password"
+        }))
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(response.status(), 200, "login succeeds");
+    let body: serde_json::Value = response.json().await.expect("login body");
+    body["token"].as_str().expect("token").to_owned()
 }

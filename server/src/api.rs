@@ -15,6 +15,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/conversations/{id}/messages", get(messages))
+        .route("/auth/login", axum::routing::post(crate::auth::login))
+        .route("/auth/logout", axum::routing::post(crate::auth::logout))
+        .route("/me", get(crate::auth::me))
 }
 
 /// `GET /api/v1/health`: the process is up; says which engine and database serve.
@@ -42,15 +45,6 @@ struct MessagePage {
     has_more: bool,
 }
 
-/// The visitor token from `Authorization: Bearer …`.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-}
-
 /// `GET /api/v1/conversations/{id}/messages?after=SEQ&limit=N`: a page of a conversation's
 /// timeline, for the visitor who owns it (`Authorization: Bearer <visitor token>`).
 async fn messages(
@@ -67,7 +61,7 @@ async fn messages(
         ));
     }
     let unauthorized = || AppError::new(ErrorCode::Unauthorized, "A visitor token is required.");
-    let token = bearer(&headers).ok_or_else(unauthorized)?;
+    let token = crate::auth::bearer(&headers).ok_or_else(unauthorized)?;
     let conversation = state
         .store
         .conversation(id)

@@ -1,13 +1,23 @@
 //! The demo site, created on first start so the product works with no setup.
 
-use nexus_shared::Autonomy;
+use nexus_shared::{Autonomy, Role};
 use uuid::Uuid;
 
+use crate::auth;
 use crate::engine::{demo, placeholders};
 use crate::store::{Site, SiteSettings, Store, StoreResult, now_ms};
 
 /// The key of the demo site (`data-site="demo"` in the embed snippet).
 pub const DEMO_SITE_KEY: &str = "demo";
+pub const DEMO_OWNER_EMAIL: &str = "owner@demo.test";
+pub const DEMO_AGENT_EMAIL: &str = "agent@demo.test";
+
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..16)
+        .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
+        .collect()
+}
 
 /// Creates the demo site and its knowledge base (from the Bitext customer-support data) when
 /// it does not exist yet. Returns whether it was created.
@@ -40,6 +50,23 @@ pub async fn ensure_demo_site(store: &dyn Store) -> StoreResult<bool> {
         site = DEMO_SITE_KEY,
         entries = entries.len(),
         "demo site created"
+    );
+    let mut lines = Vec::new();
+    for (email, name, role) in [
+        (DEMO_OWNER_EMAIL, "Demo Owner", Role::Owner),
+        (DEMO_AGENT_EMAIL, "Demo Agent", Role::Agent),
+    ] {
+        let password = random_password();
+        match auth::add_user(store, site.id, email, name, role, &password).await {
+            Ok(_) => lines.push(format!("  {role:?}: {email} / {password}")),
+            Err(e) => tracing::warn!(error = %e.message, "could not create the demo account"),
+        }
+    }
+    // Printed once, on the start that creates them; only hashes are stored.
+    println!(
+        "\nDemo accounts for the agent console at /agent (shown only now; change the passwords \
+         with `nexus-flow user passwd --site demo --email EMAIL`):\n{}\n",
+        lines.join("\n")
     );
     Ok(true)
 }

@@ -12,8 +12,10 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod agent;
 pub mod api;
 pub mod assets;
+pub mod auth;
 pub mod chat;
 pub mod demo;
 pub mod engine;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod hub;
 pub mod store;
 pub mod ws;
+mod ws_agent;
 
 use engine::AnswerEngine;
 use hub::Hub;
@@ -33,6 +36,8 @@ pub struct AppState {
     pub engine: Arc<dyn AnswerEngine>,
     pub hub: Arc<Hub>,
     pub assets: Arc<assets::Assets>,
+    pub throttle: Arc<auth::LoginThrottle>,
+    pub presence: Arc<agent::PresenceBoard>,
     /// Flips to `true` when the server shuts down; live connections close politely.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -65,6 +70,8 @@ pub async fn build_state(
         engine,
         hub: Arc::new(Hub::new()),
         assets,
+        throttle: Arc::default(),
+        presence: Arc::default(),
         shutdown,
     })
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use nexus_server::{Config, build_state, serve, store::redact_url};
+use nexus_shared::Role;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -23,6 +24,122 @@ struct Cli {
 enum Command {
     /// Run the server (demo site, widget, API, WebSockets).
     Serve(ServeArgs),
+    /// Manage owner and agent accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from stdin (or prompted on a terminal).
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The site key (e.g. `demo`).
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        email: String,
+        /// Display name shown to visitors; defaults to the part of the email before `@`.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_parser = ["owner", "agent"], default_value = "agent")]
+        role: String,
+    },
+    /// Change an account's password (ends its sessions).
+    Passwd {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DbArgs {
+    /// Database URL. Default: `sqlite://<data-dir>/nexus-flow.db`.
+    #[arg(long = "database", env = "NEXUS_FLOW_DATABASE_URL")]
+    database: Option<String>,
+    #[arg(long, env = "NEXUS_FLOW_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+}
+
+impl DbArgs {
+    fn url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("nexus-flow.db").display())
+        })
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == second, "the passwords differ");
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    use nexus_server::{auth, store};
+    match command {
+        UserCommand::Add {
+            db,
+            site,
+            email,
+            name,
+            role,
+        } => {
+            let store = store::connect(&db.url()).await?;
+            nexus_server::demo::ensure_demo_site(store.as_ref()).await?;
+            let site = store
+                .site_by_key(&site)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no site with key {site:?}"))?;
+            let name =
+                name.unwrap_or_else(|| email.split('@').next().unwrap_or("Agent").to_owned());
+            let role = if role == "owner" {
+                Role::Owner
+            } else {
+                Role::Agent
+            };
+            let password = read_password()?;
+            let user = auth::add_user(store.as_ref(), site.id, &email, &name, role, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            println!(
+                "created {:?} account {} on site {}",
+                user.role, user.email, site.key
+            );
+        }
+        UserCommand::Passwd { db, site, email } => {
+            let store = store::connect(&db.url()).await?;
+            let site = store
+                .site_by_key(&site)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no site with key {site:?}"))?;
+            let (user, _) = store
+                .user_by_email(site.id, &email)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account {email} on site {}", site.key))?;
+            let password = read_password()?;
+            let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
+            store.set_password(user.id, &hash).await?;
+            println!(
+                "password changed for {}; its sessions are closed",
+                user.email
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => run_server(args).await,
+        Command::User(command) => user_command(command).await,
     }
 }
 

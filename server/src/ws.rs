@@ -28,7 +28,7 @@ use crate::store::{Site, Visitor};
 /// How long a client has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server pings; a connection silent for three intervals is closed.
-const PING_INTERVAL: Duration = Duration::from_secs(20);
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// Frames a client may send per second, sustained, and in a burst.
 const FRAMES_PER_SECOND: f64 = 10.0;
 const FRAME_BURST: f64 = 30.0;
@@ -53,19 +53,19 @@ pub async fn upgrade(
         })
 }
 
-fn encode(frame: &ServerFrame) -> WsMessage {
+pub(crate) fn encode(frame: &ServerFrame) -> WsMessage {
     let json = serde_json::to_string(frame).unwrap_or_else(|_| {
         r#"{"type":"error","data":{"code":"internal","message":"encoding failed"}}"#.into()
     });
     WsMessage::Text(Utf8Bytes::from(json))
 }
 
-fn error_frame(error: ErrorBody) -> ServerFrame {
+pub(crate) fn error_frame(error: ErrorBody) -> ServerFrame {
     ServerFrame::Error(error)
 }
 
 /// Why a session ends.
-enum End {
+pub(crate) enum End {
     /// The peer went away or the socket failed.
     Gone,
     /// Close with this code and reason.
@@ -73,20 +73,20 @@ enum End {
 }
 
 /// A token bucket for incoming frames.
-struct RateLimit {
+pub(crate) struct RateLimit {
     tokens: f64,
     last: Instant,
 }
 
 impl RateLimit {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             tokens: FRAME_BURST,
             last: Instant::now(),
         }
     }
 
-    fn allow(&mut self) -> bool {
+    pub(crate) fn allow(&mut self) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * FRAMES_PER_SECOND;
         self.tokens = (self.tokens + refill).min(FRAME_BURST);
@@ -177,14 +177,14 @@ where
     }
 }
 
-enum Decoded {
+pub(crate) enum Decoded {
     Frame(ClientFrame),
     Skip,
     Bad(ErrorBody),
     End,
 }
 
-fn decode<E: std::fmt::Display>(message: Result<WsMessage, E>) -> Decoded {
+pub(crate) fn decode<E: std::fmt::Display>(message: Result<WsMessage, E>) -> Decoded {
     match message {
         Ok(WsMessage::Text(text)) => {
             if text.len() > limits::MAX_FRAME_BYTES {
@@ -217,6 +217,7 @@ fn decode<E: std::fmt::Display>(message: Result<WsMessage, E>) -> Decoded {
 /// A connection that said hello successfully.
 enum Peer {
     Visitor(VisitorSession),
+    Agent(crate::ws_agent::AgentSession),
 }
 
 impl Peer {
@@ -228,6 +229,7 @@ impl Peer {
     {
         match self {
             Self::Visitor(session) => session.run(state, tx, rx).await,
+            Self::Agent(session) => session.run(state, tx, rx).await,
         }
     }
 }
@@ -271,10 +273,18 @@ async fn accept(state: &AppState, hello: Hello) -> Result<(Peer, Welcome), Error
             )
             .await
         }
-        Auth::Agent { .. } => Err(ErrorBody::new(
-            ErrorCode::Unauthorized,
-            "This agent session is not valid; please log in again.",
-        )),
+        Auth::Agent { session_token } => {
+            let user = crate::auth::session_user(state.store.as_ref(), &session_token)
+                .await?
+                .ok_or_else(|| {
+                    ErrorBody::new(
+                        ErrorCode::Unauthorized,
+                        "This agent session is not valid; please log in again.",
+                    )
+                })?;
+            let (session, welcome) = crate::ws_agent::AgentSession::open(state, user).await?;
+            Ok((Peer::Agent(session), welcome))
+        }
     }
 }
 
@@ -355,7 +365,7 @@ impl VisitorSession {
                 greeting: site.settings.greeting.clone(),
                 color: site.settings.color.clone(),
                 autonomy: site.settings.autonomy,
-                agents_online: 0,
+                agents_online: state.presence.online(site.id),
             }),
             conversation: view,
         };
@@ -672,7 +682,7 @@ impl VisitorSession {
     }
 }
 
-fn state_frame(conversation: &crate::store::Conversation) -> ServerFrame {
+pub(crate) fn state_frame(conversation: &crate::store::Conversation) -> ServerFrame {
     ServerFrame::State {
         conversation_id: conversation.id,
         state: conversation.snapshot.state,

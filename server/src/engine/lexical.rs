@@ -421,8 +421,10 @@ impl Analysed {
         let text = truncate_chars(text, MAX_QUERY_CHARS);
         let mut words = Vec::new();
         let mut stems = Vec::new();
-        for w in normalise_text(text).split(' ') {
-            if w.is_empty() || STOP_WORDS.contains(&w) {
+        let normal = normalise_text(text);
+        let raw: Vec<&str> = normal.split(' ').filter(|w| !w.is_empty()).collect();
+        for w in with_synonyms(&raw) {
+            if STOP_WORDS.contains(&w) {
                 continue;
             }
             let s = if w.chars().filter(char::is_ascii_digit).count() >= 3 {
@@ -470,6 +472,64 @@ impl Analysed {
         }
         out
     }
+}
+
+/// Words and phrases of customer-support questions, each with the word the knowledge base is
+/// likely to use for the same thing (after [`normalise_text`]). Applied to examples and
+/// questions alike, so it only joins different words for one thing.
+const SYNONYMS: &[(&[&str], &[&str])] = &[
+    (&["where", "is"], &["locate"]),
+    (&["where", "are"], &["locate"]),
+    (&["wheres"], &["locate"]),
+    (&["package"], &["parcel"]),
+    (&["packages"], &["parcels"]),
+    (&["purchase"], &["order"]),
+    (&["purchases"], &["orders"]),
+    (&["purchased"], &["ordered"]),
+    (&["log", "in"], &["login"]),
+    (&["logon"], &["login"]),
+    (&["log", "on"], &["login"]),
+    (&["sign", "in"], &["login"]),
+    (&["signin"], &["login"]),
+    (&["e", "mail"], &["email"]),
+    (&["mail"], &["email"]),
+    (&["pwd"], &["password"]),
+    (&["passwd"], &["password"]),
+    (&["passcode"], &["password"]),
+    (&["paypal"], &["payment", "method"]),
+    (&["visa"], &["payment", "method"]),
+    (&["mastercard"], &["payment", "method"]),
+    (&["amex"], &["payment", "method"]),
+    (&["klarna"], &["payment", "method"]),
+];
+
+/// `words` with [`SYNONYMS`] replaced (longest match first, left to right).
+fn with_synonyms<'a>(words: &[&'a str]) -> Vec<&'a str> {
+    if !syn() {
+        return words.to_vec();
+    }
+    let mut out = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let found = SYNONYMS
+            .iter()
+            .filter(|(from, _)| words[i..].starts_with(from))
+            .max_by_key(|(from, _)| from.len());
+        match found {
+            Some((from, to)) => {
+                out.extend_from_slice(to);
+                i += from.len();
+            }
+            None => {
+                out.push(words[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+fn syn() -> bool {
+    env_f("LEX_SYN", 1.0) > 0.5
 }
 
 fn env_f(name: &str, default: f32) -> f32 {

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use nexus_shared::{
     AgentRef, Author, Autonomy, Choice, ConversationState, ConversationSummary, HandoffReason,
-    Message, Millis, Snapshot, Source, StateChange, StateError, Transition, VisitorInfo,
+    Message, Millis, Note, Role, Snapshot, Source, StateChange, StateError, Transition,
+    VisitorInfo,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -72,6 +73,45 @@ pub struct Site {
     pub name: String,
     pub settings: SiteSettings,
     pub created_at: Millis,
+}
+
+/// An owner or agent account of a site.
+#[derive(Clone, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    pub site_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+impl User {
+    pub fn agent_ref(&self) -> AgentRef {
+        AgentRef {
+            id: self.id,
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("site_id", &self.site_id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A password hash; never printed.
+#[derive(Clone, PartialEq)]
+pub struct PasswordHash(pub String);
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(***)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -305,6 +345,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `op` to a conversation atomically; see the module documentation.
     async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed>;
+
+    /// Conversations of a site that are not resolved, most recently updated first.
+    async fn open_conversations(&self, site_id: Uuid, limit: u32)
+    -> StoreResult<Vec<Conversation>>;
+
+    async fn create_user(&self, user: &User, password: &PasswordHash) -> StoreResult<()>;
+    async fn user(&self, id: Uuid) -> StoreResult<Option<User>>;
+    async fn user_by_email(
+        &self,
+        site_id: Uuid,
+        email: &str,
+    ) -> StoreResult<Option<(User, PasswordHash)>>;
+    async fn set_password(&self, user_id: Uuid, password: &PasswordHash) -> StoreResult<()>;
+    /// Stores a session under the hash of its token.
+    async fn create_session(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: Millis,
+    ) -> StoreResult<()>;
+    /// The user of an unexpired session.
+    async fn session_user(&self, token_hash: &str, now: Millis) -> StoreResult<Option<User>>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+
+    /// Stores an internal note once per `client_msg_id`; returns it and whether it existed.
+    async fn add_note(&self, note: &Note) -> StoreResult<(Note, bool)>;
 
     async fn record_feedback(
         &self,

@@ -5,7 +5,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use nexus_shared::{Author, ConversationState, HandoffReason, Message, Snapshot, VisitorInfo};
+use nexus_shared::{
+    AgentRef, Author, ConversationState, HandoffReason, Message, Millis, Note, Role, Snapshot,
+    VisitorInfo,
+};
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -16,8 +19,8 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{
-    Committed, Conversation, Op, Site, SiteSettings, Store, StoreError, StoreResult, Visitor,
-    agent_from_columns, now_ms, plan,
+    Committed, Conversation, Op, PasswordHash, Site, SiteSettings, Store, StoreError, StoreResult,
+    User, Visitor, agent_from_columns, now_ms, plan,
 };
 use crate::engine::KbEntry;
 
@@ -580,6 +583,152 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn open_conversations(
+        &self,
+        site_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<Conversation>> {
+        sqlx::query(
+            "SELECT * FROM conversations WHERE site_id = ? AND state != 'resolved'
+             ORDER BY updated_at DESC LIMIT ?",
+        )
+        .bind(site_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(conversation_from_row)
+        .collect()
+    }
+
+    async fn create_user(&self, user: &User, password: &PasswordHash) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, site_id, email, name, role, password_hash, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.to_string())
+        .bind(user.site_id.to_string())
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(role_str(user.role))
+        .bind(&password.0)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn user(&self, id: Uuid) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn user_by_email(
+        &self,
+        site_id: Uuid,
+        email: &str,
+    ) -> StoreResult<Option<(User, PasswordHash)>> {
+        let row = sqlx::query("SELECT * FROM users WHERE site_id = ? AND email = ?")
+            .bind(site_id.to_string())
+            .bind(email.to_lowercase())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok((
+                user_from_row(&row)?,
+                PasswordHash(row.try_get("password_hash")?),
+            ))
+        })
+        .transpose()
+    }
+
+    async fn set_password(&self, user_id: Uuid, password: &PasswordHash) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(&password.0)
+            .bind(user_id.to_string())
+            .execute(&self.writer)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: Millis,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(user_id.to_string())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, token_hash: &str, now: Millis) -> StoreResult<Option<User>> {
+        sqlx::query(
+            "SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn add_note(&self, note: &Note) -> StoreResult<(Note, bool)> {
+        let inserted = sqlx::query(
+            "INSERT INTO notes (id, conversation_id, agent_id, agent_name, client_msg_id, body, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, client_msg_id) DO NOTHING",
+        )
+        .bind(note.id.to_string())
+        .bind(note.conversation_id.to_string())
+        .bind(note.agent.id.to_string())
+        .bind(&note.agent.name)
+        .bind(&note.client_msg_id)
+        .bind(&note.body)
+        .bind(note.created_at)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        let row =
+            sqlx::query("SELECT * FROM notes WHERE conversation_id = ? AND client_msg_id = ?")
+                .bind(note.conversation_id.to_string())
+                .bind(&note.client_msg_id)
+                .fetch_one(&self.writer)
+                .await?;
+        Ok((note_from_row(&row)?, inserted == 0))
+    }
+
     async fn record_feedback(
         &self,
         conversation_id: Uuid,
@@ -622,5 +771,41 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+}
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: uuid_col(row, "id")?,
+        site_id: uuid_col(row, "site_id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        role: match role.as_str() {
+            "owner" => Role::Owner,
+            "agent" => Role::Agent,
+            other => return Err(StoreError::Corrupt(format!("role {other:?}"))),
+        },
+    })
+}
+
+fn note_from_row(row: &SqliteRow) -> StoreResult<Note> {
+    Ok(Note {
+        id: uuid_col(row, "id")?,
+        conversation_id: uuid_col(row, "conversation_id")?,
+        client_msg_id: row.try_get("client_msg_id")?,
+        agent: AgentRef {
+            id: uuid_col(row, "agent_id")?,
+            name: row.try_get("agent_name")?,
+        },
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) const fn role_str(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "owner",
+        Role::Agent => "agent",
     }
 }

@@ -1,0 +1,393 @@
+//! The WebSocket session of an agent (or owner): the site's inbox live, any conversation
+//! watched live (including those the AI is handling), and the agent's actions.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::extract::ws::Message as WsMessage;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use nexus_shared::{
+    ClientFrame, ErrorBody, ErrorCode, PROTOCOL_VERSION, Presence, ServerFrame, Session, SiteInfo,
+    Welcome, limits,
+};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::agent;
+use crate::error::store_error_body;
+use crate::hub::Frame;
+use crate::store::User;
+use crate::ws::{Decoded, End, PING_INTERVAL, RateLimit, decode, encode, error_frame, state_frame};
+
+/// What the forwarding tasks hand to the session.
+enum Live {
+    Frame(Frame),
+    /// The session fell behind on this conversation (or on the site feed, `None`).
+    Lagged(Option<Uuid>),
+}
+
+/// Bounded: a slow agent connection cannot grow server memory; its forwarders wait, then lag.
+const LIVE_QUEUE: usize = 256;
+
+pub(crate) struct AgentSession {
+    user: User,
+    live_tx: mpsc::Sender<Live>,
+    live_rx: mpsc::Receiver<Live>,
+    site_feed: JoinHandle<()>,
+    watches: HashMap<Uuid, JoinHandle<()>>,
+    /// The highest sequence number sent, per watched conversation.
+    last_sent: HashMap<Uuid, u64>,
+}
+
+fn forward(
+    mut rx: tokio::sync::broadcast::Receiver<Frame>,
+    tx: mpsc::Sender<Live>,
+    conversation: Option<Uuid>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let live = match rx.recv().await {
+                Ok(frame) => Live::Frame(frame),
+                Err(RecvError::Lagged(_)) => Live::Lagged(conversation),
+                Err(RecvError::Closed) => return,
+            };
+            if tx.send(live).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+impl AgentSession {
+    pub(crate) async fn open(state: &AppState, user: User) -> Result<(Self, Welcome), ErrorBody> {
+        let site = state
+            .store
+            .site(user.site_id)
+            .await
+            .map_err(|e| store_error_body(&e))?
+            .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownSite, "The site no longer exists."))?;
+        let (live_tx, live_rx) = mpsc::channel(LIVE_QUEUE);
+        let site_feed = forward(state.hub.subscribe_site(site.id), live_tx.clone(), None);
+        let status = state.presence.connect(site.id, &user.agent_ref());
+        agent::publish_presence(state, site.id, &user.agent_ref(), status);
+        let welcome = Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            session: Session::Agent {
+                agent: user.agent_ref(),
+                role: user.role,
+            },
+            site: Some(SiteInfo {
+                name: site.name.clone(),
+                assistant_name: site.settings.assistant_name.clone(),
+                greeting: site.settings.greeting.clone(),
+                color: site.settings.color.clone(),
+                autonomy: site.settings.autonomy,
+                agents_online: state.presence.online(site.id),
+            }),
+            conversation: None,
+        };
+        Ok((
+            Self {
+                user,
+                live_tx,
+                live_rx,
+                site_feed,
+                watches: HashMap::new(),
+                last_sent: HashMap::new(),
+            },
+            welcome,
+        ))
+    }
+
+    pub(crate) async fn run<Tx, Rx, E>(mut self, state: &AppState, tx: &mut Tx, rx: &mut Rx) -> End
+    where
+        Tx: Sink<WsMessage> + Unpin,
+        Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let end = self.run_inner(state, tx, rx).await;
+        self.site_feed.abort();
+        for (_, task) in self.watches.drain() {
+            task.abort();
+        }
+        let status = state.presence.disconnect(self.user.site_id, self.user.id);
+        agent::publish_presence(state, self.user.site_id, &self.user.agent_ref(), status);
+        end
+    }
+
+    async fn run_inner<Tx, Rx, E>(&mut self, state: &AppState, tx: &mut Tx, rx: &mut Rx) -> End
+    where
+        Tx: Sink<WsMessage> + Unpin,
+        Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        match agent::inbox(state, &self.user).await {
+            Ok(frames) => {
+                for frame in frames {
+                    if tx.send(encode(&frame)).await.is_err() {
+                        return End::Gone;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(encode(&error_frame(e))).await;
+            }
+        }
+        let mut shutdown = state.shutdown.clone();
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+        let mut limit = RateLimit::new();
+        loop {
+            let out: Vec<ServerFrame> = tokio::select! {
+                incoming = rx.next() => {
+                    let Some(incoming) = incoming else { return End::Gone };
+                    last_heard = Instant::now();
+                    match decode(incoming) {
+                        Decoded::End => return End::Gone,
+                        Decoded::Skip => continue,
+                        Decoded::Bad(e) => vec![error_frame(e)],
+                        Decoded::Frame(_) if !limit.allow() => vec![error_frame(ErrorBody::new(
+                            ErrorCode::RateLimited,
+                            "Too many frames; slow down.",
+                        ))],
+                        Decoded::Frame(frame) => match self.handle(state, frame).await {
+                            Ok(frames) => frames,
+                            Err(e) => vec![error_frame(e)],
+                        },
+                    }
+                }
+                live = self.live_rx.recv() => match live {
+                    Some(Live::Frame(frame)) => self.deliver(state, &frame).await,
+                    Some(Live::Lagged(Some(id))) => self.catch_up(state, id).await,
+                    Some(Live::Lagged(None)) => agent::inbox(state, &self.user).await.unwrap_or_default(),
+                    None => return End::Gone,
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > PING_INTERVAL * 3 {
+                        return End::Close(1001, "ping timeout");
+                    }
+                    if tx.send(WsMessage::Ping(Default::default())).await.is_err() {
+                        return End::Gone;
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => return End::Close(1012, "server restarting"),
+            };
+            for frame in out {
+                if tx.send(encode(&frame)).await.is_err() {
+                    return End::Gone;
+                }
+            }
+        }
+    }
+
+    /// A live frame: timeline entries of watched conversations in order, without gaps or
+    /// repeats; everything else as it comes.
+    async fn deliver(&mut self, state: &AppState, frame: &ServerFrame) -> Vec<ServerFrame> {
+        match frame {
+            ServerFrame::Message(m) => {
+                let Some(&last) = self.last_sent.get(&m.conversation_id) else {
+                    return vec![];
+                };
+                if m.seq <= last {
+                    vec![]
+                } else if m.seq == last + 1 {
+                    self.last_sent.insert(m.conversation_id, m.seq);
+                    vec![frame.clone()]
+                } else {
+                    self.catch_up(state, m.conversation_id).await
+                }
+            }
+            other => vec![other.clone()],
+        }
+    }
+
+    async fn catch_up(&mut self, state: &AppState, id: Uuid) -> Vec<ServerFrame> {
+        let Some(&last) = self.last_sent.get(&id) else {
+            return vec![];
+        };
+        match state
+            .store
+            .messages_after(id, last, limits::MAX_HISTORY_PAGE)
+            .await
+        {
+            Ok(messages) => {
+                if let Some(m) = messages.last() {
+                    self.last_sent.insert(id, m.seq);
+                }
+                messages.into_iter().map(ServerFrame::Message).collect()
+            }
+            Err(e) => vec![error_frame(store_error_body(&e))],
+        }
+    }
+
+    /// Starts following a conversation live; returns its recent history and state.
+    async fn watch(&mut self, state: &AppState, id: Uuid) -> Result<Vec<ServerFrame>, ErrorBody> {
+        let conversation = agent::site_conversation(state, &self.user, id).await?;
+        if !self.watches.contains_key(&id) {
+            let task = forward(
+                state.hub.subscribe_conversation(id),
+                self.live_tx.clone(),
+                Some(id),
+            );
+            self.watches.insert(id, task);
+        }
+        let messages = state
+            .store
+            .last_messages(id, limits::DEFAULT_HISTORY_PAGE)
+            .await
+            .map_err(|e| store_error_body(&e))?;
+        let first = messages
+            .first()
+            .map_or(conversation.last_seq + 1, |m| m.seq);
+        self.last_sent
+            .insert(id, messages.last().map_or(0, |m| m.seq));
+        Ok(vec![
+            ServerFrame::History {
+                conversation_id: id,
+                messages,
+                has_more: first > 1,
+            },
+            state_frame(&conversation),
+        ])
+    }
+
+    async fn handle(
+        &mut self,
+        state: &AppState,
+        frame: ClientFrame,
+    ) -> Result<Vec<ServerFrame>, ErrorBody> {
+        let user = self.user.clone();
+        match frame {
+            ClientFrame::Watch { conversation_id } => self.watch(state, conversation_id).await,
+            ClientFrame::Unwatch { conversation_id } => {
+                if let Some(task) = self.watches.remove(&conversation_id) {
+                    task.abort();
+                }
+                self.last_sent.remove(&conversation_id);
+                Ok(vec![])
+            }
+            ClientFrame::TakeOver { conversation_id } => {
+                let mut out = self.watch_if_needed(state, conversation_id).await?;
+                let committed = agent::take_over(state, &user, conversation_id).await?;
+                out.push(state_frame(&committed.conversation));
+                Ok(out)
+            }
+            ClientFrame::HandBack { conversation_id } => {
+                let committed = agent::hand_back(state, &user, conversation_id).await?;
+                Ok(vec![state_frame(&committed.conversation)])
+            }
+            ClientFrame::Transfer {
+                conversation_id,
+                to_agent,
+            } => {
+                let committed = agent::transfer(state, &user, conversation_id, to_agent).await?;
+                Ok(vec![state_frame(&committed.conversation)])
+            }
+            ClientFrame::Resolve {
+                conversation_id,
+                teach,
+            } => {
+                let committed = agent::resolve(state, &user, conversation_id, teach).await?;
+                Ok(vec![state_frame(&committed.conversation)])
+            }
+            ClientFrame::Send {
+                conversation_id: Some(conversation_id),
+                client_msg_id,
+                body,
+            } => {
+                let mut out = self.watch_if_needed(state, conversation_id).await?;
+                let committed =
+                    agent::reply(state, &user, conversation_id, &client_msg_id, &body).await?;
+                let (message, duplicate) = match committed.duplicate {
+                    Some(m) => (m, true),
+                    None => match committed.messages.last() {
+                        Some(m) => (m.clone(), false),
+                        None => {
+                            return Err(ErrorBody::new(
+                                ErrorCode::Internal,
+                                "The message was not stored.",
+                            ));
+                        }
+                    },
+                };
+                out.extend(self.catch_up(state, conversation_id).await);
+                out.push(ServerFrame::Ack {
+                    client_msg_id,
+                    conversation_id,
+                    message_id: message.id,
+                    seq: message.seq,
+                    duplicate,
+                });
+                Ok(out)
+            }
+            ClientFrame::Send { client_msg_id, .. } => Err(ErrorBody::new(
+                ErrorCode::Validation,
+                "Agents must name the conversation they write to.",
+            )
+            .for_message(client_msg_id)),
+            ClientFrame::Note {
+                conversation_id,
+                client_msg_id,
+                body,
+            } => {
+                agent::note(state, &user, conversation_id, &client_msg_id, &body).await?;
+                Ok(vec![])
+            }
+            ClientFrame::Typing {
+                conversation_id,
+                typing,
+            } => {
+                agent::site_conversation(state, &user, conversation_id).await?;
+                state.hub.publish_conversation(
+                    conversation_id,
+                    ServerFrame::Typing {
+                        conversation_id,
+                        author: nexus_shared::Author::Agent(user.agent_ref()),
+                        typing,
+                    },
+                );
+                Ok(vec![])
+            }
+            ClientFrame::SetPresence { status } => {
+                let status = if status == Presence::Offline {
+                    Presence::Away
+                } else {
+                    status
+                };
+                state.presence.set(user.site_id, user.id, status);
+                agent::publish_presence(state, user.site_id, &user.agent_ref(), status);
+                Ok(vec![])
+            }
+            ClientFrame::ReviewDraft { .. } => Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                "There is no such draft awaiting review.",
+            )),
+            ClientFrame::Ping => Ok(vec![ServerFrame::Pong]),
+            ClientFrame::Hello(_) => Err(ErrorBody::new(
+                ErrorCode::BadFrame,
+                "Already said hello on this connection.",
+            )),
+            _ => Err(ErrorBody::new(
+                ErrorCode::Forbidden,
+                "This is a visitor action.",
+            )),
+        }
+    }
+
+    async fn watch_if_needed(
+        &mut self,
+        state: &AppState,
+        id: Uuid,
+    ) -> Result<Vec<ServerFrame>, ErrorBody> {
+        if self.watches.contains_key(&id) {
+            Ok(vec![])
+        } else {
+            self.watch(state, id).await
+        }
+    }
+}
