@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use nexus_shared::DraftDecision;
 use nexus_shared::{
     AgentRef, Author, ConversationState, ErrorBody, ErrorCode, Note, Presence, ServerFrame, Teach,
     Transition, limits, validate_body,
@@ -235,6 +236,90 @@ pub async fn note(
             .publish_site(user.site_id, ServerFrame::Note(note.clone()));
     }
     Ok(note)
+}
+
+/// Review mode: an agent approves, edits or rejects an AI draft. Only approved (or edited)
+/// text reaches the visitor, and only while the AI may still speak; an edit teaches the AI.
+pub async fn review_draft(
+    state: &AppState,
+    user: &User,
+    conversation_id: Uuid,
+    draft_id: Uuid,
+    decision: DraftDecision,
+) -> Result<Option<Committed>, ErrorBody> {
+    let conversation = site_conversation(state, user, conversation_id).await?;
+    let fail = |e: crate::store::StoreError| store_error_body(&e);
+    let (draft, question) = state
+        .store
+        .draft(draft_id)
+        .await
+        .map_err(fail)?
+        .filter(|(d, _)| d.conversation_id == conversation.id)
+        .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "There is no such draft."))?;
+    let (status, body) = match &decision {
+        DraftDecision::Approve => ("approved", draft.body.clone()),
+        DraftDecision::Edit { body } => ("edited", validate_body(body)?.to_owned()),
+        DraftDecision::Reject => ("rejected", String::new()),
+    };
+    let claimed = state
+        .store
+        .move_draft(draft.id, "pending", status, Some(user.id))
+        .await
+        .map_err(fail)?;
+    if !claimed {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidTransition,
+            "This draft was already reviewed.",
+        ));
+    }
+    let reviewed = ServerFrame::DraftReviewed {
+        conversation_id: conversation.id,
+        draft_id: draft.id,
+        decision: decision.clone(),
+    };
+    if status == "rejected" {
+        state.hub.publish_site(user.site_id, reviewed);
+        return Ok(None);
+    }
+    let committed = match crate::chat::ai_post(
+        state,
+        conversation.id,
+        body.clone(),
+        draft.sources.clone(),
+        draft.confidence,
+        vec![],
+    )
+    .await
+    {
+        Ok(committed) => committed,
+        Err(e) => {
+            let _ = state
+                .store
+                .move_draft(draft.id, status, "expired", Some(user.id))
+                .await;
+            return Err(match e {
+                crate::store::StoreError::State(_) => ErrorBody::new(
+                    ErrorCode::InvalidTransition,
+                    "A person has this conversation now; the draft was not sent.",
+                ),
+                other => store_error_body(&other),
+            });
+        }
+    };
+    state.hub.publish_site(user.site_id, reviewed);
+    if status == "edited" {
+        learn(
+            state,
+            user.site_id,
+            Teach {
+                question,
+                answer: body,
+                entry_id: None,
+            },
+        )
+        .await?;
+    }
+    Ok(Some(committed))
 }
 
 /// Who is online, per site. An agent is online while at least one of their connections is

@@ -4,12 +4,14 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
-use nexus_shared::{ErrorCode, Health, Message, PROTOCOL_VERSION, limits};
+use nexus_shared::{ErrorCode, Health, Message, PROTOCOL_VERSION, Role, limits};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::auth::Agent;
 use crate::error::{ApiJson, AppError};
+use crate::store::SiteSettings;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -18,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", axum::routing::post(crate::auth::login))
         .route("/auth/logout", axum::routing::post(crate::auth::logout))
         .route("/me", get(crate::auth::me))
+        .route("/site", get(site).patch(update_site_settings))
 }
 
 /// `GET /api/v1/health`: the process is up; says which engine and database serve.
@@ -83,4 +86,59 @@ async fn messages(
     let has_more = messages.len() > limit as usize;
     messages.truncate(limit as usize);
     Ok(ApiJson(MessagePage { messages, has_more }))
+}
+
+/// `GET /api/v1/site`: the agent's site and its settings.
+async fn site(
+    State(state): State<AppState>,
+    Agent(user): Agent,
+) -> Result<ApiJson<serde_json::Value>, AppError> {
+    let site = state
+        .store
+        .site(user.site_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Site"))?;
+    Ok(ApiJson(serde_json::json!({
+        "id": site.id,
+        "key": site.key,
+        "name": site.name,
+        "settings": site.settings,
+    })))
+}
+
+/// `PATCH /api/v1/site`: owners change settings; the body holds only what changes, e.g.
+/// `{"autonomy": "review"}`.
+async fn update_site_settings(
+    State(state): State<AppState>,
+    Agent(user): Agent,
+    ApiJson(patch): ApiJson<serde_json::Map<String, serde_json::Value>>,
+) -> Result<ApiJson<SiteSettings>, AppError> {
+    if user.role != Role::Owner {
+        return Err(AppError::new(
+            ErrorCode::Forbidden,
+            "Only the site's owners can change its settings.",
+        ));
+    }
+    let site = state
+        .store
+        .site(user.site_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Site"))?;
+    let mut merged = match serde_json::to_value(&site.settings) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    for (key, value) in patch {
+        if !merged.contains_key(&key) {
+            return Err(AppError::new(
+                ErrorCode::Validation,
+                format!("Unknown setting {key:?}."),
+            ));
+        }
+        merged.insert(key, value);
+    }
+    let settings: SiteSettings = serde_json::from_value(serde_json::Value::Object(merged))
+        .map_err(|e| AppError::new(ErrorCode::Validation, format!("Invalid settings: {e}")))?;
+    state.store.update_site_settings(site.id, &settings).await?;
+    Ok(ApiJson(settings))
 }

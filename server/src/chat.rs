@@ -121,6 +121,12 @@ pub async fn visitor_send(
     let body = validate_body(body).map_err(|e| e.for_message(client_msg_id))?;
     let store = state.store.as_ref();
     let fail = |e: StoreError| store_error_body(&e).for_message(client_msg_id);
+    // Settings may have changed since the visitor connected.
+    let site = &store
+        .site(site.id)
+        .await
+        .map_err(fail)?
+        .unwrap_or_else(|| site.clone());
 
     let conversation = match conversation_id {
         Some(id) => visitor_conversation(state, visitor, id)
@@ -252,6 +258,27 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
             return;
         }
     };
+    if site.settings.autonomy == Autonomy::Review {
+        if let Decision::Answer {
+            body,
+            source,
+            confidence,
+        } = decision
+        {
+            let body = placeholders::fill(&body, &site.settings.placeholders);
+            draft(
+                state,
+                site,
+                conversation,
+                question,
+                body,
+                vec![source],
+                confidence,
+            )
+            .await;
+            return;
+        }
+    }
     match decision {
         Decision::Answer {
             body,
@@ -259,7 +286,7 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
             confidence,
         } => {
             let body = placeholders::fill(&body, &site.settings.placeholders);
-            ai_post(
+            let _ = ai_post(
                 state,
                 conversation.id,
                 body,
@@ -274,7 +301,7 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
             choices,
             confidence,
         } => {
-            ai_post(
+            let _ = ai_post(
                 state,
                 conversation.id,
                 body,
@@ -290,14 +317,44 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
     }
 }
 
-async fn ai_post(
+/// Review mode: the AI's answer waits for an agent; the visitor sees nothing until approval.
+async fn draft(
+    state: &AppState,
+    site: &Site,
+    conversation: &Conversation,
+    question: &str,
+    body: String,
+    sources: Vec<Source>,
+    confidence: f32,
+) {
+    let draft = nexus_shared::Draft {
+        id: Uuid::new_v4(),
+        conversation_id: conversation.id,
+        reply_to_seq: conversation.last_seq,
+        body,
+        sources,
+        confidence: Some(confidence),
+        created_at: crate::store::now_ms(),
+    };
+    match state.store.create_draft(&draft, question).await {
+        Ok(()) => state.hub.publish_site(site.id, ServerFrame::Draft(draft)),
+        Err(e) => {
+            warn!(error = %e, "could not store the AI draft; escalating");
+            escalate(state, conversation.id, HandoffReason::EngineError).await;
+        }
+    }
+}
+
+/// Posts an AI answer. Refused by the store's state machine (and dropped) when a person has
+/// the conversation. Returns the commit when the answer was posted.
+pub(crate) async fn ai_post(
     state: &AppState,
     conversation_id: Uuid,
     body: String,
     sources: Vec<Source>,
     confidence: Option<f32>,
     choices: Vec<Choice>,
-) {
+) -> Result<Committed, StoreError> {
     let message = NewMessage {
         sources,
         confidence,
@@ -309,11 +366,18 @@ async fn ai_post(
         reopen_to: ConversationState::Ai,
     };
     match state.store.commit(conversation_id, op).await {
-        Ok(committed) => publish(state, &committed),
-        Err(StoreError::State(StateError::AiSilenced(now))) => {
-            tracing::info!(state = ?now, "AI answer dropped: a person has the conversation");
+        Ok(committed) => {
+            publish(state, &committed);
+            Ok(committed)
         }
-        Err(e) => warn!(error = %e, "could not store the AI answer"),
+        Err(e @ StoreError::State(StateError::AiSilenced(_))) => {
+            tracing::info!("AI answer dropped: a person has the conversation");
+            Err(e)
+        }
+        Err(e) => {
+            warn!(error = %e, "could not store the AI answer");
+            Err(e)
+        }
     }
 }
 
@@ -416,7 +480,7 @@ pub async fn visitor_choose(
                     entry_id: entry.id,
                     title: entry.title,
                 };
-                ai_post(
+                let _ = ai_post(
                     state,
                     conversation.id,
                     body,

@@ -363,10 +363,14 @@ impl AgentSession {
                 agent::publish_presence(state, user.site_id, &user.agent_ref(), status);
                 Ok(vec![])
             }
-            ClientFrame::ReviewDraft { .. } => Err(ErrorBody::new(
-                ErrorCode::NotFound,
-                "There is no such draft awaiting review.",
-            )),
+            ClientFrame::ReviewDraft {
+                conversation_id,
+                draft_id,
+                decision,
+            } => {
+                agent::review_draft(state, &user, conversation_id, draft_id, decision).await?;
+                Ok(vec![])
+            }
             ClientFrame::Ping => Ok(vec![ServerFrame::Pong]),
             ClientFrame::Hello(_) => Err(ErrorBody::new(
                 ErrorCode::BadFrame,

@@ -362,3 +362,120 @@ async fn drain_frames(client: &mut WsClient, wait: Duration) -> Vec<ServerFrame>
     }
     out
 }
+
+#[tokio::test]
+async fn review_mode_sends_only_what_an_agent_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
+    let agent_token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
+    let http = reqwest::Client::new();
+    let patch = |token: &str, body: serde_json::Value| {
+        http.patch(server.url("/api/v1/site"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    // An agent cannot change settings; the owner can.
+    let response = patch(&agent_token, serde_json::json!({"autonomy": "review"}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = patch(&owner, serde_json::json!({"autonomy": "sometimes"}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "invalid values are refused");
+    let response = patch(&owner, serde_json::json!({"autonomy": "review"}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let (mut agent, _) = WsClient::agent(&server.ws_url(), &agent_token).await;
+    let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    visitor
+        .send(&send(None, "how can I cancel my order", "v-1"))
+        .await;
+    let conversation_id = ack(&mut visitor).await;
+    let (draft, _) = agent
+        .recv_until(|f| match f {
+            ServerFrame::Draft(d) if d.conversation_id == conversation_id => Some(d.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(draft.body.to_lowercase().contains("cancel"));
+    let seen = drain_messages(&mut visitor, Duration::from_millis(800)).await;
+    assert!(
+        !seen.iter().any(|m| m.author == Author::Ai),
+        "the visitor sees nothing before approval: {seen:?}"
+    );
+
+    // The agent edits; the visitor gets exactly the edited text, from the assistant.
+    let edited = "Open Orders, pick the order and press Cancel. Refunds take 3 days.";
+    agent
+        .send(&ClientFrame::ReviewDraft {
+            conversation_id,
+            draft_id: draft.id,
+            decision: nexus_shared::DraftDecision::Edit {
+                body: edited.into(),
+            },
+        })
+        .await;
+    let (answer, _) = visitor
+        .recv_until(|f| match f {
+            ServerFrame::Message(m) if m.author == Author::Ai => Some(m.body.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(answer, edited);
+    // A second review of the same draft is refused.
+    agent
+        .send(&ClientFrame::ReviewDraft {
+            conversation_id,
+            draft_id: draft.id,
+            decision: nexus_shared::DraftDecision::Approve,
+        })
+        .await;
+    let (code, _) = agent
+        .recv_until(|f| match f {
+            ServerFrame::Error(e) => Some(e.code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::InvalidTransition);
+
+    // A draft approved after a takeover never reaches the visitor.
+    visitor
+        .send(&send(
+            Some(conversation_id),
+            "how do I track my refund",
+            "v-2",
+        ))
+        .await;
+    let (late, _) = agent
+        .recv_until(|f| match f {
+            ServerFrame::Draft(d) if d.conversation_id == conversation_id => Some(d.clone()),
+            _ => None,
+        })
+        .await;
+    agent.send(&ClientFrame::TakeOver { conversation_id }).await;
+    agent
+        .send(&ClientFrame::ReviewDraft {
+            conversation_id,
+            draft_id: late.id,
+            decision: nexus_shared::DraftDecision::Approve,
+        })
+        .await;
+    let (code, _) = agent
+        .recv_until(|f| match f {
+            ServerFrame::Error(e) => Some(e.code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::InvalidTransition);
+    let seen = drain_messages(&mut visitor, Duration::from_millis(800)).await;
+    assert!(
+        !seen.iter().any(|m| m.author == Author::Ai),
+        "no AI message after the takeover: {seen:?}"
+    );
+    server.stop().await;
+}

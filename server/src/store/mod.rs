@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use nexus_shared::Draft;
 use nexus_shared::{
     AgentRef, Author, Autonomy, Choice, ConversationState, ConversationSummary, HandoffReason,
     Message, Millis, Note, Role, Snapshot, Source, StateChange, StateError, Transition,
@@ -368,6 +369,24 @@ pub trait Store: Send + Sync + 'static {
     /// The user of an unexpired session.
     async fn session_user(&self, token_hash: &str, now: Millis) -> StoreResult<Option<User>>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+
+    async fn update_site_settings(&self, site_id: Uuid, settings: &SiteSettings)
+    -> StoreResult<()>;
+
+    async fn create_draft(&self, draft: &Draft, question: &str) -> StoreResult<()>;
+    /// A draft and the visitor question it answers.
+    async fn draft(&self, id: Uuid) -> StoreResult<Option<(Draft, String)>>;
+    /// Drafts of a conversation still awaiting review.
+    async fn pending_drafts(&self, conversation_id: Uuid) -> StoreResult<Vec<Draft>>;
+    /// Moves a draft from status `from` to `to`; false when it was not in `from` any more
+    /// (someone else reviewed it first).
+    async fn move_draft(
+        &self,
+        id: Uuid,
+        from: &str,
+        to: &str,
+        reviewer: Option<Uuid>,
+    ) -> StoreResult<bool>;
 
     /// Stores an internal note once per `client_msg_id`; returns it and whether it existed.
     async fn add_note(&self, note: &Note) -> StoreResult<(Note, bool)>;

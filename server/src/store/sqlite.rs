@@ -6,8 +6,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use nexus_shared::{
-    AgentRef, Author, ConversationState, HandoffReason, Message, Millis, Note, Role, Snapshot,
-    VisitorInfo,
+    AgentRef, Author, ConversationState, Draft, HandoffReason, Message, Millis, Note, Role,
+    Snapshot, VisitorInfo,
 };
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{
@@ -705,6 +705,82 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn update_site_settings(
+        &self,
+        site_id: Uuid,
+        settings: &SiteSettings,
+    ) -> StoreResult<()> {
+        let result = sqlx::query("UPDATE sites SET settings = ? WHERE id = ?")
+            .bind(to_json(settings))
+            .bind(site_id.to_string())
+            .execute(&self.writer)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_draft(&self, draft: &Draft, question: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO drafts (id, conversation_id, reply_to_seq, question, body, sources,
+                confidence, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+        )
+        .bind(draft.id.to_string())
+        .bind(draft.conversation_id.to_string())
+        .bind(seq_i64(draft.reply_to_seq))
+        .bind(question)
+        .bind(&draft.body)
+        .bind((!draft.sources.is_empty()).then(|| to_json(&draft.sources)))
+        .bind(draft.confidence.map(f64::from))
+        .bind(draft.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn draft(&self, id: Uuid) -> StoreResult<Option<(Draft, String)>> {
+        let row = sqlx::query("SELECT * FROM drafts WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await?;
+        row.map(|row| Ok((draft_from_row(&row)?, row.try_get("question")?)))
+            .transpose()
+    }
+
+    async fn pending_drafts(&self, conversation_id: Uuid) -> StoreResult<Vec<Draft>> {
+        sqlx::query(
+            "SELECT * FROM drafts WHERE conversation_id = ? AND status = 'pending' ORDER BY created_at",
+        )
+        .bind(conversation_id.to_string())
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(draft_from_row)
+        .collect()
+    }
+
+    async fn move_draft(
+        &self,
+        id: Uuid,
+        from: &str,
+        to: &str,
+        reviewer: Option<Uuid>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE drafts SET status = ?, reviewed_by = ?, reviewed_at = ?
+             WHERE id = ? AND status = ?",
+        )
+        .bind(to)
+        .bind(reviewer.map(|r| r.to_string()))
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(from)
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn add_note(&self, note: &Note) -> StoreResult<(Note, bool)> {
         let inserted = sqlx::query(
             "INSERT INTO notes (id, conversation_id, agent_id, agent_name, client_msg_id, body, created_at)
@@ -799,6 +875,21 @@ fn note_from_row(row: &SqliteRow) -> StoreResult<Note> {
             name: row.try_get("agent_name")?,
         },
         body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn draft_from_row(row: &SqliteRow) -> StoreResult<Draft> {
+    let seq: i64 = row.try_get("reply_to_seq")?;
+    Ok(Draft {
+        id: uuid_col(row, "id")?,
+        conversation_id: uuid_col(row, "conversation_id")?,
+        reply_to_seq: u64::try_from(seq).unwrap_or(0),
+        body: row.try_get("body")?,
+        sources: json_col(row, "sources")?.unwrap_or_default(),
+        confidence: row
+            .try_get::<Option<f64>, _>("confidence")?
+            .map(|c| c as f32),
         created_at: row.try_get("created_at")?,
     })
 }
