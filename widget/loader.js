@@ -1,0 +1,171 @@
+// Nexus Flow loader (served as widget.js). Embed with:
+//   <script src="https://YOUR-SERVER/widget.js" data-site="SITE_KEY" async></script>
+// Optional: data-server, data-color, data-position="left", data-greeting, data-locale,
+// data-open. It draws the launcher at once and loads the chat app only on the first click.
+// `cargo xtask widget` replaces the __NF_…__ names with the content-hashed file names and
+// strips comment lines and indentation: keep every statement on lines of its own.
+(function () {
+  'use strict';
+  var d = document;
+  var w = window;
+  if (w.NexusFlow) {
+    return;
+  }
+  var script = d.currentScript || d.querySelector('script[data-site]');
+  var data = script ? script.dataset : {};
+  if (!data.site) {
+    console.error('Nexus Flow: the widget.js script tag needs a data-site attribute.');
+    return;
+  }
+  // The server serves the loader at /widget.js and the app next to it under /widget/.
+  var base = new URL('widget/', script.src).href;
+  var server = (data.server || new URL(script.src).origin).replace(/\/+$/, '');
+  var handlers = {};
+  var wantOpen = false;
+  var mountEl;
+  var launcherRoot;
+  var launcher;
+  var loading;
+  var ready = false;
+
+  function asset(name) {
+    return new URL(name, base).href;
+  }
+
+  function emit(type, detail) {
+    (handlers[type] || []).slice().forEach(function (fn) {
+      try {
+        fn(detail);
+      } catch (e) {
+        console.error(e);
+      }
+    });
+  }
+
+  function command(name) {
+    mountEl.dispatchEvent(new CustomEvent('nexus-flow:command', { detail: name }));
+  }
+
+  function load() {
+    if (ready) {
+      command(wantOpen ? 'open' : 'close');
+      return loading;
+    }
+    if (loading) {
+      return loading;
+    }
+    launcher.setAttribute('aria-busy', 'true');
+    loading = import(asset('__NF_JS__'))
+      .then(function (app) {
+        return app.default({ module_or_path: asset('__NF_WASM__') }).then(function () {
+          app.mount(mountEl, {
+            site: data.site,
+            server: server,
+            color: data.color || null,
+            position: data.position || null,
+            greeting: data.greeting || null,
+            locale: data.locale || null,
+            open: wantOpen
+          });
+          // The app draws its own launcher.
+          launcherRoot.remove();
+          ready = true;
+        });
+      })
+      .catch(function (e) {
+        loading = null;
+        launcher.removeAttribute('aria-busy');
+        console.error('Nexus Flow: could not load the chat.', e);
+        emit('error', { type: 'error', error: e });
+      });
+    return loading;
+  }
+
+  function svg(pathData) {
+    var ns = 'http://www.w3.org/2000/svg';
+    var s = d.createElementNS(ns, 'svg');
+    var p = d.createElementNS(ns, 'path');
+    s.setAttribute('viewBox', '0 0 24 24');
+    s.setAttribute('aria-hidden', 'true');
+    p.setAttribute('d', pathData);
+    s.appendChild(p);
+    return s;
+  }
+
+  function draw() {
+    var host = d.createElement('div');
+    host.id = 'nexus-flow-root';
+    if (data.color) {
+      host.style.setProperty('--nf-color', data.color);
+    }
+    var shadow = host.attachShadow({ mode: 'open' });
+    var link = d.createElement('link');
+    link.rel = 'stylesheet';
+    link.href = asset('__NF_CSS__');
+    mountEl = d.createElement('div');
+    mountEl.className = 'nf-mount';
+    // Unstyled, the launcher would flash as a bare button: show it with its stylesheet.
+    mountEl.hidden = true;
+    link.onload = link.onerror = function () {
+      mountEl.hidden = false;
+    };
+    launcherRoot = d.createElement('div');
+    launcherRoot.className = data.position === 'left' ? 'nf-root nf-left' : 'nf-root';
+    launcher = d.createElement('button');
+    launcher.type = 'button';
+    launcher.className = 'nf-launcher';
+    launcher.setAttribute('data-testid', 'launcher');
+    launcher.setAttribute('aria-label', 'Open chat');
+    launcher.setAttribute('aria-expanded', 'false');
+    launcher.appendChild(svg('M4 5h16v11H9l-5 4z'));
+    launcher.addEventListener('click', function () {
+      wantOpen = true;
+      load();
+    });
+    launcherRoot.appendChild(launcher);
+    mountEl.appendChild(launcherRoot);
+    mountEl.addEventListener('nexus-flow:event', function (e) {
+      var detail = e.detail || {};
+      if (detail.type === 'open' || detail.type === 'close') {
+        wantOpen = detail.type === 'open';
+      }
+      emit(detail.type, detail);
+    });
+    shadow.appendChild(link);
+    shadow.appendChild(mountEl);
+    d.body.appendChild(host);
+    if (data.open !== undefined && data.open !== 'false') {
+      wantOpen = true;
+    }
+    if (wantOpen) {
+      load();
+    }
+  }
+
+  w.NexusFlow = {
+    open: function () {
+      wantOpen = true;
+      return mountEl ? load() : Promise.resolve();
+    },
+    close: function () {
+      wantOpen = false;
+      if (ready) {
+        command('close');
+      }
+    },
+    on: function (type, fn) {
+      (handlers[type] = handlers[type] || []).push(fn);
+      return function () {
+        handlers[type] = (handlers[type] || []).filter(function (f) {
+          return f !== fn;
+        });
+      };
+    }
+  };
+
+  if (d.body) {
+    draw();
+  } else {
+    d.addEventListener('DOMContentLoaded', draw);
+  }
+})();

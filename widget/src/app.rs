@@ -1,0 +1,417 @@
+//! The visitor's chat: launcher, panel, timeline and composer.
+//!
+//! Message text is only ever rendered as text nodes (`{body}` in `view!`), never as HTML.
+//! The `data-testid` attributes are a public contract used by the end-to-end tests.
+//!
+//! The view is kept deliberately flat (static elements shown and hidden with the `hidden`
+//! attribute, CSS for what CSS can do): every reactive branch costs wasm bytes, and the whole
+//! app must stay under its size budget.
+
+use leptos::ev::{KeyboardEvent, MouseEvent};
+use leptos::html;
+use leptos::prelude::*;
+use nexus_shared::{Author, Choice, ConversationState};
+
+use crate::browser;
+use crate::config::safe_color;
+use crate::connection::Client;
+use crate::i18n;
+use crate::model::{Delivery, Entry};
+
+/// A click handler, boxed on purpose: tachys then attaches every click handler with one copy
+/// of its code instead of one per closure.
+fn click(f: impl FnMut(MouseEvent) + 'static) -> Box<dyn FnMut(MouseEvent)> {
+    Box::new(f)
+}
+
+/// The whole widget. `host` receives the events for the loader.
+#[component]
+pub fn App(client: Client, host: web_sys::EventTarget) -> impl IntoView {
+    let open = client.open;
+    let chat = client.chat;
+    let unread = client.unread;
+    let launcher: NodeRef<html::Button> = NodeRef::new();
+    let input: NodeRef<html::Textarea> = NodeRef::new();
+
+    // Opening connects (the first time), clears the unread badge and focuses the input;
+    // closing gives the focus back to the launcher. The loader hears of both.
+    Effect::new({
+        let client = client.clone();
+        move |was_open: Option<bool>| {
+            let now_open = open.get();
+            // Focus after the panel is shown (or hidden) on screen.
+            if now_open {
+                client.start();
+                client.unread.set(0);
+                request_animation_frame(move || {
+                    if let Some(el) = input.get_untracked() {
+                        let _ = el.focus();
+                    }
+                });
+            } else if was_open == Some(true) {
+                request_animation_frame(move || {
+                    if let Some(el) = launcher.get_untracked() {
+                        let _ = el.focus();
+                    }
+                });
+            }
+            if was_open.unwrap_or(false) != now_open {
+                browser::emit(&host, if now_open { "open" } else { "close" }, None);
+            }
+            now_open
+        }
+    });
+
+    let config = client.config.clone();
+    let color = move || {
+        let site = chat.with(|c| c.site.as_ref().map(|s| s.color.clone()));
+        config
+            .color
+            .as_deref()
+            .and_then(safe_color)
+            .or_else(|| site.as_deref().and_then(safe_color))
+            .map(|c| format!("--nf-color:{c}"))
+            .unwrap_or_default()
+    };
+    let root_class = if client.config.on_left() {
+        "nf-root nf-left"
+    } else {
+        "nf-root"
+    };
+
+    view! {
+        <div class=root_class class:nf-open=move || open.get() style=color>
+            <Panel client=client input=input />
+            <button
+                class="nf-launcher"
+                data-testid="launcher"
+                node_ref=launcher
+                aria-label=move || if open.get() { i18n::CLOSE_CHAT } else { i18n::OPEN_CHAT }
+                aria-expanded=move || if open.get() { "true" } else { "false" }
+                on:click=click(move |_| open.update(|o| *o = !*o))
+            >
+                <svg class="nf-icon-chat" viewBox="0 0 24 24" aria-hidden="true">
+                    <path d="M4 5h16v11H9l-5 4z" />
+                </svg>
+                <svg class="nf-icon-close" viewBox="0 0 24 24" aria-hidden="true">
+                    <path d="M6 6l12 12M18 6L6 18" />
+                </svg>
+                <span
+                    class="nf-badge"
+                    aria-hidden="true"
+                    hidden=move || unread.get() == 0 || open.get()
+                >
+                    {move || unread.get()}
+                </span>
+            </button>
+        </div>
+    }
+}
+
+#[component]
+fn Panel(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
+    let open = client.open;
+    let chat = client.chat;
+    let status = client.status;
+    let assistant = move || chat.with(|c| c.assistant_name().to_owned());
+    let notice = move || chat.with(|c| c.notice.as_ref().map(|n| n.text.clone()));
+    let on_keydown = move |ev: KeyboardEvent| {
+        if ev.key() == "Escape" {
+            ev.prevent_default();
+            open.set(false);
+        }
+    };
+    let ask_human = {
+        let client = client.clone();
+        move |_| client.request_human()
+    };
+
+    view! {
+        <section
+            class="nf-panel"
+            data-testid="panel"
+            role="dialog"
+            aria-label=move || format!("Chat with {}", assistant())
+            hidden=move || !open.get()
+            on:keydown=on_keydown
+        >
+            <header class="nf-header">
+                <div class="nf-avatar" aria-hidden="true">
+                    {move || assistant().chars().next().unwrap_or('?').to_string()}
+                </div>
+                <div class="nf-titles">
+                    <h2 class="nf-title">{assistant}</h2>
+                    <p class="nf-subtitle">
+                        {move || {
+                            chat.with(|c| {
+                                i18n::subtitle(c.state(), c.assignee.as_ref().map(|a| a.name.as_str()))
+                            })
+                        }}
+                    </p>
+                </div>
+                <span
+                    class="nf-status"
+                    data-testid="connection-status"
+                    data-status=move || status.get().code()
+                    role="status"
+                >
+                    <span class="nf-dot" aria-hidden="true"></span>
+                    {move || status.get().text()}
+                </span>
+                <button class="nf-close" aria-label=i18n::CLOSE_CHAT on:click=click(move |_| open.set(false))>
+                    <svg viewBox="0 0 24 24" aria-hidden="true">
+                        <path d="M6 6l12 12M18 6L6 18" />
+                    </svg>
+                </button>
+            </header>
+            <Banner client=client.clone() />
+            <Timeline client=client.clone() />
+            <div class="nf-notice" role="alert" hidden=move || notice().is_none()>
+                <span>{move || notice().unwrap_or_default()}</span>
+                <button
+                    class="nf-dismiss"
+                    aria-label=i18n::DISMISS
+                    on:click=click(move |_| chat.update(|c| c.notice = None))
+                >
+                    "×"
+                </button>
+            </div>
+            <div class="nf-actions">
+                <button
+                    class="nf-human"
+                    data-testid="talk-to-human"
+                    aria-label=i18n::TALK_TO_HUMAN
+                    disabled=move || {
+                        chat.with(|c| {
+                            matches!(c.state(), ConversationState::Waiting | ConversationState::Human)
+                        })
+                    }
+                    on:click=click(ask_human)
+                >
+                    {i18n::TALK_TO_HUMAN}
+                </button>
+            </div>
+            <Composer client=client input=input />
+        </section>
+    }
+}
+
+/// "Waiting for a person — …" and the queue position, or "Sam joined". Present only while
+/// a person is involved.
+#[component]
+fn Banner(client: Client) -> impl IntoView {
+    let chat = client.chat;
+    move || {
+        chat.with(|c| {
+            let state = c.state();
+            let (text, queue) = match state {
+                ConversationState::Waiting => (
+                    i18n::waiting_banner(c.reason.as_ref()),
+                    c.queue_position.map(i18n::queue_text),
+                ),
+                ConversationState::Human => (
+                    i18n::joined_banner(c.assignee.as_ref().map_or("A person", |a| a.name.as_str())),
+                    None,
+                ),
+                _ => return None,
+            };
+            Some(view! {
+                <div class="nf-banner" data-testid="handoff-banner" data-state=state.as_str() role="status">
+                    <p>{text}</p>
+                    {queue.map(|q| view! { <p class="nf-queue">{q}</p> })}
+                </div>
+            })
+        })
+    }
+}
+
+#[component]
+fn Timeline(client: Client) -> impl IntoView {
+    let chat = client.chat;
+    let scroller: NodeRef<html::Div> = NodeRef::new();
+    let config = client.config.clone();
+
+    // Keep the newest message in view.
+    Effect::new(move |_| {
+        chat.with(|c| {
+            (
+                c.entries.len(),
+                c.typing.is_some(),
+                c.offline_note.is_some(),
+            )
+        });
+        if let Some(el) = scroller.get_untracked() {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+
+    let rows = move || {
+        chat.with(|c| {
+            c.entries
+                .iter()
+                .map(|e| (e.clone(), e.delivery))
+                .collect::<Vec<_>>()
+        })
+    };
+    let offline = move || chat.with(|c| c.offline_note.clone());
+    let typing = move || {
+        chat.with(|c| {
+            c.typing.as_ref().map(|author| match author {
+                Author::Agent(agent) => format!("{} {}", agent.name, i18n::TYPING),
+                _ => format!("{} {}", c.assistant_name(), i18n::TYPING),
+            })
+        })
+    };
+
+    view! {
+        <div class="nf-scroll" node_ref=scroller>
+            <ol class="nf-messages" aria-live="polite" aria-label=i18n::MESSAGES>
+                <li
+                    class="nf-msg nf-ai"
+                    data-testid="greeting"
+                    data-author="ai"
+                    hidden=move || chat.with(|c| c.show_greeting != Some(true))
+                >
+                    <div class="nf-meta">
+                        <span class="nf-author">{move || chat.with(|c| c.assistant_name().to_owned())}</span>
+                    </div>
+                    <div class="nf-bubble">
+                        {move || chat.with(|c| c.greeting(config.greeting.as_deref()).to_owned())}
+                    </div>
+                </li>
+                <For
+                    each=rows
+                    key=|(e, delivery)| (e.key.clone(), *delivery)
+                    children=move |(entry, _)| view! { <Row client=client.clone() entry=entry /> }
+                />
+            </ol>
+            <p class="nf-offline" hidden=move || offline().is_none()>
+                {move || offline().unwrap_or_default()}
+            </p>
+            <p class="nf-typing" hidden=move || typing().is_none()>
+                <span class="nf-dots" aria-hidden="true">
+                    <i></i>
+                    <i></i>
+                    <i></i>
+                </span>
+                {move || typing().unwrap_or_default()}
+            </p>
+        </div>
+    }
+}
+
+/// One timeline entry, rendered once; re-rendered when its delivery changes. The choices of
+/// a clarifying question are hidden by CSS once anything follows it.
+#[component]
+fn Row(client: Client, entry: Entry) -> impl IntoView {
+    let kind = entry.author.kind();
+    let label = match &entry.author {
+        Author::Agent(agent) => agent.name.clone(),
+        Author::Ai => client
+            .chat
+            .with_untracked(|c| c.assistant_name().to_owned()),
+        other => i18n::author_label(other.kind()).to_owned(),
+    };
+    let time = browser::format_time(entry.created_at, client.config.locale.as_deref());
+    let (delivery, note) = match entry.delivery {
+        Delivery::Pending => ("pending", i18n::SENDING),
+        Delivery::Sent => ("sent", ""),
+        Delivery::Failed => ("failed", i18n::NOT_SENT),
+    };
+    let retry = {
+        let id = entry.client_msg_id.clone().unwrap_or_default();
+        let client = client.clone();
+        move |_| client.retry(&id)
+    };
+    let message_id = entry.id.unwrap_or_default();
+    let no_source = entry.source.is_none();
+    let no_choices = entry.choices.is_empty();
+    let choices = entry
+        .choices
+        .into_iter()
+        .map(|Choice { id, label }| {
+            let client = client.clone();
+            view! {
+                <button class="nf-choice" on:click=click(move |_| client.choose(message_id, &id))>
+                    {label}
+                </button>
+            }
+        })
+        .collect_view();
+    // Optional parts are there but hidden: one shape for every row is less code than many.
+    view! {
+        <li
+            class=format!("nf-msg nf-{kind}")
+            data-testid="message"
+            data-author=kind
+            data-delivery=delivery
+        >
+            <div class="nf-meta">
+                <span class="nf-author">{label}</span>
+                <time class="nf-time">{time}</time>
+            </div>
+            <div class="nf-bubble">{entry.body}</div>
+            <p class="nf-source" hidden=no_source>
+                {i18n::SOURCE}
+                " "
+                {entry.source.unwrap_or_default()}
+            </p>
+            <div class="nf-choices" role="group" hidden=no_choices>
+                {choices}
+            </div>
+            <p class="nf-delivery" hidden=note.is_empty()>
+                {note}
+                <button class="nf-retry" hidden=delivery != "failed" on:click=click(retry)>
+                    {i18n::RETRY}
+                </button>
+            </p>
+        </li>
+    }
+}
+
+#[component]
+fn Composer(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
+    // The textarea keeps its own value: read on submit, cleared once sent.
+    let submit = move || {
+        let Some(el) = input.get_untracked() else {
+            return;
+        };
+        if client.send_text(&el.value()) {
+            el.set_value("");
+        }
+        let _ = el.focus();
+    };
+    let on_keydown = {
+        let submit = submit.clone();
+        move |ev: KeyboardEvent| {
+            if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                ev.prevent_default();
+                submit();
+            }
+        }
+    };
+    view! {
+        <form
+            class="nf-composer"
+            on:submit=move |ev| {
+                ev.prevent_default();
+                submit();
+            }
+        >
+            <textarea
+                class="nf-input"
+                data-testid="input"
+                node_ref=input
+                rows="1"
+                aria-label=i18n::INPUT_LABEL
+                placeholder=i18n::PLACEHOLDER
+                on:keydown=on_keydown
+            ></textarea>
+            <button class="nf-send" type="submit" data-testid="send" aria-label=i18n::SEND>
+                <svg viewBox="0 0 24 24" aria-hidden="true">
+                    <path d="M4 12l16-8-6 16-2-7z" />
+                </svg>
+            </button>
+        </form>
+    }
+}
