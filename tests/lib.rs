@@ -119,6 +119,42 @@ impl WsClient {
         Self { socket }
     }
 
+    /// Connects with an `Origin` header, as a browser on that origin would.
+    pub async fn connect_from(url: &str, origin: &str) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("a websocket URL");
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("an origin header"));
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connects");
+        Self { socket }
+    }
+
+    /// Says hello as a visitor with these details; returns the server's answer (`welcome` or
+    /// an error).
+    pub async fn hello_visitor(
+        &mut self,
+        site_key: &str,
+        token: Option<String>,
+        identity: Option<nexus_shared::Identity>,
+    ) -> ServerFrame {
+        self.send(&ClientFrame::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            auth: Auth::Visitor {
+                site_key: site_key.into(),
+                visitor_token: token,
+                conversation_id: None,
+                identity,
+                page_url: None,
+                locale: None,
+            },
+        }))
+        .await;
+        self.recv().await
+    }
+
     /// Connects and says hello as a visitor of `site_key`; returns the client and `welcome`.
     pub async fn visitor(
         url: &str,

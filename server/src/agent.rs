@@ -326,14 +326,14 @@ pub async fn review_draft(
 /// open and they have not set themselves away.
 #[derive(Default)]
 pub struct PresenceBoard {
-    sites: Mutex<HashMap<Uuid, HashMap<Uuid, (AgentRef, Presence, u32)>>>,
+    sites: Mutex<HashMap<Uuid, SiteAgents>>,
 }
 
+/// Per agent of a site: who, their status, and how many connections they have open.
+type SiteAgents = HashMap<Uuid, (AgentRef, Presence, u32)>;
+
 impl PresenceBoard {
-    fn with<R>(
-        &self,
-        f: impl FnOnce(&mut HashMap<Uuid, HashMap<Uuid, (AgentRef, Presence, u32)>>) -> R,
-    ) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<Uuid, SiteAgents>) -> R) -> R {
         let mut map = self
             .sites
             .lock()

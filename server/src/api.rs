@@ -16,6 +16,7 @@ use crate::store::SiteSettings;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/conversations/{id}/messages", get(messages))
         .route("/auth/login", axum::routing::post(crate::auth::login))
         .route("/auth/logout", axum::routing::post(crate::auth::logout))
@@ -32,6 +33,21 @@ async fn health(State(state): State<AppState>) -> ApiJson<Health> {
         engine: state.engine.name().into(),
         database: state.store.backend().into(),
     })
+}
+
+/// `GET /api/v1/ready`: the database answers; 503 `unavailable` otherwise (for load
+/// balancers).
+async fn ready(State(state): State<AppState>) -> Result<ApiJson<serde_json::Value>, AppError> {
+    match state.store.ping().await {
+        Ok(()) => Ok(ApiJson(serde_json::json!({"status": "ready"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Err(AppError::new(
+                ErrorCode::Unavailable,
+                "The database is not reachable.",
+            ))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,7 +118,7 @@ async fn site(
         "id": site.id,
         "key": site.key,
         "name": site.name,
-        "settings": site.settings,
+        "settings": site.settings.redacted(),
     })))
 }
 
@@ -129,6 +145,10 @@ async fn update_site_settings(
         _ => serde_json::Map::new(),
     };
     for (key, value) in patch {
+        // `GET /site` shows the secret as `***`; sending that back keeps the secret.
+        if key == "identity_secret" && value.as_str() == Some("***") {
+            continue;
+        }
         if !merged.contains_key(&key) {
             return Err(AppError::new(
                 ErrorCode::Validation,
@@ -140,5 +160,5 @@ async fn update_site_settings(
     let settings: SiteSettings = serde_json::from_value(serde_json::Value::Object(merged))
         .map_err(|e| AppError::new(ErrorCode::Validation, format!("Invalid settings: {e}")))?;
     state.store.update_site_settings(site.id, &settings).await?;
-    Ok(ApiJson(settings))
+    Ok(ApiJson(settings.redacted()))
 }

@@ -258,26 +258,25 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
             return;
         }
     };
-    if site.settings.autonomy == Autonomy::Review {
-        if let Decision::Answer {
+    if site.settings.autonomy == Autonomy::Review
+        && let Decision::Answer {
             body,
             source,
             confidence,
         } = decision
-        {
-            let body = placeholders::fill(&body, &site.settings.placeholders);
-            draft(
-                state,
-                site,
-                conversation,
-                question,
-                body,
-                vec![source],
-                confidence,
-            )
-            .await;
-            return;
-        }
+    {
+        let body = placeholders::fill(&body, &site.settings.placeholders);
+        draft(
+            state,
+            site,
+            conversation,
+            question,
+            body,
+            vec![source],
+            confidence,
+        )
+        .await;
+        return;
     }
     match decision {
         Decision::Answer {
@@ -347,7 +346,7 @@ async fn draft(
 
 /// Posts an AI answer. Refused by the store's state machine (and dropped) when a person has
 /// the conversation. Returns the commit when the answer was posted.
-pub(crate) async fn ai_post(
+pub async fn ai_post(
     state: &AppState,
     conversation_id: Uuid,
     body: String,

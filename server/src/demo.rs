@@ -38,6 +38,7 @@ pub async fn ensure_demo_site(store: &dyn Store) -> StoreResult<bool> {
             autonomy: Autonomy::Auto,
             placeholders: placeholders::demo_values(),
             allowed_origins: Vec::new(),
+            ..SiteSettings::default()
         },
         created_at: now_ms(),
     };

@@ -41,11 +41,11 @@ fn subscribe(
 
 fn publish(map: &Mutex<HashMap<Uuid, broadcast::Sender<Frame>>>, id: Uuid, frame: Frame) {
     let mut map = lock(map);
-    if let Some(tx) = map.get(&id) {
-        if tx.send(frame).is_err() {
-            // Nobody listens any more.
-            map.remove(&id);
-        }
+    if let Some(tx) = map.get(&id)
+        && tx.send(frame).is_err()
+    {
+        // Nobody listens any more.
+        map.remove(&id);
     }
 }
 

@@ -17,6 +17,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod chat;
+pub mod connections;
 pub mod demo;
 pub mod engine;
 pub mod error;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub assets: Arc<assets::Assets>,
     pub throttle: Arc<auth::LoginThrottle>,
     pub presence: Arc<agent::PresenceBoard>,
+    /// Open WebSocket connections per IP address and per site, and their caps.
+    pub connections: Arc<connections::ConnectionLimits>,
     /// Flips to `true` when the server shuts down; live connections close politely.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -72,16 +75,32 @@ pub async fn build_state(
         assets,
         throttle: Arc::default(),
         presence: Arc::default(),
+        connections: Arc::default(),
         shutdown,
     })
 }
 
-/// The whole application.
+/// The whole application. Every response carries `nosniff`, `X-Frame-Options: DENY` and a
+/// referrer policy (the widget is never framed; pages set a CSP of their own).
 pub fn app(state: AppState) -> Router {
+    use axum::http::{HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
     Router::new()
         .merge(assets::routes())
         .route("/ws", axum::routing::get(ws::upgrade))
         .nest("/api/v1", api::routes())
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

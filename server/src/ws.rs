@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use nexus_shared::{
-    Auth, ClientFrame, ConversationView, ErrorBody, ErrorCode, Hello, Message, PROTOCOL_VERSION,
-    ServerFrame, Session, SiteInfo, Welcome, limits,
+    Auth, ClientFrame, ConversationView, ErrorBody, ErrorCode, Hello, Identity, Message,
+    PROTOCOL_VERSION, ServerFrame, Session, SiteInfo, Welcome, limits,
 };
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -21,9 +22,10 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::chat;
+use crate::connections::Slot;
 use crate::error::store_error_body;
 use crate::hub::Frame;
-use crate::store::{Site, Visitor};
+use crate::store::{Site, SiteSettings, Visitor};
 
 /// How long a client has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,14 +36,22 @@ const FRAMES_PER_SECOND: f64 = 10.0;
 const FRAME_BURST: f64 = 30.0;
 /// History sent with `welcome`.
 const WELCOME_HISTORY: u32 = limits::DEFAULT_HISTORY_PAGE;
+/// Longest identity id, name and email accepted in `hello`.
+const MAX_IDENTITY_FIELD_BYTES: usize = 320;
 
 /// `GET /ws`: upgrades with small buffers (a few KiB per idle connection, not 128 KiB) and
-/// the frame size limit.
+/// the frame size limit. The `Origin` header goes to the session, which checks it against the
+/// site's allowed origins once `hello` names the site.
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Response {
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(256 * 1024)
@@ -49,7 +59,7 @@ pub async fn upgrade(
         .max_frame_size(limits::MAX_FRAME_BYTES)
         .on_upgrade(move |socket: WebSocket| async move {
             let (sink, stream) = socket.split();
-            run(state, peer, sink, stream).await;
+            run(state, peer, origin, sink, stream).await;
         })
 }
 
@@ -100,14 +110,42 @@ impl RateLimit {
     }
 }
 
-/// Runs one connection to its end.
+/// The error sent when a cap on open connections is reached.
+fn too_many_connections(what: &str) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::TooManyConnections,
+        format!("Too many open connections {what}; close one and try again."),
+    )
+}
+
+/// Runs one connection to its end. `origin` is the upgrade request's `Origin` header.
 #[instrument(skip_all, fields(%peer))]
-pub async fn run<Tx, Rx, E>(state: AppState, peer: SocketAddr, mut tx: Tx, mut rx: Rx)
-where
+pub async fn run<Tx, Rx, E>(
+    state: AppState,
+    peer: SocketAddr,
+    origin: Option<String>,
+    mut tx: Tx,
+    mut rx: Rx,
+) where
     Tx: Sink<WsMessage> + Unpin,
     Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let Some(_ip_slot) = state.connections.open_ip(peer.ip()) else {
+        debug!("too many connections from this address");
+        let _ = tx
+            .send(encode(&error_frame(too_many_connections(
+                "from your address",
+            ))))
+            .await;
+        let _ = tx
+            .send(WsMessage::Close(Some(CloseFrame {
+                code: 1013,
+                reason: Utf8Bytes::from_static("too many connections"),
+            })))
+            .await;
+        return;
+    };
     let end = match tokio::time::timeout(HELLO_TIMEOUT, next_frame(&mut rx, &mut tx)).await {
         Err(_) => {
             let _ = tx
@@ -119,8 +157,9 @@ where
             End::Close(4000, "hello timeout")
         }
         Ok(None) => End::Gone,
-        Ok(Some(ClientFrame::Hello(hello))) => match accept(&state, hello).await {
-            Ok((session, welcome)) => {
+        Ok(Some(ClientFrame::Hello(hello))) => match accept(&state, hello, origin.as_deref()).await
+        {
+            Ok((session, welcome, _site_slot)) => {
                 if tx
                     .send(encode(&ServerFrame::Welcome(welcome)))
                     .await
@@ -216,7 +255,7 @@ pub(crate) fn decode<E: std::fmt::Display>(message: Result<WsMessage, E>) -> Dec
 
 /// A connection that said hello successfully.
 enum Peer {
-    Visitor(VisitorSession),
+    Visitor(Box<VisitorSession>),
     Agent(crate::ws_agent::AgentSession),
 }
 
@@ -234,7 +273,85 @@ impl Peer {
     }
 }
 
-async fn accept(state: &AppState, hello: Hello) -> Result<(Peer, Welcome), ErrorBody> {
+/// Is `origin` allowed to open a visitor connection? An empty list allows every origin (and
+/// connections without one); otherwise the origin must be on the list (scheme, host and port,
+/// compared without case and trailing slash), and a connection without an `Origin` header is
+/// refused: browsers always send one, so only a non-browser client lacks it.
+pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = origin else {
+        return false;
+    };
+    let origin = origin.trim().trim_end_matches('/');
+    allowed
+        .iter()
+        .any(|a| a.trim().trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+/// The hex HMAC-SHA256 of `id` under `secret`: what a site puts in `identity.hash`.
+pub fn identity_hash(secret: &str, id: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(id.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks a visitor's identity claim against the site's settings. Returns the identity when it
+/// is verified; `None` when there is nothing to verify (no claim, or no secret to check it
+/// with — an unverifiable claim is not stored). A claim with a wrong hash is refused, and so is
+/// a missing (or unverifiable) claim when the site requires identity.
+pub fn verify_identity(
+    settings: &SiteSettings,
+    identity: Option<Identity>,
+) -> Result<Option<Identity>, ErrorBody> {
+    use hmac::Mac;
+    let refused = |message: &str| ErrorBody::new(ErrorCode::IdentityInvalid, message);
+    match (settings.identity_secret(), identity) {
+        (Some(secret), Some(identity)) => {
+            let too_long = [
+                Some(&identity.id),
+                identity.name.as_ref(),
+                identity.email.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|f| f.len() > MAX_IDENTITY_FIELD_BYTES);
+            if identity.id.is_empty() || too_long {
+                return Err(refused("The identity's id, name or email is malformed."));
+            }
+            let verified = identity
+                .hash
+                .as_deref()
+                .and_then(|h| hex::decode(h.trim()).ok())
+                .is_some_and(|expected| {
+                    hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+                        .map(|mac| mac.chain_update(identity.id.as_bytes()))
+                        .is_ok_and(|mac| mac.verify_slice(&expected).is_ok())
+                });
+            if verified {
+                Ok(Some(identity))
+            } else {
+                Err(refused("The visitor's identity could not be verified."))
+            }
+        }
+        (None, Some(_)) if settings.require_identity => Err(refused(
+            "This site requires a verified identity but has no identity secret set.",
+        )),
+        (_, None) if settings.require_identity => {
+            Err(refused("This site requires a verified identity."))
+        }
+        (_, _) => Ok(None),
+    }
+}
+
+async fn accept(
+    state: &AppState,
+    hello: Hello,
+    origin: Option<&str>,
+) -> Result<(Peer, Welcome, Slot), ErrorBody> {
     if hello.protocol_version != PROTOCOL_VERSION {
         return Err(ErrorBody::new(
             ErrorCode::UnsupportedVersion,
@@ -248,7 +365,7 @@ async fn accept(state: &AppState, hello: Hello) -> Result<(Peer, Welcome), Error
             site_key,
             visitor_token,
             conversation_id,
-            identity: _,
+            identity,
             page_url,
             locale,
         } => {
@@ -263,15 +380,28 @@ async fn accept(state: &AppState, hello: Hello) -> Result<(Peer, Welcome), Error
                         format!("No site is registered with the key {site_key:?}."),
                     )
                 })?;
-            VisitorSession::open(
+            if !origin_allowed(&site.settings.allowed_origins, origin) {
+                return Err(ErrorBody::new(
+                    ErrorCode::OriginNotAllowed,
+                    "This site does not allow the chat on this page.",
+                ));
+            }
+            let identity = verify_identity(&site.settings, identity)?;
+            let slot = state
+                .connections
+                .open_site(site.id)
+                .ok_or_else(|| too_many_connections("to this site"))?;
+            let (peer, welcome) = VisitorSession::open(
                 state,
                 site,
                 visitor_token,
                 conversation_id,
+                identity,
                 page_url,
                 locale,
             )
-            .await
+            .await?;
+            Ok((peer, welcome, slot))
         }
         Auth::Agent { session_token } => {
             let user = crate::auth::session_user(state.store.as_ref(), &session_token)
@@ -282,8 +412,12 @@ async fn accept(state: &AppState, hello: Hello) -> Result<(Peer, Welcome), Error
                         "This agent session is not valid; please log in again.",
                     )
                 })?;
+            let slot = state
+                .connections
+                .open_site(user.site_id)
+                .ok_or_else(|| too_many_connections("to this site"))?;
             let (session, welcome) = crate::ws_agent::AgentSession::open(state, user).await?;
-            Ok((Peer::Agent(session), welcome))
+            Ok((Peer::Agent(session), welcome, slot))
         }
     }
 }
@@ -306,6 +440,7 @@ impl VisitorSession {
         site: Site,
         token: Option<String>,
         conversation_id: Option<Uuid>,
+        identity: Option<Identity>,
         page_url: Option<String>,
         locale: Option<String>,
     ) -> Result<(Peer, Welcome), ErrorBody> {
@@ -315,13 +450,38 @@ impl VisitorSession {
             Some(token) => store.visitor_by_token(site.id, token).await.map_err(fail)?,
             None => None,
         };
-        let (visitor, token) = match (known, token) {
+        let (mut visitor, mut token) = match (known, token) {
             (Some(v), Some(t)) => (v, t),
             _ => store
                 .create_visitor(site.id, &nexus_shared::VisitorInfo::default())
                 .await
                 .map_err(fail)?,
         };
+        if let Some(identity) = &identity {
+            let (name, email) = (identity.name.as_deref(), identity.email.as_deref());
+            if !store
+                .set_visitor_identity(visitor.id, &identity.id, name, email)
+                .await
+                .map_err(fail)?
+            {
+                // The token belongs to someone else (another user signed in on this browser):
+                // start afresh rather than show them that person's conversations.
+                (visitor, token) = store
+                    .create_visitor(site.id, &nexus_shared::VisitorInfo::default())
+                    .await
+                    .map_err(fail)?;
+                store
+                    .set_visitor_identity(visitor.id, &identity.id, name, email)
+                    .await
+                    .map_err(fail)?;
+            }
+            if name.is_some() {
+                visitor.info.name = identity.name.clone();
+            }
+            if email.is_some() {
+                visitor.info.email = identity.email.clone();
+            }
+        }
         let conversation = match conversation_id {
             Some(id) => Some(chat::visitor_conversation(state, &visitor, id).await?),
             None => store.latest_conversation(visitor.id).await.map_err(fail)?,
@@ -369,7 +529,7 @@ impl VisitorSession {
             }),
             conversation: view,
         };
-        Ok((Peer::Visitor(session), welcome))
+        Ok((Peer::Visitor(Box::new(session)), welcome))
     }
 
     fn follow(&mut self, state: &AppState, conversation_id: Uuid) {

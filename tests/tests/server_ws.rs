@@ -240,6 +240,8 @@ async fn history_over_rest_needs_the_visitors_token() {
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
     assert_eq!(health["database"], "sqlite");
+    let (status, ready) = http_get(&server.url("/api/v1/ready"), None).await;
+    assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
     server.stop().await;
 }
 

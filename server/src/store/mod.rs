@@ -41,7 +41,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The owner-editable settings of a site.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SiteSettings {
     pub assistant_name: String,
@@ -50,8 +50,45 @@ pub struct SiteSettings {
     pub autonomy: Autonomy,
     /// Values for the `{{Placeholders}}` in knowledge-base answers.
     pub placeholders: HashMap<String, String>,
-    /// Origins allowed to embed the widget; empty means any.
+    /// Origins allowed to embed the widget; empty means any. When the list is not empty, a
+    /// visitor connection must send one of these as its `Origin` header (browsers always
+    /// do); a connection without one is refused.
     pub allowed_origins: Vec<String>,
+    /// The secret the site signs visitor identities with (`hash` = hex HMAC-SHA256 of the
+    /// identity's id). Never logged, never sent to agents.
+    pub identity_secret: Option<String>,
+    /// Refuse visitors without a verified identity.
+    pub require_identity: bool,
+}
+
+impl SiteSettings {
+    /// The secret, if one is set (an empty string counts as none).
+    pub fn identity_secret(&self) -> Option<&str> {
+        self.identity_secret.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// A copy safe to show: the identity secret replaced by `***`.
+    pub fn redacted(&self) -> Self {
+        Self {
+            identity_secret: self.identity_secret().map(|_| "***".to_owned()),
+            ..self.clone()
+        }
+    }
+}
+
+impl std::fmt::Debug for SiteSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteSettings")
+            .field("assistant_name", &self.assistant_name)
+            .field("greeting", &self.greeting)
+            .field("color", &self.color)
+            .field("autonomy", &self.autonomy)
+            .field("placeholders", &self.placeholders)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("identity_secret", &self.identity_secret().map(|_| "***"))
+            .field("require_identity", &self.require_identity)
+            .finish()
+    }
 }
 
 impl Default for SiteSettings {
@@ -63,6 +100,8 @@ impl Default for SiteSettings {
             autonomy: Autonomy::Auto,
             placeholders: HashMap::new(),
             allowed_origins: Vec::new(),
+            identity_secret: None,
+            require_identity: false,
         }
     }
 }
@@ -312,6 +351,15 @@ pub trait Store: Send + Sync + 'static {
         info: &VisitorInfo,
     ) -> StoreResult<(Visitor, String)>;
     async fn visitor_by_token(&self, site_id: Uuid, token: &str) -> StoreResult<Option<Visitor>>;
+    /// Records a verified identity on a visitor: its external id, name and email. Returns
+    /// false (and changes nothing) when the visitor already carries a different external id.
+    async fn set_visitor_identity(
+        &self,
+        visitor_id: Uuid,
+        external_id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<bool>;
 
     async fn create_conversation(
         &self,
@@ -454,6 +502,19 @@ pub(crate) fn agent_from_columns(id: Option<String>, name: Option<String>) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_secret_is_redacted() {
+        let settings = SiteSettings {
+            identity_secret: Some("s3cret-value".into()),
+            ..SiteSettings::default()
+        };
+        assert!(!format!("{settings:?}").contains("s3cret-value"));
+        assert_eq!(settings.redacted().identity_secret.as_deref(), Some("***"));
+        let old: SiteSettings = serde_json::from_str(r#"{"greeting":"Hi"}"#).unwrap();
+        assert_eq!(old.identity_secret, None);
+        assert!(!old.require_identity);
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -42,14 +42,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(parent) = std::path::Path::new(options.get_filename()).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Database(sqlx::Error::Configuration(
-                        format!("cannot create {}: {e}", parent.display()).into(),
-                    ))
-                })?;
-            }
+        if let Some(parent) = std::path::Path::new(options.get_filename()).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Database(sqlx::Error::Configuration(
+                    format!("cannot create {}: {e}", parent.display()).into(),
+                ))
+            })?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -324,6 +324,28 @@ impl Store for SqliteStore {
     }
 
     #[instrument(skip_all)]
+    async fn set_visitor_identity(
+        &self,
+        visitor_id: Uuid,
+        external_id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE visitors SET external_id = ?, name = COALESCE(?, name), email = COALESCE(?, email)
+             WHERE id = ? AND (external_id IS NULL OR external_id = ?)",
+        )
+        .bind(external_id)
+        .bind(name)
+        .bind(email)
+        .bind(visitor_id.to_string())
+        .bind(external_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[instrument(skip_all)]
     async fn create_conversation(
         &self,
         site_id: Uuid,
@@ -474,24 +496,24 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let before = load_conversation(&mut tx, conversation_id).await?;
 
-        if let Op::Post { message, .. } = &op {
-            if let Some(cmid) = &message.client_msg_id {
-                let row = sqlx::query(
-                    "SELECT * FROM messages WHERE conversation_id = ? AND client_msg_id = ?",
-                )
-                .bind(conversation_id.to_string())
-                .bind(cmid)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(row) = row {
-                    let duplicate = message_from_row(&row)?;
-                    return Ok(Committed {
-                        before: before.snapshot.clone(),
-                        conversation: before,
-                        messages: Vec::new(),
-                        duplicate: Some(duplicate),
-                    });
-                }
+        if let Op::Post { message, .. } = &op
+            && let Some(cmid) = &message.client_msg_id
+        {
+            let row = sqlx::query(
+                "SELECT * FROM messages WHERE conversation_id = ? AND client_msg_id = ?",
+            )
+            .bind(conversation_id.to_string())
+            .bind(cmid)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                let duplicate = message_from_row(&row)?;
+                return Ok(Committed {
+                    before: before.snapshot.clone(),
+                    conversation: before,
+                    messages: Vec::new(),
+                    duplicate: Some(duplicate),
+                });
             }
         }
 
