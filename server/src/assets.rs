@@ -27,6 +27,13 @@ use crate::error::AppError;
 /// The demo shop page, with the embed snippet in it.
 const INDEX_HTML: &str = include_str!("../../index.html");
 
+/// The agents' page: it loads the agent app through `/widget/agent.js` (no inline script, so
+/// the page's CSP holds).
+const AGENT_HTML: &str = include_str!("../../agent.html");
+
+/// Files of the build that name the current hashes: revalidated on every load.
+const UNHASHED: [&str; 2] = ["manifest.json", "agent.js"];
+
 /// The security policy of the pages this server serves itself.
 const PAGE_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; \
@@ -170,6 +177,7 @@ impl Assets {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
+        .route("/agent", get(agent_page))
         .route("/widget.js", get(loader))
         .route("/widget/{file}", get(widget_file))
 }
@@ -186,7 +194,15 @@ fn security_headers(headers: &mut HeaderMap) {
 }
 
 async fn index() -> Response {
-    let mut response = Html(INDEX_HTML).into_response();
+    page(INDEX_HTML)
+}
+
+async fn agent_page() -> Response {
+    page(AGENT_HTML)
+}
+
+fn page(html: &'static str) -> Response {
+    let mut response = Html(html).into_response();
     let headers = response.headers_mut();
     security_headers(headers);
     headers.insert(
@@ -206,7 +222,7 @@ async fn widget_file(
     UrlPath(file): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let cache = if file == "manifest.json" {
+    let cache = if UNHASHED.contains(&file.as_str()) {
         "no-cache"
     } else {
         "public, max-age=31536000, immutable"

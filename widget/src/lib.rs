@@ -9,7 +9,10 @@
 //! * [`connection`]: the socket, reconnects, resume and re-sends.
 //! * [`wire`]: reading and writing the frames (without serde, for size).
 //! * [`app`]: the components.
+//! * `agent` (feature `agent`, a bundle of its own): the agents' app, see [`mount_agent`].
 
+#[cfg(feature = "agent")]
+pub mod agent;
 pub mod app;
 pub mod browser;
 pub mod config;
@@ -18,21 +21,23 @@ pub mod i18n;
 pub mod model;
 pub mod wire;
 
-use std::sync::Arc;
-
-use leptos::prelude::{Set, Update};
 use wasm_bindgen::prelude::*;
-
-use crate::config::Config;
-use crate::connection::Client;
 
 /// Mounts the widget into `root` (an element inside the loader's shadow root).
 ///
 /// `config` is a plain object: `{site, server, color?, position?, greeting?, locale?, open?}`.
 /// Loader commands (`open`, `close`, `toggle`) arrive as `nexus-flow:command` events on `root`;
 /// the widget reports `ready`, `open`, `close` and `message` as `nexus-flow:event` events there.
+#[cfg(not(feature = "agent"))]
 #[wasm_bindgen]
 pub fn mount(root: web_sys::HtmlElement, config: JsValue) -> Result<(), JsValue> {
+    use std::sync::Arc;
+
+    use leptos::prelude::{Set, Update};
+
+    use crate::config::Config;
+    use crate::connection::Client;
+
     console_error_panic_hook::set_once();
     let config = Arc::new(Config::read(&config).map_err(|e| JsValue::from_str(&e))?);
     let open_now = config.open;
@@ -59,5 +64,19 @@ pub fn mount(root: web_sys::HtmlElement, config: JsValue) -> Result<(), JsValue>
         open.set(true);
     }
     browser::emit(&host, "ready", None);
+    Ok(())
+}
+
+/// Mounts the agent app (the `/agent` page) into `root`. Only in the agent bundle.
+///
+/// `config` is a plain object: `{site?, server}` (the site key prefilled in the login form,
+/// `"demo"` when absent, and the server's origin).
+#[cfg(feature = "agent")]
+#[wasm_bindgen]
+pub fn mount_agent(root: web_sys::HtmlElement, config: JsValue) -> Result<(), JsValue> {
+    console_error_panic_hook::set_once();
+    let site = wire::string(&config, "site").unwrap_or_else(|| "demo".to_owned());
+    let server = wire::string(&config, "server").unwrap_or_default();
+    agent::mount(root, site, server);
     Ok(())
 }

@@ -90,12 +90,12 @@ pub(crate) fn string<J: Json>(v: &J, key: &str) -> Option<String> {
     v.get(key)?.string()
 }
 
-fn uint<J: Json>(v: &J, key: &str) -> Option<u64> {
+pub(crate) fn uint<J: Json>(v: &J, key: &str) -> Option<u64> {
     let n = v.get(key)?.number()?;
     (n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_992.0).then_some(n as u64)
 }
 
-fn int<J: Json>(v: &J, key: &str) -> Option<i64> {
+pub(crate) fn int<J: Json>(v: &J, key: &str) -> Option<i64> {
     let n = v.get(key)?.number()?;
     (n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0).then_some(n as i64)
 }
@@ -104,7 +104,7 @@ pub(crate) fn flag<J: Json>(v: &J, key: &str) -> Option<bool> {
     v.get(key)?.boolean()
 }
 
-fn uuid<J: Json>(v: &J, key: &str) -> Option<Uuid> {
+pub(crate) fn uuid<J: Json>(v: &J, key: &str) -> Option<Uuid> {
     parse_uuid(&string(v, key)?)
 }
 
@@ -142,18 +142,18 @@ pub fn uuid_string(id: &Uuid) -> String {
 }
 
 /// A list that serde skips when empty: absent means empty.
-fn list<J: Json, T>(v: &J, key: &str, item: impl Fn(&J) -> Option<T>) -> Option<Vec<T>> {
+pub(crate) fn list<J: Json, T>(v: &J, key: &str, item: impl Fn(&J) -> Option<T>) -> Option<Vec<T>> {
     match v.get(key) {
         None => Some(Vec::new()),
         Some(items) => items.items()?.iter().map(item).collect(),
     }
 }
 
-fn state<J: Json>(v: &J, key: &str) -> Option<ConversationState> {
+pub(crate) fn state<J: Json>(v: &J, key: &str) -> Option<ConversationState> {
     ConversationState::parse(&string(v, key)?)
 }
 
-fn agent<J: Json>(v: &J) -> Option<AgentRef> {
+pub(crate) fn agent<J: Json>(v: &J) -> Option<AgentRef> {
     Some(AgentRef {
         id: uuid(v, "id")?,
         name: string(v, "name")?,
@@ -170,7 +170,7 @@ fn author<J: Json>(v: &J) -> Option<Author> {
     })
 }
 
-fn reason<J: Json>(v: &J) -> Option<HandoffReason> {
+pub(crate) fn reason<J: Json>(v: &J) -> Option<HandoffReason> {
     Some(match string(v, "reason")?.as_str() {
         "low_confidence" => HandoffReason::LowConfidence,
         "out_of_scope" => HandoffReason::OutOfScope,
@@ -252,7 +252,7 @@ pub fn message<J: Json>(v: &J) -> Option<Message> {
     })
 }
 
-fn site<J: Json>(v: &J) -> Option<SiteInfo> {
+pub(crate) fn site<J: Json>(v: &J) -> Option<SiteInfo> {
     Some(SiteInfo {
         name: string(v, "name")?,
         assistant_name: string(v, "assistant_name")?,
@@ -295,7 +295,7 @@ fn welcome<J: Json>(v: &J) -> Option<Welcome> {
     })
 }
 
-fn error_code(code: &str) -> ErrorCode {
+pub(crate) fn error_code(code: &str) -> ErrorCode {
     match code {
         "bad_frame" => ErrorCode::BadFrame,
         "frame_too_large" => ErrorCode::FrameTooLarge,
@@ -323,7 +323,7 @@ fn error_code(code: &str) -> ErrorCode {
     }
 }
 
-fn presence(status: &str) -> Option<Presence> {
+pub(crate) fn presence(status: &str) -> Option<Presence> {
     Some(match status {
         "online" => Presence::Online,
         "away" => Presence::Away,
@@ -391,14 +391,14 @@ pub fn decode<J: Json>(v: &J) -> Option<ServerFrame> {
 // ----- writing -----
 
 /// A JSON object under construction.
-struct Obj(String);
+pub(crate) struct Obj(String);
 
 impl Obj {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(String::from("{"))
     }
 
-    fn key(&mut self, key: &str) {
+    pub(crate) fn key(&mut self, key: &str) {
         if self.0.len() > 1 {
             self.0.push(',');
         }
@@ -406,32 +406,32 @@ impl Obj {
         self.0.push(':');
     }
 
-    fn str(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn str(mut self, key: &str, value: &str) -> Self {
         self.key(key);
         push_str(&mut self.0, value);
         self
     }
 
-    fn opt_str(self, key: &str, value: Option<&str>) -> Self {
+    pub(crate) fn opt_str(self, key: &str, value: Option<&str>) -> Self {
         match value {
             Some(v) => self.str(key, v),
             None => self,
         }
     }
 
-    fn num(mut self, key: &str, value: u64) -> Self {
+    pub(crate) fn num(mut self, key: &str, value: u64) -> Self {
         self.key(key);
         self.0.push_str(&value.to_string());
         self
     }
 
-    fn raw(mut self, key: &str, json: &str) -> Self {
+    pub(crate) fn raw(mut self, key: &str, json: &str) -> Self {
         self.key(key);
         self.0.push_str(json);
         self
     }
 
-    fn done(mut self) -> String {
+    pub(crate) fn done(mut self) -> String {
         self.0.push('}');
         self.0
     }
@@ -460,7 +460,7 @@ fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn frame(kind: &str, data: Option<String>) -> String {
+pub(crate) fn frame(kind: &str, data: Option<String>) -> String {
     let f = Obj::new().str("type", kind);
     match data {
         Some(data) => f.raw("data", &data).done(),

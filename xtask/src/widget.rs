@@ -1,4 +1,7 @@
-//! `cargo xtask widget`: builds the visitor widget into `<repo>/target/widget/`.
+//! `cargo xtask widget`: builds the visitor widget and the agents' app into
+//! `<repo>/target/widget/`. Both come from the `nexus-widget` crate; the agents' app is the
+//! build with the `agent` feature, in files of its own (`nexus-agent-<hash8>.*`, loaded by
+//! `agent.js` on the server's `/agent` page), so the visitor's bundle does not grow.
 //!
 //! 1. `cargo build -p nexus-widget --lib --target wasm32-unknown-unknown --profile wasm-release`
 //! 2. wasm-bindgen (`--target web`, name and producers sections stripped)
@@ -32,15 +35,70 @@ const LOADER: &str = "widget.js";
 /// Budgets from the product issue, in gzip bytes.
 const LOADER_BUDGET: usize = 3 * 1024;
 const APP_BUDGET: usize = 120 * 1024;
+const AGENT_BUDGET: usize = 250 * 1024;
 
 /// The loader's placeholders, replaced with the hashed file names.
 const JS_PLACEHOLDER: &str = "__NF_JS__";
 const WASM_PLACEHOLDER: &str = "__NF_WASM__";
 const CSS_PLACEHOLDER: &str = "__NF_CSS__";
 
+/// One wasm app: the visitor widget, or the agents' app (the same crate with the `agent`
+/// feature, so that the visitor's bundle does not carry the agent code).
+struct Bundle {
+    /// Its name in the size table.
+    title: &'static str,
+    features: &'static str,
+    /// Prefix of its hashed files in the dist directory.
+    prefix: &'static str,
+    /// Its stylesheet and loader in `widget/`, and the loader's name in the dist directory.
+    css: &'static str,
+    loader_src: &'static str,
+    loader: &'static str,
+    budget: usize,
+}
+
+const VISITOR: Bundle = Bundle {
+    title: "visitor app",
+    features: "",
+    prefix: PREFIX,
+    css: "style.css",
+    loader_src: "loader.js",
+    loader: LOADER,
+    budget: APP_BUDGET,
+};
+
+const AGENT: Bundle = Bundle {
+    title: "agent app",
+    features: "agent",
+    prefix: "nexus-agent-",
+    css: "agent.css",
+    loader_src: "agent-loader.js",
+    loader: "agent.js",
+    budget: AGENT_BUDGET,
+};
+
 pub(crate) fn build(ws: &Workspace) -> Result<()> {
-    eprintln!("widget: building wasm ({PROFILE})");
-    check(cargo().current_dir(&ws.root).args([
+    let dist = ws.dist_dir();
+    fs::create_dir_all(&dist)?;
+    let (visitor, visitor_sizes) = build_bundle(ws, &VISITOR)?;
+    let (agent, agent_sizes) = build_bundle(ws, &AGENT)?;
+    let built_at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+    let mut manifest = visitor;
+    manifest["agent"] = agent;
+    manifest["built_at"] = serde_json::json!(built_at as u64);
+    write(
+        &dist.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    eprintln!("widget: wrote {}", dist.display());
+    report(&[(&VISITOR, visitor_sizes), (&AGENT, agent_sizes)])
+}
+
+/// Builds one app into the dist directory; returns its manifest entry and file sizes.
+fn build_bundle(ws: &Workspace, bundle: &Bundle) -> Result<(serde_json::Value, Vec<Sizes>)> {
+    eprintln!("widget: building the {} ({PROFILE})", bundle.title);
+    let mut build = cargo();
+    build.current_dir(&ws.root).args([
         "build",
         "-p",
         "nexus-widget",
@@ -49,18 +107,22 @@ pub(crate) fn build(ws: &Workspace) -> Result<()> {
         TARGET,
         "--profile",
         PROFILE,
-    ]))?;
+    ]);
+    if !bundle.features.is_empty() {
+        build.args(["--features", bundle.features]);
+    }
+    check(&mut build)?;
     let wasm_in = ws
         .target_dir
         .join(TARGET)
         .join(PROFILE)
         .join(format!("{STEM}.wasm"));
     let widget_src = ws.root.join("widget");
-    let css =
-        fs::read_to_string(widget_src.join("style.css")).context("reading widget/style.css")?;
+    let css = fs::read_to_string(widget_src.join(bundle.css))
+        .with_context(|| format!("reading widget/{}", bundle.css))?;
     let css = minify_css(&css).into_bytes();
-    let loader_src =
-        fs::read_to_string(widget_src.join("loader.js")).context("reading widget/loader.js")?;
+    let loader_src = fs::read_to_string(widget_src.join(bundle.loader_src))
+        .with_context(|| format!("reading widget/{}", bundle.loader_src))?;
 
     let (js, wasm) = bindgen(ws, &wasm_in)?;
     let wasm = optimise(ws, wasm)?;
@@ -73,9 +135,10 @@ pub(crate) fn build(ws: &Workspace) -> Result<()> {
         }
         hex::encode(h.finalize())[..8].to_owned()
     };
-    let js_name = format!("{PREFIX}{hash}.js");
-    let wasm_name = format!("{PREFIX}{hash}_bg.wasm");
-    let css_name = format!("{PREFIX}{hash}.css");
+    let prefix = bundle.prefix;
+    let js_name = format!("{prefix}{hash}.js");
+    let wasm_name = format!("{prefix}{hash}_bg.wasm");
+    let css_name = format!("{prefix}{hash}.css");
     // The glue's default wasm path (only used when init gets no URL; the loader passes one).
     let js = String::from_utf8(js)?.replace(&format!("{STEM}_bg.wasm"), &wasm_name);
     let loader = minify(
@@ -86,12 +149,11 @@ pub(crate) fn build(ws: &Workspace) -> Result<()> {
     );
 
     let dist = ws.dist_dir();
-    fs::create_dir_all(&dist)?;
     let files: [(&str, &[u8]); 4] = [
         (&js_name, js.as_bytes()),
         (&wasm_name, &wasm),
         (&css_name, &css),
-        (LOADER, loader.as_bytes()),
+        (bundle.loader, loader.as_bytes()),
     ];
     let mut sizes = Vec::new();
     for (name, bytes) in files {
@@ -105,21 +167,14 @@ pub(crate) fn build(ws: &Workspace) -> Result<()> {
             brotli: br.len(),
         });
     }
-    let built_at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-    let manifest = serde_json::json!({
+    remove_stale(&dist, prefix, &hash)?;
+    let entry = serde_json::json!({
         "js": js_name,
         "wasm": wasm_name,
         "css": css_name,
-        "loader": LOADER,
-        "built_at": built_at as u64,
+        "loader": bundle.loader,
     });
-    write(
-        &dist.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
-    remove_stale(&dist, &hash)?;
-    eprintln!("widget: wrote {}", dist.display());
-    report(&sizes)
+    Ok((entry, sizes))
 }
 
 /// Runs wasm-bindgen; returns the JS glue and the wasm.
@@ -235,13 +290,13 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Removes hashed files of earlier builds.
-fn remove_stale(dist: &Path, hash: &str) -> Result<()> {
+fn remove_stale(dist: &Path, prefix: &str, hash: &str) -> Result<()> {
     for entry in fs::read_dir(dist)? {
         let path: PathBuf = entry?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if name.starts_with(PREFIX) && !name.starts_with(&format!("{PREFIX}{hash}")) {
+        if name.starts_with(prefix) && !name.starts_with(&format!("{prefix}{hash}")) {
             fs::remove_file(&path)?;
         }
     }
@@ -273,17 +328,13 @@ struct Sizes {
 }
 
 /// Prints the size table; an error when a budget is exceeded.
-fn report(sizes: &[Sizes]) -> Result<()> {
-    let (loader, app): (Vec<&Sizes>, Vec<&Sizes>) = sizes.iter().partition(|s| s.name == LOADER);
+fn report(bundles: &[(&Bundle, Vec<Sizes>)]) -> Result<()> {
     let total = |rows: &[&Sizes]| Sizes {
         name: String::new(),
         raw: rows.iter().map(|s| s.raw).sum(),
         gzip: rows.iter().map(|s| s.gzip).sum(),
         brotli: rows.iter().map(|s| s.brotli).sum(),
     };
-    let loader_total = total(&loader);
-    let app_total = total(&app);
-
     let mut t = String::new();
     let row = |t: &mut String, name: &str, s: &Sizes, budget: &str| {
         let _ = writeln!(
@@ -299,42 +350,53 @@ fn report(sizes: &[Sizes]) -> Result<()> {
         "  {:<36} {:>10} {:>10} {:>10}  budget (gzip)",
         "file", "raw", "gzip", "brotli"
     );
-    for s in &app {
-        row(&mut t, &s.name, s, "");
-    }
-    row(
-        &mut t,
-        "visitor app (js + wasm + css)",
-        &app_total,
-        &format!("{} {}", kb(APP_BUDGET), verdict(app_total.gzip, APP_BUDGET)),
-    );
-    row(
-        &mut t,
-        &format!("loader ({LOADER})"),
-        &loader_total,
-        &format!(
-            "{} {}",
-            kb(LOADER_BUDGET),
-            verdict(loader_total.gzip, LOADER_BUDGET)
-        ),
-    );
-    println!("{t}");
-
     let mut over = Vec::new();
-    if loader_total.gzip > LOADER_BUDGET {
-        over.push(format!(
-            "the loader is {} gzipped, over its {} budget",
-            kb(loader_total.gzip),
-            kb(LOADER_BUDGET)
-        ));
+    for (bundle, sizes) in bundles {
+        let (loader, app): (Vec<&Sizes>, Vec<&Sizes>) =
+            sizes.iter().partition(|s| s.name == bundle.loader);
+        let app_total = total(&app);
+        let loader_total = total(&loader);
+        for s in &app {
+            row(&mut t, &s.name, s, "");
+        }
+        row(
+            &mut t,
+            &format!("{} (js + wasm + css)", bundle.title),
+            &app_total,
+            &format!(
+                "{} {}",
+                kb(bundle.budget),
+                verdict(app_total.gzip, bundle.budget)
+            ),
+        );
+        row(
+            &mut t,
+            &format!("loader ({})", bundle.loader),
+            &loader_total,
+            &format!(
+                "{} {}",
+                kb(LOADER_BUDGET),
+                verdict(loader_total.gzip, LOADER_BUDGET)
+            ),
+        );
+        if loader_total.gzip > LOADER_BUDGET {
+            over.push(format!(
+                "{} is {} gzipped, over its {} budget",
+                bundle.loader,
+                kb(loader_total.gzip),
+                kb(LOADER_BUDGET)
+            ));
+        }
+        if app_total.gzip > bundle.budget {
+            over.push(format!(
+                "the {} is {} gzipped, over its {} budget",
+                bundle.title,
+                kb(app_total.gzip),
+                kb(bundle.budget)
+            ));
+        }
     }
-    if app_total.gzip > APP_BUDGET {
-        over.push(format!(
-            "the visitor app is {} gzipped, over its {} budget",
-            kb(app_total.gzip),
-            kb(APP_BUDGET)
-        ));
-    }
+    println!("{t}");
     if !over.is_empty() {
         bail!("size budget exceeded: {}", over.join("; "));
     }

@@ -1,0 +1,431 @@
+//! The agent's desk as plain data: the inbox, the conversation on screen, its drafts and
+//! notes. The connection feeds it [`ServerFrame`]s; the view renders it; `cargo test` checks
+//! the rules natively.
+
+use std::collections::HashMap;
+
+use nexus_shared::{
+    AgentRef, Author, ClientFrame, ConversationState, ConversationSummary, Draft, ErrorBody,
+    ErrorCode, HandoffReason, Message, Millis, Note, Presence, ServerFrame, Session,
+};
+use uuid::Uuid;
+
+/// The inbox tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    /// Escalated, oldest first.
+    Waiting,
+    /// The AI is answering.
+    Live,
+    /// Taken over by this agent.
+    Mine,
+    /// Resolved while this page was open, newest first.
+    Resolved,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 4] = [Tab::Waiting, Tab::Live, Tab::Mine, Tab::Resolved];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Waiting => "Waiting",
+            Self::Live => "Live AI",
+            Self::Mine => "Mine",
+            Self::Resolved => "Resolved",
+        }
+    }
+
+    /// Stable value for `data-testid="tab-…"`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Live => "live",
+            Self::Mine => "mine",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// Everything the agent's screen shows.
+#[derive(Debug, Clone, Default)]
+pub struct Desk {
+    pub me: Option<AgentRef>,
+    pub presence: Option<Presence>,
+    pub inbox: Vec<ConversationSummary>,
+    /// The highest sequence number the agent has seen, per conversation.
+    seen: HashMap<Uuid, u64>,
+    /// The conversation on screen.
+    pub open: Option<Uuid>,
+    pub state: Option<ConversationState>,
+    pub assignee: Option<AgentRef>,
+    pub messages: Vec<Message>,
+    pub notes: Vec<Note>,
+    pub drafts: Vec<Draft>,
+    /// An error in plain words.
+    pub notice: Option<String>,
+    /// When the current connection was welcomed: escalations older than that are not news.
+    pub welcomed_at: Millis,
+}
+
+impl Desk {
+    /// The conversations of `tab`, in the order to show them.
+    pub fn tab(&self, tab: Tab) -> Vec<ConversationSummary> {
+        let me = self.me.as_ref().map(|a| a.id);
+        let mut items: Vec<_> = self
+            .inbox
+            .iter()
+            .filter(|s| match tab {
+                Tab::Waiting => s.state == ConversationState::Waiting,
+                Tab::Live => s.state == ConversationState::Ai,
+                Tab::Mine => {
+                    s.state == ConversationState::Human && s.assignee.as_ref().map(|a| a.id) == me
+                }
+                Tab::Resolved => s.state == ConversationState::Resolved,
+            })
+            .cloned()
+            .collect();
+        match tab {
+            Tab::Waiting => items.sort_by_key(|s| s.waiting_since.unwrap_or(s.updated_at)),
+            _ => items.sort_by_key(|s| std::cmp::Reverse(s.updated_at)),
+        }
+        items
+    }
+
+    /// Timeline entries the agent has not seen yet in conversation `s`.
+    pub fn unread(&self, s: &ConversationSummary) -> u64 {
+        if self.open == Some(s.id) {
+            return 0;
+        }
+        s.last_seq
+            .saturating_sub(self.seen.get(&s.id).copied().unwrap_or(0))
+    }
+
+    /// The conversations of `tab` with something unseen.
+    pub fn tab_unread(&self, tab: Tab) -> usize {
+        self.tab(tab).iter().filter(|s| self.unread(s) > 0).count()
+    }
+
+    pub fn summary(&self, id: Uuid) -> Option<&ConversationSummary> {
+        self.inbox.iter().find(|s| s.id == id)
+    }
+
+    pub fn is_mine(&self) -> bool {
+        self.state == Some(ConversationState::Human)
+            && self.assignee.as_ref().map(|a| a.id) == self.me.as_ref().map(|a| a.id)
+    }
+
+    /// Opens conversation `id`: the frames to send (stop following the previous one, follow
+    /// this one).
+    pub fn open(&mut self, id: Uuid) -> Vec<ClientFrame> {
+        if self.open == Some(id) {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        if let Some(previous) = self.open.take() {
+            out.push(ClientFrame::Unwatch {
+                conversation_id: previous,
+            });
+        }
+        self.open = Some(id);
+        let (state, assignee) = self
+            .summary(id)
+            .map_or((None, None), |s| (Some(s.state), s.assignee.clone()));
+        self.state = state;
+        self.assignee = assignee;
+        self.messages.clear();
+        self.notice = None;
+        out.push(ClientFrame::Watch {
+            conversation_id: id,
+        });
+        out
+    }
+
+    /// The visitor's last message in the open conversation: the question to teach.
+    pub fn last_question(&self) -> String {
+        self.last_by(|a| *a == Author::Visitor)
+    }
+
+    /// The last agent reply in the open conversation: the answer to teach.
+    pub fn last_reply(&self) -> String {
+        self.last_by(|a| matches!(a, Author::Agent(_)))
+    }
+
+    fn last_by(&self, pick: impl Fn(&Author) -> bool) -> String {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| pick(&m.author))
+            .map(|m| m.body.clone())
+            .unwrap_or_default()
+    }
+
+    fn add_message(&mut self, m: Message) {
+        let seen = self.seen.entry(m.conversation_id).or_default();
+        *seen = (*seen).max(m.seq);
+        if let Err(at) = self.messages.binary_search_by_key(&m.seq, |x| x.seq) {
+            self.messages.insert(at, m);
+        }
+    }
+
+    /// Applies a frame. Returns the summary of a new escalation (to announce).
+    pub fn apply(&mut self, frame: ServerFrame, now: Millis) -> Option<ConversationSummary> {
+        match frame {
+            ServerFrame::Welcome(welcome) => {
+                if let Session::Agent { agent, .. } = welcome.session {
+                    self.me = Some(agent);
+                }
+                self.presence.get_or_insert(Presence::Online);
+                self.welcomed_at = now;
+            }
+            ServerFrame::Conversation(s) => {
+                let before = self.summary(s.id).map(|p| p.state);
+                let news = s.state == ConversationState::Waiting
+                    && before != Some(ConversationState::Waiting)
+                    && (before.is_some()
+                        || s.waiting_since.unwrap_or(now) + 10_000 >= self.welcomed_at);
+                if self.open == Some(s.id) {
+                    self.state = Some(s.state);
+                    self.assignee = s.assignee.clone();
+                }
+                let announce = news.then(|| s.clone());
+                match self.inbox.iter_mut().find(|p| p.id == s.id) {
+                    Some(p) => *p = s,
+                    None => self.inbox.push(s),
+                }
+                return announce;
+            }
+            ServerFrame::History {
+                conversation_id,
+                messages,
+                ..
+            } if self.open == Some(conversation_id) => {
+                for m in messages {
+                    self.add_message(m);
+                }
+            }
+            ServerFrame::Message(m) if self.open == Some(m.conversation_id) => {
+                self.add_message(m);
+            }
+            ServerFrame::State {
+                conversation_id,
+                state,
+                assignee,
+                reason,
+            } => {
+                if self.open == Some(conversation_id) {
+                    self.state = Some(state);
+                    self.assignee = assignee.clone();
+                }
+                if let Some(s) = self.inbox.iter_mut().find(|s| s.id == conversation_id) {
+                    s.state = state;
+                    s.assignee = assignee;
+                    if reason.is_some() {
+                        s.handoff_reason = reason;
+                    }
+                }
+            }
+            ServerFrame::Draft(d) if !self.drafts.iter().any(|x| x.id == d.id) => {
+                self.drafts.push(d);
+            }
+            ServerFrame::DraftReviewed { draft_id, .. } => {
+                self.drafts.retain(|d| d.id != draft_id);
+            }
+            ServerFrame::Note(n) if !self.notes.iter().any(|x| x.id == n.id) => {
+                self.notes.push(n);
+            }
+            ServerFrame::Presence {
+                agent: Some(agent),
+                status,
+                ..
+            } if Some(agent.id) == self.me.as_ref().map(|a| a.id) => {
+                self.presence = status;
+            }
+            ServerFrame::Error(e) => self.notice = Some(error_text(&e).to_owned()),
+            _ => {}
+        }
+        None
+    }
+}
+
+/// An error frame in plain words, for an agent.
+pub fn error_text(e: &ErrorBody) -> &str {
+    match e.code {
+        ErrorCode::NotAssignee => "Another agent has this conversation.",
+        ErrorCode::InvalidTransition => "That is not possible in the conversation's current state.",
+        ErrorCode::ConversationResolved => "This conversation is resolved.",
+        ErrorCode::RateLimited => "Too many actions at once. Wait a moment and retry.",
+        ErrorCode::MessageTooLong => "That message is too long.",
+        ErrorCode::EmptyMessage => "That message is empty.",
+        ErrorCode::Unauthorized => "Your session has ended. Please log in again.",
+        ErrorCode::Forbidden => "You are not allowed to do that.",
+        ErrorCode::NotFound => "That conversation no longer exists.",
+        _ if !e.message.is_empty() => &e.message,
+        _ => "Something went wrong. Please try again.",
+    }
+}
+
+/// Why a conversation waits for a person, in words for agents.
+pub fn reason_text(reason: &HandoffReason) -> String {
+    match reason {
+        HandoffReason::VisitorAsked => "Visitor asked for a person".into(),
+        HandoffReason::LowConfidence => "AI was not confident".into(),
+        HandoffReason::OutOfScope => "Not covered by the knowledge base".into(),
+        HandoffReason::Sensitive { category } => {
+            format!("Sensitive topic: {}", category.replace('_', " "))
+        }
+        HandoffReason::Frustration => "Visitor seems frustrated".into(),
+        HandoffReason::RepeatedFailure => "AI failed repeatedly".into(),
+        HandoffReason::EngineError => "AI error".into(),
+        HandoffReason::AgentTakeover => "Taken over by an agent".into(),
+        HandoffReason::AutonomyOff => "AI answers are off".into(),
+        _ => "Needs a person".into(),
+    }
+}
+
+/// "waiting 3 min", from `since` to `now`.
+pub fn waited(since: Millis, now: Millis) -> String {
+    let minutes = (now - since).max(0) / 60_000;
+    match minutes {
+        0 => "waiting < 1 min".to_owned(),
+        1..=59 => format!("waiting {minutes} min"),
+        _ => format!("waiting {} h {} min", minutes / 60, minutes % 60),
+    }
+}
+
+pub fn state_text(state: ConversationState) -> &'static str {
+    match state {
+        ConversationState::Ai => "AI is answering",
+        ConversationState::Waiting => "Waiting for a person",
+        ConversationState::Human => "Handled by a person",
+        ConversationState::Resolved => "Resolved",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: Uuid = Uuid::from_u128(1);
+
+    fn me() -> AgentRef {
+        AgentRef {
+            id: ME,
+            name: "Ana".into(),
+        }
+    }
+
+    fn summary(id: u128, state: ConversationState, at: Millis) -> ConversationSummary {
+        ConversationSummary {
+            id: Uuid::from_u128(id),
+            state,
+            assignee: (state == ConversationState::Human).then(me),
+            handoff_reason: None,
+            last_seq: 2,
+            preview: String::new(),
+            created_at: at,
+            updated_at: at,
+            waiting_since: (state == ConversationState::Waiting).then_some(at),
+            visitor: Default::default(),
+        }
+    }
+
+    fn desk() -> Desk {
+        Desk {
+            me: Some(me()),
+            welcomed_at: 100_000,
+            ..Desk::default()
+        }
+    }
+
+    #[test]
+    fn tabs_sort_and_announce_only_new_escalations() {
+        let mut d = desk();
+        // Waiting since before this page connected: listed, not announced.
+        let old = summary(1, ConversationState::Waiting, 10_000);
+        assert!(d.apply(ServerFrame::Conversation(old), 100_000).is_none());
+        let fresh = summary(2, ConversationState::Ai, 100_500);
+        assert!(d.apply(ServerFrame::Conversation(fresh), 100_500).is_none());
+        let escalated = summary(2, ConversationState::Waiting, 101_000);
+        assert!(
+            d.apply(ServerFrame::Conversation(escalated.clone()), 101_000)
+                .is_some()
+        );
+        assert!(
+            d.apply(ServerFrame::Conversation(escalated), 101_000)
+                .is_none()
+        );
+        let waiting: Vec<_> = d.tab(Tab::Waiting).iter().map(|s| s.id).collect();
+        assert_eq!(waiting, [Uuid::from_u128(1), Uuid::from_u128(2)]);
+        d.apply(
+            ServerFrame::Conversation(summary(3, ConversationState::Human, 5)),
+            0,
+        );
+        assert_eq!(d.tab(Tab::Mine).len(), 1);
+        assert_eq!(d.tab_unread(Tab::Waiting), 2);
+    }
+
+    #[test]
+    fn opening_watches_and_reads() {
+        let mut d = desk();
+        d.apply(
+            ServerFrame::Conversation(summary(1, ConversationState::Waiting, 1)),
+            0,
+        );
+        let id = Uuid::from_u128(1);
+        assert_eq!(
+            d.open(id),
+            [ClientFrame::Watch {
+                conversation_id: id
+            }]
+        );
+        let msg = |seq, author, body: &str| Message {
+            id: Uuid::from_u128(100 + seq as u128),
+            conversation_id: id,
+            seq,
+            client_msg_id: None,
+            author,
+            body: body.into(),
+            created_at: 0,
+            sources: vec![],
+            confidence: None,
+            choices: vec![],
+            event: None,
+        };
+        d.apply(
+            ServerFrame::History {
+                conversation_id: id,
+                messages: vec![
+                    msg(1, Author::Visitor, "gift wrap?"),
+                    msg(2, Author::System, "x"),
+                ],
+                has_more: false,
+            },
+            0,
+        );
+        d.apply(
+            ServerFrame::Message(msg(3, Author::Agent(me()), "Yes, $4.")),
+            0,
+        );
+        d.apply(
+            ServerFrame::Message(msg(3, Author::Agent(me()), "Yes, $4.")),
+            0,
+        );
+        assert_eq!(d.messages.len(), 3);
+        assert_eq!(d.last_question(), "gift wrap?");
+        assert_eq!(d.last_reply(), "Yes, $4.");
+        let s = d.summary(id).unwrap().clone();
+        assert_eq!(d.unread(&s), 0);
+        let frames = d.open(Uuid::from_u128(9));
+        assert_eq!(frames.len(), 2);
+        assert_eq!(d.unread(&s), 0, "what was read stays read");
+    }
+
+    #[test]
+    fn words_for_waits_and_errors() {
+        assert_eq!(waited(0, 59_000), "waiting < 1 min");
+        assert_eq!(waited(0, 180_000), "waiting 3 min");
+        assert_eq!(waited(0, 3_900_000), "waiting 1 h 5 min");
+        let e = ErrorBody::new(ErrorCode::NotAssignee, "x");
+        assert_eq!(error_text(&e), "Another agent has this conversation.");
+    }
+}
