@@ -25,14 +25,7 @@ pub async fn site_conversation(
     user: &User,
     id: Uuid,
 ) -> Result<Conversation, ErrorBody> {
-    match state.store.conversation(id).await {
-        Ok(Some(c)) if c.site_id == user.site_id => Ok(c),
-        Ok(_) => Err(ErrorBody::new(
-            ErrorCode::NotFound,
-            "This conversation does not exist.",
-        )),
-        Err(e) => Err(store_error_body(&e)),
-    }
+    crate::chat::conversation_if(state, id, |c| c.site_id == user.site_id).await
 }
 
 async fn transition(

@@ -208,8 +208,18 @@ pub async fn visitor_conversation(
     visitor: &Visitor,
     id: Uuid,
 ) -> Result<Conversation, ErrorBody> {
+    conversation_if(state, id, |c| c.visitor_id == visitor.id).await
+}
+
+/// Loads a conversation the caller may see. One the caller may not see is reported exactly
+/// like a missing one, so ids of others' conversations are never confirmed.
+pub async fn conversation_if(
+    state: &AppState,
+    id: Uuid,
+    visible: impl FnOnce(&Conversation) -> bool,
+) -> Result<Conversation, ErrorBody> {
     match state.store.conversation(id).await {
-        Ok(Some(c)) if c.visitor_id == visitor.id => Ok(c),
+        Ok(Some(c)) if visible(&c) => Ok(c),
         Ok(_) => Err(ErrorBody::new(
             ErrorCode::NotFound,
             "This conversation does not exist.",

@@ -3,6 +3,7 @@
 //! The session logic ([`run`]) is generic over any `Stream` of incoming and `Sink` of outgoing
 //! WebSocket messages, so it runs the same over a real socket and over channels in tests.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -253,6 +254,146 @@ pub(crate) fn decode<E: std::fmt::Display>(message: Result<WsMessage, E>) -> Dec
     }
 }
 
+/// What differs between visitor and agent connections; [`drive`] runs the loop they share.
+pub(crate) trait Connection {
+    /// Handles one decoded client frame.
+    async fn handle(
+        &mut self,
+        state: &AppState,
+        frame: ClientFrame,
+    ) -> Result<Vec<ServerFrame>, ErrorBody>;
+
+    /// Waits for the next live event and returns what to send; `None` ends the connection.
+    async fn live(&mut self, state: &AppState) -> Option<Vec<ServerFrame>>;
+}
+
+/// Runs a session's connection: client frames (decoded, rate limited), live frames, pings
+/// (a peer silent for three intervals is closed) and the server's shutdown.
+pub(crate) async fn drive<S, Tx, Rx, E>(
+    session: &mut S,
+    state: &AppState,
+    tx: &mut Tx,
+    rx: &mut Rx,
+) -> End
+where
+    S: Connection,
+    Tx: Sink<WsMessage> + Unpin,
+    Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut shutdown = state.shutdown.clone();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    let mut last_heard = Instant::now();
+    let mut limit = RateLimit::new();
+    loop {
+        let out: Vec<ServerFrame> = tokio::select! {
+            incoming = rx.next() => {
+                let Some(incoming) = incoming else { return End::Gone };
+                last_heard = Instant::now();
+                match decode(incoming) {
+                    Decoded::End => return End::Gone,
+                    Decoded::Skip => continue,
+                    Decoded::Bad(e) => vec![error_frame(e)],
+                    Decoded::Frame(_) if !limit.allow() => vec![error_frame(ErrorBody::new(
+                        ErrorCode::RateLimited,
+                        "Too many frames; slow down.",
+                    ))],
+                    Decoded::Frame(frame) => session
+                        .handle(state, frame)
+                        .await
+                        .unwrap_or_else(|e| vec![error_frame(e)]),
+                }
+            }
+            live = session.live(state) => match live {
+                Some(frames) => frames,
+                None => return End::Gone,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > PING_INTERVAL * 3 {
+                    return End::Close(1001, "ping timeout");
+                }
+                if tx.send(WsMessage::Ping(Default::default())).await.is_err() {
+                    return End::Gone;
+                }
+                continue;
+            }
+            _ = shutdown.changed() => return End::Close(1012, "server restarting"),
+        };
+        for frame in out {
+            if tx.send(encode(&frame)).await.is_err() {
+                return End::Gone;
+            }
+        }
+    }
+}
+
+/// Sends the timelines of the conversations a connection follows in sequence order, without
+/// gaps or repeats: a gap (a missed or reordered live frame) triggers a read from the store.
+#[derive(Default)]
+pub(crate) struct Follower {
+    last_sent: HashMap<Uuid, u64>,
+}
+
+impl Follower {
+    /// Starts following `id`, with everything up to `last_sent` already sent.
+    pub(crate) fn follow(&mut self, id: Uuid, last_sent: u64) {
+        self.last_sent.insert(id, last_sent);
+    }
+
+    pub(crate) fn unfollow(&mut self, id: Uuid) {
+        self.last_sent.remove(&id);
+    }
+
+    /// Records that everything up to `seq` of `id` was sent.
+    pub(crate) fn sent_up_to(&mut self, id: Uuid, seq: u64) {
+        if let Some(last) = self.last_sent.get_mut(&id) {
+            *last = (*last).max(seq);
+        }
+    }
+
+    /// A live frame: timeline entries of followed conversations in order; others dropped;
+    /// every other frame as it comes.
+    pub(crate) async fn forward(
+        &mut self,
+        state: &AppState,
+        frame: &ServerFrame,
+    ) -> Vec<ServerFrame> {
+        match frame {
+            ServerFrame::Message(m) => match self.last_sent.get(&m.conversation_id) {
+                None => vec![],
+                Some(&last) if m.seq <= last => vec![],
+                Some(&last) if m.seq == last + 1 => {
+                    self.last_sent.insert(m.conversation_id, m.seq);
+                    vec![frame.clone()]
+                }
+                Some(_) => self.catch_up(state, m.conversation_id).await,
+            },
+            other => vec![other.clone()],
+        }
+    }
+
+    /// Everything of `id` not sent yet, from the store.
+    pub(crate) async fn catch_up(&mut self, state: &AppState, id: Uuid) -> Vec<ServerFrame> {
+        let Some(&last) = self.last_sent.get(&id) else {
+            return vec![];
+        };
+        match state
+            .store
+            .messages_after(id, last, limits::MAX_HISTORY_PAGE)
+            .await
+        {
+            Ok(messages) => {
+                if let Some(m) = messages.last() {
+                    self.last_sent.insert(id, m.seq);
+                }
+                messages.into_iter().map(ServerFrame::Message).collect()
+            }
+            Err(e) => vec![error_frame(store_error_body(&e))],
+        }
+    }
+}
+
 /// A connection that said hello successfully.
 enum Peer {
     Visitor(Box<VisitorSession>),
@@ -430,8 +571,7 @@ struct VisitorSession {
     /// The conversation this connection follows, once there is one.
     conversation: Option<Uuid>,
     subscription: Option<broadcast::Receiver<Frame>>,
-    /// The highest timeline sequence number sent to this client.
-    last_sent_seq: u64,
+    follower: Follower,
 }
 
 impl VisitorSession {
@@ -493,7 +633,7 @@ impl VisitorSession {
             locale,
             conversation: None,
             subscription: None,
-            last_sent_seq: 0,
+            follower: Follower::default(),
         };
         let view = match conversation {
             Some(c) => {
@@ -503,7 +643,9 @@ impl VisitorSession {
                     .last_messages(c.id, WELCOME_HISTORY)
                     .await
                     .map_err(fail)?;
-                session.last_sent_seq = messages.last().map_or(0, |m| m.seq);
+                session
+                    .follower
+                    .follow(c.id, messages.last().map_or(0, |m| m.seq));
                 Some(ConversationView {
                     id: c.id,
                     state: c.snapshot.state,
@@ -534,9 +676,13 @@ impl VisitorSession {
 
     fn follow(&mut self, state: &AppState, conversation_id: Uuid) {
         if self.conversation != Some(conversation_id) {
+            if let Some(previous) = self.conversation {
+                self.follower.unfollow(previous);
+            }
             self.subscription = Some(state.hub.subscribe_conversation(conversation_id));
             self.conversation = Some(conversation_id);
-            self.last_sent_seq = 0;
+            // Nothing of the new conversation has been sent on this connection yet.
+            self.follower.follow(conversation_id, 0);
         }
     }
 
@@ -546,101 +692,17 @@ impl VisitorSession {
         Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut shutdown = state.shutdown.clone();
-        let mut ping = tokio::time::interval(PING_INTERVAL);
-        ping.tick().await;
-        let mut last_heard = Instant::now();
-        let mut limit = RateLimit::new();
-        loop {
-            let live = async {
-                match &mut self.subscription {
-                    Some(rx) => Some(rx.recv().await),
-                    None => std::future::pending().await,
-                }
-            };
-            let out: Vec<ServerFrame> = tokio::select! {
-                incoming = rx.next() => {
-                    let Some(incoming) = incoming else { return End::Gone };
-                    last_heard = Instant::now();
-                    match decode(incoming) {
-                        Decoded::End => return End::Gone,
-                        Decoded::Skip => continue,
-                        Decoded::Bad(e) => vec![error_frame(e)],
-                        Decoded::Frame(_) if !limit.allow() => vec![error_frame(ErrorBody::new(
-                            ErrorCode::RateLimited,
-                            "Too many frames; slow down.",
-                        ))],
-                        Decoded::Frame(frame) => self.handle(state, frame).await,
-                    }
-                }
-                live = live => match live {
-                    Some(Ok(frame)) => self.forward(state, &frame).await,
-                    Some(Err(RecvError::Lagged(_))) => self.catch_up(state).await,
-                    Some(Err(RecvError::Closed)) | None => {
-                        self.subscription = None;
-                        continue;
-                    }
-                },
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > PING_INTERVAL * 3 {
-                        return End::Close(1001, "ping timeout");
-                    }
-                    if tx.send(WsMessage::Ping(Default::default())).await.is_err() {
-                        return End::Gone;
-                    }
-                    continue;
-                }
-                _ = shutdown.changed() => return End::Close(1012, "server restarting"),
-            };
-            for frame in out {
-                if tx.send(encode(&frame)).await.is_err() {
-                    return End::Gone;
-                }
-            }
-        }
-    }
-
-    /// A live frame from the hub: timeline entries are sent in sequence order without gaps
-    /// or repeats (a gap triggers a read from the store).
-    async fn forward(&mut self, state: &AppState, frame: &ServerFrame) -> Vec<ServerFrame> {
-        match frame {
-            ServerFrame::Message(m) if m.seq <= self.last_sent_seq => vec![],
-            ServerFrame::Message(m) if m.seq == self.last_sent_seq + 1 => {
-                self.last_sent_seq = m.seq;
-                vec![frame.clone()]
-            }
-            ServerFrame::Message(_) => self.catch_up(state).await,
-            other => vec![other.clone()],
-        }
+        drive(&mut self, state, tx, rx).await
     }
 
     async fn catch_up(&mut self, state: &AppState) -> Vec<ServerFrame> {
-        let Some(id) = self.conversation else {
-            return vec![];
-        };
-        match state
-            .store
-            .messages_after(id, self.last_sent_seq, limits::MAX_HISTORY_PAGE)
-            .await
-        {
-            Ok(messages) => {
-                if let Some(last) = messages.last() {
-                    self.last_sent_seq = last.seq;
-                }
-                messages.into_iter().map(ServerFrame::Message).collect()
-            }
-            Err(e) => vec![error_frame(store_error_body(&e))],
+        match self.conversation {
+            Some(id) => self.follower.catch_up(state, id).await,
+            None => vec![],
         }
     }
 
-    async fn handle(&mut self, state: &AppState, frame: ClientFrame) -> Vec<ServerFrame> {
-        match self.handle_inner(state, frame).await {
-            Ok(frames) => frames,
-            Err(error) => vec![error_frame(error)],
-        }
-    }
-
-    async fn handle_inner(
+    async fn handle_frame(
         &mut self,
         state: &AppState,
         frame: ClientFrame,
@@ -714,11 +776,8 @@ impl VisitorSession {
                     .into_iter()
                     .take(limits::MAX_HISTORY_PAGE as usize)
                     .collect();
-                if let Some(last) = messages.last() {
-                    self.last_sent_seq = self.last_sent_seq.max(last.seq);
-                } else {
-                    self.last_sent_seq = self.last_sent_seq.max(after_seq);
-                }
+                let sent = messages.last().map_or(after_seq, |m| m.seq);
+                self.follower.sent_up_to(conversation_id, sent);
                 let conversation =
                     chat::visitor_conversation(state, &self.visitor, conversation_id).await?;
                 Ok(vec![
@@ -839,6 +898,30 @@ impl VisitorSession {
     async fn after_post(&mut self, state: &AppState, conversation_id: Uuid) -> Vec<ServerFrame> {
         self.follow(state, conversation_id);
         self.catch_up(state).await
+    }
+}
+
+impl Connection for VisitorSession {
+    async fn handle(
+        &mut self,
+        state: &AppState,
+        frame: ClientFrame,
+    ) -> Result<Vec<ServerFrame>, ErrorBody> {
+        self.handle_frame(state, frame).await
+    }
+
+    async fn live(&mut self, state: &AppState) -> Option<Vec<ServerFrame>> {
+        let Some(subscription) = &mut self.subscription else {
+            return std::future::pending().await;
+        };
+        Some(match subscription.recv().await {
+            Ok(frame) => self.follower.forward(state, &frame).await,
+            Err(RecvError::Lagged(_)) => self.catch_up(state).await,
+            Err(RecvError::Closed) => {
+                self.subscription = None;
+                vec![]
+            }
+        })
     }
 }
 

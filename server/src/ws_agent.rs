@@ -2,10 +2,9 @@
 //! watched live (including those the AI is handling), and the agent's actions.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use axum::extract::ws::Message as WsMessage;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{Sink, SinkExt, Stream};
 use nexus_shared::{
     ClientFrame, ErrorBody, ErrorCode, PROTOCOL_VERSION, Presence, ServerFrame, Session, SiteInfo,
     Welcome, limits,
@@ -20,7 +19,7 @@ use crate::agent;
 use crate::error::store_error_body;
 use crate::hub::Frame;
 use crate::store::User;
-use crate::ws::{Decoded, End, PING_INTERVAL, RateLimit, decode, encode, error_frame, state_frame};
+use crate::ws::{Connection, End, Follower, drive, encode, error_frame, state_frame};
 
 /// What the forwarding tasks hand to the session.
 enum Live {
@@ -38,8 +37,7 @@ pub(crate) struct AgentSession {
     live_rx: mpsc::Receiver<Live>,
     site_feed: JoinHandle<()>,
     watches: HashMap<Uuid, JoinHandle<()>>,
-    /// The highest sequence number sent, per watched conversation.
-    last_sent: HashMap<Uuid, u64>,
+    follower: Follower,
 }
 
 fn forward(
@@ -96,7 +94,7 @@ impl AgentSession {
                 live_rx,
                 site_feed,
                 watches: HashMap::new(),
-                last_sent: HashMap::new(),
+                follower: Follower::default(),
             },
             welcome,
         ))
@@ -136,93 +134,7 @@ impl AgentSession {
                 let _ = tx.send(encode(&error_frame(e))).await;
             }
         }
-        let mut shutdown = state.shutdown.clone();
-        let mut ping = tokio::time::interval(PING_INTERVAL);
-        ping.tick().await;
-        let mut last_heard = Instant::now();
-        let mut limit = RateLimit::new();
-        loop {
-            let out: Vec<ServerFrame> = tokio::select! {
-                incoming = rx.next() => {
-                    let Some(incoming) = incoming else { return End::Gone };
-                    last_heard = Instant::now();
-                    match decode(incoming) {
-                        Decoded::End => return End::Gone,
-                        Decoded::Skip => continue,
-                        Decoded::Bad(e) => vec![error_frame(e)],
-                        Decoded::Frame(_) if !limit.allow() => vec![error_frame(ErrorBody::new(
-                            ErrorCode::RateLimited,
-                            "Too many frames; slow down.",
-                        ))],
-                        Decoded::Frame(frame) => match self.handle(state, frame).await {
-                            Ok(frames) => frames,
-                            Err(e) => vec![error_frame(e)],
-                        },
-                    }
-                }
-                live = self.live_rx.recv() => match live {
-                    Some(Live::Frame(frame)) => self.deliver(state, &frame).await,
-                    Some(Live::Lagged(Some(id))) => self.catch_up(state, id).await,
-                    Some(Live::Lagged(None)) => agent::inbox(state, &self.user).await.unwrap_or_default(),
-                    None => return End::Gone,
-                },
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > PING_INTERVAL * 3 {
-                        return End::Close(1001, "ping timeout");
-                    }
-                    if tx.send(WsMessage::Ping(Default::default())).await.is_err() {
-                        return End::Gone;
-                    }
-                    continue;
-                }
-                _ = shutdown.changed() => return End::Close(1012, "server restarting"),
-            };
-            for frame in out {
-                if tx.send(encode(&frame)).await.is_err() {
-                    return End::Gone;
-                }
-            }
-        }
-    }
-
-    /// A live frame: timeline entries of watched conversations in order, without gaps or
-    /// repeats; everything else as it comes.
-    async fn deliver(&mut self, state: &AppState, frame: &ServerFrame) -> Vec<ServerFrame> {
-        match frame {
-            ServerFrame::Message(m) => {
-                let Some(&last) = self.last_sent.get(&m.conversation_id) else {
-                    return vec![];
-                };
-                if m.seq <= last {
-                    vec![]
-                } else if m.seq == last + 1 {
-                    self.last_sent.insert(m.conversation_id, m.seq);
-                    vec![frame.clone()]
-                } else {
-                    self.catch_up(state, m.conversation_id).await
-                }
-            }
-            other => vec![other.clone()],
-        }
-    }
-
-    async fn catch_up(&mut self, state: &AppState, id: Uuid) -> Vec<ServerFrame> {
-        let Some(&last) = self.last_sent.get(&id) else {
-            return vec![];
-        };
-        match state
-            .store
-            .messages_after(id, last, limits::MAX_HISTORY_PAGE)
-            .await
-        {
-            Ok(messages) => {
-                if let Some(m) = messages.last() {
-                    self.last_sent.insert(id, m.seq);
-                }
-                messages.into_iter().map(ServerFrame::Message).collect()
-            }
-            Err(e) => vec![error_frame(store_error_body(&e))],
-        }
+        drive(self, state, tx, rx).await
     }
 
     /// Starts following a conversation live; returns its recent history and state.
@@ -244,8 +156,8 @@ impl AgentSession {
         let first = messages
             .first()
             .map_or(conversation.last_seq + 1, |m| m.seq);
-        self.last_sent
-            .insert(id, messages.last().map_or(0, |m| m.seq));
+        self.follower
+            .follow(id, messages.last().map_or(0, |m| m.seq));
         Ok(vec![
             ServerFrame::History {
                 conversation_id: id,
@@ -256,7 +168,7 @@ impl AgentSession {
         ])
     }
 
-    async fn handle(
+    async fn handle_frame(
         &mut self,
         state: &AppState,
         frame: ClientFrame,
@@ -268,7 +180,7 @@ impl AgentSession {
                 if let Some(task) = self.watches.remove(&conversation_id) {
                     task.abort();
                 }
-                self.last_sent.remove(&conversation_id);
+                self.follower.unfollow(conversation_id);
                 Ok(vec![])
             }
             ClientFrame::TakeOver { conversation_id } => {
@@ -315,7 +227,7 @@ impl AgentSession {
                         }
                     },
                 };
-                out.extend(self.catch_up(state, conversation_id).await);
+                out.extend(self.follower.catch_up(state, conversation_id).await);
                 out.push(ServerFrame::Ack {
                     client_msg_id,
                     conversation_id,
@@ -393,5 +305,23 @@ impl AgentSession {
         } else {
             self.watch(state, id).await
         }
+    }
+}
+
+impl Connection for AgentSession {
+    async fn handle(
+        &mut self,
+        state: &AppState,
+        frame: ClientFrame,
+    ) -> Result<Vec<ServerFrame>, ErrorBody> {
+        self.handle_frame(state, frame).await
+    }
+
+    async fn live(&mut self, state: &AppState) -> Option<Vec<ServerFrame>> {
+        Some(match self.live_rx.recv().await? {
+            Live::Frame(frame) => self.follower.forward(state, &frame).await,
+            Live::Lagged(Some(id)) => self.follower.catch_up(state, id).await,
+            Live::Lagged(None) => agent::inbox(state, &self.user).await.unwrap_or_default(),
+        })
     }
 }
