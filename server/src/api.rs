@@ -15,6 +15,7 @@ use crate::store::SiteSettings;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(crate::kb::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/conversations/{id}/messages", get(messages))

@@ -22,6 +22,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod hub;
+pub mod kb;
 pub mod store;
 pub mod ws;
 mod ws_agent;

@@ -343,6 +343,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn kb_entries(&self, site_id: Uuid) -> StoreResult<Vec<KbEntry>>;
     async fn upsert_kb_entry(&self, site_id: Uuid, entry: &KbEntry) -> StoreResult<()>;
+    /// Deletes an entry; `NotFound` when there is none.
+    async fn delete_kb_entry(&self, site_id: Uuid, id: &str) -> StoreResult<()>;
 
     /// Creates a visitor; returns it and its secret token (only its hash is stored).
     async fn create_visitor(

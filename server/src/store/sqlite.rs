@@ -270,6 +270,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn delete_kb_entry(&self, site_id: Uuid, id: &str) -> StoreResult<()> {
+        let result = sqlx::query("DELETE FROM kb_entries WHERE site_id = ? AND id = ?")
+            .bind(site_id.to_string())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     #[instrument(skip_all)]
     async fn create_visitor(
         &self,
