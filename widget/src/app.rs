@@ -7,6 +7,9 @@
 //! attribute, CSS for what CSS can do): every reactive branch costs wasm bytes, and the whole
 //! app must stay under its size budget.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use leptos::ev::{KeyboardEvent, MouseEvent};
 use leptos::html;
 use leptos::prelude::*;
@@ -166,6 +169,7 @@ fn Panel(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
             </header>
             <Banner client=client.clone() />
             <Timeline client=client.clone() />
+            <Csat client=client.clone() />
             <div class="nf-notice" role="alert" hidden=move || notice().is_none()>
                 <span>{move || notice().unwrap_or_default()}</span>
                 <button
@@ -324,6 +328,22 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
         move |_| client.retry(&id)
     };
     let message_id = entry.id.unwrap_or_default();
+    // Thumbs up or down on an AI answer; down also offers a person right there.
+    // 0: not rated, 1: up, 2: down (a `u32` signal: the app has that type already, and each
+    // new signal type costs bytes).
+    let helpful = RwSignal::new(0u32);
+    let rate = |up: bool| {
+        let client = client.clone();
+        click(move |_| {
+            helpful.set(if up { 1 } else { 2 });
+            client.feedback(message_id, up);
+        })
+    };
+    let pressed = move |n: u32| move || if helpful.get() == n { "true" } else { "false" };
+    let ask_human = {
+        let client = client.clone();
+        click(move |_| client.request_human())
+    };
     let no_source = entry.source.is_none();
     let no_choices = entry.choices.is_empty();
     let choices = entry
@@ -356,6 +376,29 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
                 " "
                 {entry.source.unwrap_or_default()}
             </p>
+            <div class="nf-feedback" role="group" hidden=kind != "ai" || entry.id.is_none()>
+                <button
+                    class="nf-thumb"
+                    data-testid="feedback-up"
+                    aria-label=i18n::HELPFUL
+                    aria-pressed=pressed(1)
+                    on:click=rate(true)
+                >
+                    "👍"
+                </button>
+                <button
+                    class="nf-thumb"
+                    data-testid="feedback-down"
+                    aria-label=i18n::NOT_HELPFUL
+                    aria-pressed=pressed(2)
+                    on:click=rate(false)
+                >
+                    "👎"
+                </button>
+                <button class="nf-human" hidden=move || helpful.get() != 2 on:click=ask_human>
+                    {i18n::TALK_TO_HUMAN}
+                </button>
+            </div>
             <div class="nf-choices" role="group" hidden=no_choices>
                 {choices}
             </div>
@@ -369,8 +412,88 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
     }
 }
 
+/// Once the conversation is resolved: a 1–5 rating with an optional comment, then thanks.
+/// Writing again reopens the conversation and hides it.
+#[component]
+fn Csat(client: Client) -> impl IntoView {
+    let chat = client.chat;
+    let score = RwSignal::new(0u32);
+    let sent = RwSignal::new(false);
+    let comment: NodeRef<html::Textarea> = NodeRef::new();
+    let stars = ["1", "2", "3", "4", "5"]
+        .into_iter()
+        .zip(1u32..)
+        .map(|(text, n)| {
+            view! {
+                <button
+                    class="nf-star"
+                    data-score=text
+                    aria-label=i18n::STARS[n as usize - 1]
+                    aria-pressed=move || if score.get() == n { "true" } else { "false" }
+                    on:click=click(move |_| score.set(n))
+                >
+                    {text}
+                </button>
+            }
+        })
+        .collect_view();
+    let send = click(move |_| {
+        let text = comment
+            .get_untracked()
+            .map(|el| el.value().trim().to_owned())
+            .filter(|t| !t.is_empty());
+        client.csat(score.get_untracked() as u8, text);
+        sent.set(true);
+    });
+    view! {
+        <div
+            class="nf-csat"
+            data-testid="csat"
+            role="group"
+            aria-label=i18n::CSAT_QUESTION
+            hidden=move || chat.with(|c| c.state() != ConversationState::Resolved)
+        >
+            <div hidden=move || sent.get()>
+                <p>{i18n::CSAT_QUESTION}</p>
+                <div class="nf-stars">{stars}</div>
+                <textarea
+                    class="nf-input"
+                    node_ref=comment
+                    rows="1"
+                    aria-label=i18n::CSAT_COMMENT
+                    placeholder=i18n::CSAT_COMMENT
+                ></textarea>
+                <button
+                    class="nf-human"
+                    data-testid="csat-send"
+                    disabled=move || score.get() == 0
+                    on:click=send
+                >
+                    {i18n::CSAT_SEND}
+                </button>
+            </div>
+            <p data-testid="csat-thanks" hidden=move || !sent.get()>
+                {i18n::CSAT_THANKS}
+            </p>
+        </div>
+    }
+}
+
 #[component]
 fn Composer(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
+    // When the visitor last said "typing" (0: not typing); at most one every 2 s.
+    let typed_at = Rc::new(Cell::new(0.0f64));
+    let on_input = {
+        let client = client.clone();
+        let typed_at = typed_at.clone();
+        move |_| {
+            let now = browser::now() as f64;
+            if now - typed_at.get() >= 2_000.0 {
+                typed_at.set(now);
+                client.typing(true);
+            }
+        }
+    };
     // The textarea keeps its own value: read on submit, cleared once sent.
     let submit = move || {
         let Some(el) = input.get_untracked() else {
@@ -378,6 +501,10 @@ fn Composer(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
         };
         if client.send_text(&el.value()) {
             el.set_value("");
+            if typed_at.get() > 0.0 {
+                typed_at.set(0.0);
+                client.typing(false);
+            }
         }
         let _ = el.focus();
     };
@@ -406,6 +533,7 @@ fn Composer(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
                 aria-label=i18n::INPUT_LABEL
                 placeholder=i18n::PLACEHOLDER
                 on:keydown=on_keydown
+                on:input=on_input
             ></textarea>
             <button class="nf-send" type="submit" data-testid="send" aria-label=i18n::SEND>
                 <svg viewBox="0 0 24 24" aria-hidden="true">

@@ -32,6 +32,8 @@ const PING_EVERY_MS: f64 = 25_000.0;
 const DEAD_AFTER_MS: f64 = 70_000.0;
 /// How often the connection checks the two above.
 const TICK_MS: u32 = 5_000;
+/// A typing indicator nobody turned off goes after this long (checked every tick or frame).
+const TYPING_FOR_MS: f64 = 10_000.0;
 /// Backoff: first retry after 0.25–0.5 s, doubling up to 15–30 s.
 const BACKOFF_BASE_MS: u32 = 500;
 const BACKOFF_MAX_MS: u32 = 30_000;
@@ -157,6 +159,39 @@ impl Client {
         }
     }
 
+    /// Sends the frame `make` builds for the current conversation; nothing without one.
+    fn to_conversation(&self, make: impl FnOnce(Uuid) -> ClientFrame) {
+        if let Some(id) = self.chat.with_untracked(|c| c.conversation_id) {
+            self.command(Command::Frame(make(id)));
+        }
+    }
+
+    /// Thumbs up or down on an AI answer.
+    pub fn feedback(&self, message_id: Uuid, helpful: bool) {
+        self.to_conversation(|conversation_id| ClientFrame::Feedback {
+            conversation_id,
+            message_id,
+            helpful,
+        });
+    }
+
+    /// The satisfaction score (1 to 5) after resolution, with an optional comment.
+    pub fn csat(&self, score: u8, comment: Option<String>) {
+        self.to_conversation(|conversation_id| ClientFrame::Csat {
+            conversation_id,
+            score,
+            comment,
+        });
+    }
+
+    /// Tells the other side whether the visitor is typing.
+    pub fn typing(&self, typing: bool) {
+        self.to_conversation(|conversation_id| ClientFrame::Typing {
+            conversation_id,
+            typing,
+        });
+    }
+
     /// "Talk to a person". Without a conversation yet, a first message starts one and the
     /// request follows its acknowledgement.
     pub fn request_human(&self) {
@@ -280,6 +315,7 @@ async fn session(
         welcomed: false,
         sent: Vec::new(),
         out: vec![hello],
+        typing_at: 0.0,
     };
     let (mut last_heard, mut last_sent) = (started, started);
     loop {
@@ -298,6 +334,10 @@ async fn session(
             Either::Right(_) => Event::Tick,
         };
         let now = browser::now() as f64;
+        if s.typing_at > 0.0 && now - s.typing_at > TYPING_FOR_MS {
+            s.typing_at = 0.0;
+            client.chat.update(|c| c.typing = None);
+        }
         match event {
             Event::In(Some(Ok(WsMessage::Text(text)))) => {
                 last_heard = now;
@@ -344,6 +384,8 @@ struct Session<'a> {
     sent: Vec<String>,
     /// Frames to write next.
     out: Vec<ClientFrame>,
+    /// When the last `typing` frame arrived (0: none showing).
+    typing_at: f64,
 }
 
 impl Session<'_> {
@@ -418,6 +460,7 @@ impl Session<'_> {
                 client_msg_id: Some(id),
                 ..
             }) => self.sent.retain(|s| s != id),
+            ServerFrame::Typing { .. } => self.typing_at = browser::now() as f64,
             // Something new from the assistant or an agent.
             ServerFrame::Message(m)
                 if m.author != Author::Visitor && chat.with_untracked(|c| m.seq > c.last_seq) =>

@@ -19,6 +19,20 @@ pub const DEFAULT_ASSISTANT: &str = "Assistant";
 pub const DEFAULT_GREETING: &str = "Hi! How can I help you today?";
 pub const TYPING: &str = "typing…";
 pub const SOURCE: &str = "Source:";
+pub const HELPFUL: &str = "Helpful";
+pub const NOT_HELPFUL: &str = "Not helpful";
+pub const CSAT_QUESTION: &str = "How did we do?";
+pub const CSAT_COMMENT: &str = "Anything to add? (optional)";
+pub const CSAT_SEND: &str = "Send rating";
+/// The labels of the 1 to 5 rating buttons.
+pub const STARS: [&str; 5] = [
+    "1 of 5, poor",
+    "2 of 5",
+    "3 of 5",
+    "4 of 5",
+    "5 of 5, great",
+];
+pub const CSAT_THANKS: &str = "Thank you for your feedback!";
 
 pub const STATUS_CONNECTING: &str = "connecting";
 pub const STATUS_ONLINE: &str = "online";

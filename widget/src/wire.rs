@@ -546,6 +546,40 @@ pub fn encode(f: &ClientFrame) -> Option<String> {
                 .done();
             frame("choose", Some(data))
         }
+        ClientFrame::Typing {
+            conversation_id,
+            typing,
+        } => {
+            let data = Obj::new()
+                .str("conversation_id", &id(conversation_id))
+                .raw("typing", if *typing { "true" } else { "false" })
+                .done();
+            frame("typing", Some(data))
+        }
+        ClientFrame::Feedback {
+            conversation_id,
+            message_id,
+            helpful,
+        } => {
+            let data = Obj::new()
+                .str("conversation_id", &id(conversation_id))
+                .str("message_id", &id(message_id))
+                .raw("helpful", if *helpful { "true" } else { "false" })
+                .done();
+            frame("feedback", Some(data))
+        }
+        ClientFrame::Csat {
+            conversation_id,
+            score,
+            comment,
+        } => {
+            let data = Obj::new()
+                .str("conversation_id", &id(conversation_id))
+                .num("score", u64::from(*score))
+                .opt_str("comment", comment.as_deref())
+                .done();
+            frame("csat", Some(data))
+        }
         ClientFrame::Ping => frame("ping", None),
         _ => return None,
     })
@@ -849,6 +883,24 @@ mod tests {
             choice_id: "track_order".into(),
             client_msg_id: "c-2".into(),
         });
+        for flag in [false, true] {
+            server_reads(ClientFrame::Typing {
+                conversation_id: CONV,
+                typing: flag,
+            });
+            server_reads(ClientFrame::Feedback {
+                conversation_id: CONV,
+                message_id: MSG,
+                helpful: flag,
+            });
+        }
+        for comment in [None, Some("Fast \"and\" kind\n👍".to_owned())] {
+            server_reads(ClientFrame::Csat {
+                conversation_id: CONV,
+                score: 5,
+                comment,
+            });
+        }
         server_reads(ClientFrame::Ping);
         assert_eq!(encode(&ClientFrame::NewConversation), None);
     }
