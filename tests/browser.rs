@@ -11,6 +11,21 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+/// JS that finds the widget element with `data-testid` = `testid` inside the widget's shadow
+/// root as `e` and returns `expr` (or null while there is no such element).
+pub fn probe(testid: &str, expr: &str) -> String {
+    probe_css(&format!("[data-testid=\"{testid}\"]"), expr)
+}
+
+/// Like [`probe`], with any CSS selector.
+pub fn probe_css(selector: &str, expr: &str) -> String {
+    format!(
+        "const r = document.querySelector('#nexus-flow-root');
+         const e = r && r.shadowRoot && r.shadowRoot.querySelector('{selector}');
+         return e ? ({expr}) : null;"
+    )
+}
+
 /// A chromedriver process and a browser session; both end when this is dropped or closed.
 pub struct Browser {
     pub client: Client,

@@ -7,20 +7,11 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use nexus_shared::Role;
-use nexus_tests::browser::Browser;
+use nexus_tests::browser::{Browser, probe};
 use nexus_tests::{TestServer, widget_dir};
 
 const WAIT: Duration = Duration::from_secs(20);
 const PASSWORD: &str = "a long test password";
-
-/// JS returning `expr` for the visitor widget's element `testid` (as `e`), or null.
-fn widget(testid: &str, expr: &str) -> String {
-    format!(
-        "const r = document.querySelector('#nexus-flow-root');
-         const e = r && r.shadowRoot && r.shadowRoot.querySelector('[data-testid=\"{testid}\"]');
-         return e ? ({expr}) : null;"
-    )
-}
 
 /// JS returning `expr` for the agent page's first element matching `css` (as `e`), or null.
 fn page(css: &str, expr: &str) -> String {
@@ -140,7 +131,7 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
     // The visitor asks for a person.
     visitor.client.goto(&server.url("/")).await.unwrap();
     visitor
-        .wait_for("the launcher", WAIT, &widget("launcher", "true"))
+        .wait_for("the launcher", WAIT, &probe("launcher", "true"))
         .await;
     visitor
         .widget_element("launcher")
@@ -152,7 +143,7 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
         .wait_for(
             "the visitor to be online",
             WAIT,
-            &widget(
+            &probe(
                 "connection-status",
                 "e.getAttribute('data-status') === 'online'",
             ),
@@ -169,7 +160,7 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
         .wait_for(
             "the handoff banner",
             WAIT,
-            &widget("handoff-banner", "e.offsetParent !== null"),
+            &probe("handoff-banner", "e.offsetParent !== null"),
         )
         .await;
 
@@ -271,7 +262,7 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
         .wait_for(
             "the joined banner",
             WAIT,
-            &widget(
+            &probe(
                 "handoff-banner",
                 "e.innerText.includes('Ana joined') ? e.innerText : null",
             ),
@@ -334,12 +325,12 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
         .wait_for(
             "the visitor to see the conversation closed",
             WAIT,
-            &widget("panel", "e.innerText.includes('Conversation closed')"),
+            &probe("panel", "e.innerText.includes('Conversation closed')"),
         )
         .await;
     let notes_leaked = visitor
         .js(
-            &widget("panel", "e.innerText.includes('in a hurry')"),
+            &probe("panel", "e.innerText.includes('in a hurry')"),
             vec![],
         )
         .await;

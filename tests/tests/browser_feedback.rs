@@ -4,25 +4,10 @@
 use std::time::Duration;
 
 use nexus_shared::{ClientFrame, Role, ServerFrame};
-use nexus_tests::browser::Browser;
+use nexus_tests::browser::{Browser, probe, probe_css};
 use nexus_tests::{TestServer, WsClient, agent_login, widget_dir};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// JS that finds the widget element with `data-testid` = `testid` inside the shadow root as
-/// `e` and returns `expr` (or null when there is no such element yet).
-fn probe(testid: &str, expr: &str) -> String {
-    probe_css(&format!("[data-testid=\"{testid}\"]"), expr)
-}
-
-/// Like [`probe`], with any CSS selector.
-fn probe_css(selector: &str, expr: &str) -> String {
-    format!(
-        "const r = document.querySelector('#nexus-flow-root');
-         const e = r && r.shadowRoot && r.shadowRoot.querySelector('{selector}');
-         return e ? ({expr}) : null;"
-    )
-}
 
 /// The thumbs of the first AI answer (other rows carry them hidden).
 const UP: &str = "[data-author=\"ai\"] [data-testid=\"feedback-up\"]";

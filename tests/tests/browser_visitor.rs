@@ -4,20 +4,10 @@
 
 use std::time::Duration;
 
-use nexus_tests::browser::Browser;
+use nexus_tests::browser::{Browser, probe};
 use nexus_tests::{TestServer, widget_dir};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// JS that finds the widget element with `data-testid` = `testid` inside the shadow root as
-/// `e` and returns `expr` (or null when there is no such element yet).
-fn probe(testid: &str, expr: &str) -> String {
-    format!(
-        "const r = document.querySelector('#nexus-flow-root');
-         const e = r && r.shadowRoot && r.shadowRoot.querySelector('[data-testid=\"{testid}\"]');
-         return e ? ({expr}) : null;"
-    )
-}
 
 fn q(testid: &str) -> String {
     probe(testid, "true")
