@@ -514,3 +514,81 @@ pub async fn visitor_choose(
         duplicate,
     })
 }
+
+/// Checks an email address enough to catch typos: one `@`, something on both sides, a dot in
+/// the domain, no spaces, at most 254 bytes.
+pub fn validate_email(email: &str) -> Result<&str, ErrorBody> {
+    let email = email.trim();
+    let valid = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(ErrorBody::new(
+            ErrorCode::Validation,
+            "That does not look like an email address.",
+        ))
+    }
+}
+
+/// The visitor leaves an email so the team can answer later (nobody online, or they must
+/// leave). Kept on the visitor, and noted in the conversation for the agents.
+pub async fn leave_email(
+    state: &AppState,
+    visitor: &Visitor,
+    conversation_id: Uuid,
+    email: &str,
+) -> Result<Committed, ErrorBody> {
+    let email = validate_email(email)?;
+    let conversation = visitor_conversation(state, visitor, conversation_id).await?;
+    state
+        .store
+        .set_visitor_email(visitor.id, email)
+        .await
+        .map_err(|e| store_error_body(&e))?;
+    let notice = format!("Thanks! If you have to leave, the team will answer you at {email}.");
+    let committed = state
+        .store
+        .commit(
+            conversation.id,
+            Op::Post {
+                message: NewMessage::new(Author::System, notice),
+                reopen_to: ConversationState::Ai,
+            },
+        )
+        .await
+        .map_err(|e| store_error_body(&e))?;
+    publish(state, &committed);
+    Ok(committed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_email;
+
+    #[test]
+    fn emails_are_checked_for_typos() {
+        for good in ["ana@example.com", " ana.b+shop@mail.example.org "] {
+            assert!(validate_email(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@example.com",
+            "ana@example",
+            "a na@example.com",
+            "ana@@example.com",
+            "ana@example.com.",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+}

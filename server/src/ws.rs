@@ -880,6 +880,13 @@ impl VisitorSession {
                 self.follow(state, conversation.id);
                 Ok(vec![state_frame(&conversation)])
             }
+            ClientFrame::LeaveEmail {
+                conversation_id,
+                email,
+            } => {
+                chat::leave_email(state, &self.visitor, conversation_id, &email).await?;
+                Ok(self.after_post(state, conversation_id).await)
+            }
             ClientFrame::Ping => Ok(vec![ServerFrame::Pong]),
             ClientFrame::Hello(_) => Err(ErrorBody::new(
                 ErrorCode::BadFrame,

@@ -355,3 +355,60 @@ async fn http_get(url: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
         response.json().await.unwrap_or(serde_json::Value::Null),
     )
 }
+
+#[tokio::test]
+async fn a_visitor_can_leave_an_email_for_the_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    let (mut visitor, welcome) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    visitor
+        .send(&send("I want to talk to a human", "e-1"))
+        .await;
+    let (conversation_id, _) = visitor
+        .recv_until(|f| match f {
+            ServerFrame::Ack {
+                conversation_id, ..
+            } => Some(*conversation_id),
+            _ => None,
+        })
+        .await;
+
+    visitor
+        .send(&ClientFrame::LeaveEmail {
+            conversation_id,
+            email: "not an email".into(),
+        })
+        .await;
+    let (code, _) = visitor
+        .recv_until(|f| match f {
+            ServerFrame::Error(e) => Some(e.code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::Validation);
+
+    visitor
+        .send(&ClientFrame::LeaveEmail {
+            conversation_id,
+            email: "ana@example.com".into(),
+        })
+        .await;
+    let notice = next_message(&mut visitor, "system").await;
+    let notice = if notice.body.contains("ana@example.com") {
+        notice
+    } else {
+        // The escalation notice may come first.
+        next_message(&mut visitor, "system").await
+    };
+    assert!(notice.body.contains("ana@example.com"), "{}", notice.body);
+
+    let store = server.state.store.as_ref();
+    let site = store.site_by_key("demo").await.unwrap().unwrap();
+    let stored = store
+        .visitor_by_token(site.id, &token(&welcome))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.info.email.as_deref(), Some("ana@example.com"));
+    server.stop().await;
+}

@@ -355,6 +355,8 @@ pub trait Store: Send + Sync + 'static {
     async fn visitor_by_token(&self, site_id: Uuid, token: &str) -> StoreResult<Option<Visitor>>;
     /// Records a verified identity on a visitor: its external id, name and email. Returns
     /// false (and changes nothing) when the visitor already carries a different external id.
+    /// Records the email a visitor left for the team to answer them.
+    async fn set_visitor_email(&self, visitor_id: Uuid, email: &str) -> StoreResult<()>;
     async fn set_visitor_identity(
         &self,
         visitor_id: Uuid,

@@ -336,6 +336,18 @@ impl Store for SqliteStore {
     }
 
     #[instrument(skip_all)]
+    async fn set_visitor_email(&self, visitor_id: Uuid, email: &str) -> StoreResult<()> {
+        let result = sqlx::query("UPDATE visitors SET email = ? WHERE id = ?")
+            .bind(email)
+            .bind(visitor_id.to_string())
+            .execute(&self.writer)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn set_visitor_identity(
         &self,
         visitor_id: Uuid,
