@@ -251,6 +251,30 @@ impl WsClient {
         }
     }
 
+    /// Waits for the next `ack` and returns its conversation id; an `error` first is a
+    /// test failure.
+    pub async fn recv_ack(&mut self) -> uuid::Uuid {
+        self.recv_until(|f| match f {
+            ServerFrame::Ack {
+                conversation_id, ..
+            } => Some(*conversation_id),
+            ServerFrame::Error(e) => panic!("expected an ack, got {e:?}"),
+            _ => None,
+        })
+        .await
+        .0
+    }
+
+    /// Waits for the next `error` frame and returns its code.
+    pub async fn recv_error(&mut self) -> nexus_shared::ErrorCode {
+        self.recv_until(|f| match f {
+            ServerFrame::Error(e) => Some(e.code),
+            _ => None,
+        })
+        .await
+        .0
+    }
+
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }

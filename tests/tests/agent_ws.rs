@@ -19,19 +19,6 @@ fn send(conversation_id: Option<Uuid>, body: &str, id: &str) -> ClientFrame {
     }
 }
 
-async fn ack(client: &mut WsClient) -> Uuid {
-    client
-        .recv_until(|f| match f {
-            ServerFrame::Ack {
-                conversation_id, ..
-            } => Some(*conversation_id),
-            ServerFrame::Error(e) => panic!("expected an ack, got {e:?}"),
-            _ => None,
-        })
-        .await
-        .0
-}
-
 async fn state_of(client: &mut WsClient) -> ConversationState {
     client
         .recv_until(|f| match f {
@@ -72,7 +59,7 @@ async fn escalate_take_over_reply_hand_back_resolve_and_teach() {
     visitor
         .send(&send(None, "I want to talk to a human", "v-1"))
         .await;
-    let conversation_id = ack(&mut visitor).await;
+    let conversation_id = visitor.recv_ack().await;
     let (summary, _) = agent
         .recv_until(|f| match f {
             ServerFrame::Conversation(s)
@@ -109,7 +96,7 @@ async fn escalate_take_over_reply_hand_back_resolve_and_teach() {
             "a-1",
         ))
         .await;
-    ack(&mut agent).await;
+    agent.recv_ack().await;
     let (reply, _) = visitor
         .recv_until(|f| match f {
             ServerFrame::Message(m) if matches!(m.author, Author::Agent(_)) => Some(m.clone()),
@@ -127,7 +114,7 @@ async fn escalate_take_over_reply_hand_back_resolve_and_teach() {
             "v-2",
         ))
         .await;
-    ack(&mut visitor).await;
+    visitor.recv_ack().await;
     let seen = drain_messages(&mut visitor, Duration::from_millis(1500)).await;
     assert!(
         !seen.iter().any(|m| m.author == Author::Ai),
@@ -177,7 +164,7 @@ async fn escalate_take_over_reply_hand_back_resolve_and_teach() {
     let question = "Do you offer gift wrapping for birthday presents?";
     let (mut first, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
     first.send(&send(None, question, "g-1")).await;
-    let gift_conversation = ack(&mut first).await;
+    let gift_conversation = first.recv_ack().await;
     assert_eq!(state_of(&mut first).await, ConversationState::Waiting);
     // ... who answers, resolves and teaches.
     agent
@@ -189,7 +176,7 @@ async fn escalate_take_over_reply_hand_back_resolve_and_teach() {
     agent
         .send(&send(Some(gift_conversation), answer_text, "a-2"))
         .await;
-    ack(&mut agent).await;
+    agent.recv_ack().await;
     agent
         .send(&ClientFrame::Resolve {
             conversation_id: gift_conversation,
@@ -292,7 +279,7 @@ async fn accounts_are_checked_and_sites_are_isolated() {
     visitor
         .send(&send(None, "I want to talk to a human", "v-1"))
         .await;
-    let conversation_id = ack(&mut visitor).await;
+    let conversation_id = visitor.recv_ack().await;
 
     // ... is invisible to the other site's agent: inbox, watch, take over, reply, note,
     // resolve all refuse, and nothing changes.
@@ -320,12 +307,7 @@ async fn accounts_are_checked_and_sites_are_isolated() {
         },
     ] {
         intruder.send(&frame).await;
-        let (error, _) = intruder
-            .recv_until(|f| match f {
-                ServerFrame::Error(e) => Some(e.code),
-                _ => None,
-            })
-            .await;
+        let error = intruder.recv_error().await;
         assert_eq!(error, ErrorCode::NotFound, "{frame:?} is refused");
     }
     let (mut owner_agent, _) = WsClient::agent(&server.ws_url(), &demo_token).await;
@@ -395,7 +377,7 @@ async fn review_mode_sends_only_what_an_agent_approved() {
     visitor
         .send(&send(None, "how can I cancel my order", "v-1"))
         .await;
-    let conversation_id = ack(&mut visitor).await;
+    let conversation_id = visitor.recv_ack().await;
     let (draft, _) = agent
         .recv_until(|f| match f {
             ServerFrame::Draft(d) if d.conversation_id == conversation_id => Some(d.clone()),
@@ -435,12 +417,7 @@ async fn review_mode_sends_only_what_an_agent_approved() {
             decision: nexus_shared::DraftDecision::Approve,
         })
         .await;
-    let (code, _) = agent
-        .recv_until(|f| match f {
-            ServerFrame::Error(e) => Some(e.code),
-            _ => None,
-        })
-        .await;
+    let code = agent.recv_error().await;
     assert_eq!(code, ErrorCode::InvalidTransition);
 
     // A draft approved after a takeover never reaches the visitor.
@@ -465,12 +442,7 @@ async fn review_mode_sends_only_what_an_agent_approved() {
             decision: nexus_shared::DraftDecision::Approve,
         })
         .await;
-    let (code, _) = agent
-        .recv_until(|f| match f {
-            ServerFrame::Error(e) => Some(e.code),
-            _ => None,
-        })
-        .await;
+    let code = agent.recv_error().await;
     assert_eq!(code, ErrorCode::InvalidTransition);
     let seen = drain_messages(&mut visitor, Duration::from_millis(800)).await;
     assert!(

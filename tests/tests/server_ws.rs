@@ -201,14 +201,7 @@ async fn history_over_rest_needs_the_visitors_token() {
     visitor
         .send(&send("how can I cancel my order", "r-1"))
         .await;
-    let (conversation_id, _) = visitor
-        .recv_until(|f| match f {
-            ServerFrame::Ack {
-                conversation_id, ..
-            } => Some(*conversation_id),
-            _ => None,
-        })
-        .await;
+    let conversation_id = visitor.recv_ack().await;
     next_message(&mut visitor, "ai").await;
 
     let url = server.url(&format!(
@@ -364,14 +357,7 @@ async fn a_visitor_can_leave_an_email_for_the_team() {
     visitor
         .send(&send("I want to talk to a human", "e-1"))
         .await;
-    let (conversation_id, _) = visitor
-        .recv_until(|f| match f {
-            ServerFrame::Ack {
-                conversation_id, ..
-            } => Some(*conversation_id),
-            _ => None,
-        })
-        .await;
+    let conversation_id = visitor.recv_ack().await;
 
     visitor
         .send(&ClientFrame::LeaveEmail {
@@ -379,12 +365,7 @@ async fn a_visitor_can_leave_an_email_for_the_team() {
             email: "not an email".into(),
         })
         .await;
-    let (code, _) = visitor
-        .recv_until(|f| match f {
-            ServerFrame::Error(e) => Some(e.code),
-            _ => None,
-        })
-        .await;
+    let code = visitor.recv_error().await;
     assert_eq!(code, ErrorCode::Validation);
 
     visitor
