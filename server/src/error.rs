@@ -79,6 +79,13 @@ pub fn store_error_body(err: &StoreError) -> ErrorBody {
             ErrorBody::new(ErrorCode::NotAssignee, e.to_string())
         }
         StoreError::State(e) => ErrorBody::new(ErrorCode::InvalidTransition, e.to_string()),
+        other if other.is_transient() => {
+            tracing::warn!(error = %other, "database unavailable");
+            ErrorBody::new(
+                ErrorCode::Unavailable,
+                "The service is briefly unavailable. Please try again in a moment.",
+            )
+        }
         other => {
             tracing::error!(error = %other, "store error");
             ErrorBody::new(

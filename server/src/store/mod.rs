@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::engine::KbEntry;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// Errors of the store.
@@ -34,11 +35,28 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    #[error("unsupported database URL {0:?} (expected sqlite://…)")]
+    #[error("unsupported database URL {0:?} (expected sqlite://… or postgres://…)")]
     UnsupportedUrl(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// The database is unreachable or restarting (pool timeout, I/O, closed connection, or
+    /// a server shutting down): the same request may succeed when retried shortly.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => true,
+            // admin_shutdown, crash_shutdown, cannot_connect_now (PostgreSQL class 57P).
+            Self::Database(sqlx::Error::Database(e)) => {
+                e.code().is_some_and(|c| c.starts_with("57P"))
+            }
+            _ => false,
+        }
+    }
+}
 
 /// The owner-editable settings of a site.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +77,19 @@ pub struct SiteSettings {
     pub identity_secret: Option<String>,
     /// Refuse visitors without a verified identity.
     pub require_identity: bool,
+    /// When the AI hands conversations to people (thresholds, phrases, signals).
+    pub policy: crate::engine::policy::Policy,
+    /// Whether taught knowledge goes live at once (`auto`) or waits for an owner (`approve`).
+    pub learning: crate::engine::policy::Learning,
+    /// Opening hours in the site's time zone; `None` = always open.
+    pub business_hours: Option<crate::hours::BusinessHours>,
+    /// Told to visitors handed to people outside business hours or with nobody online.
+    pub offline_message: String,
+    /// Where `escalated`, `agent_joined` and `resolved` events are posted (secrets redacted on
+    /// read).
+    pub webhooks: Vec<crate::webhooks::Webhook>,
+    /// Hand each escalated conversation to the next online agent, round robin.
+    pub auto_assign: bool,
 }
 
 impl SiteSettings {
@@ -71,6 +102,14 @@ impl SiteSettings {
     pub fn redacted(&self) -> Self {
         Self {
             identity_secret: self.identity_secret().map(|_| "***".to_owned()),
+            webhooks: self
+                .webhooks
+                .iter()
+                .map(|w| crate::webhooks::Webhook {
+                    secret: "***".to_owned(),
+                    ..w.clone()
+                })
+                .collect(),
             ..self.clone()
         }
     }
@@ -87,6 +126,12 @@ impl std::fmt::Debug for SiteSettings {
             .field("allowed_origins", &self.allowed_origins)
             .field("identity_secret", &self.identity_secret().map(|_| "***"))
             .field("require_identity", &self.require_identity)
+            .field("policy", &self.policy)
+            .field("learning", &self.learning)
+            .field("business_hours", &self.business_hours)
+            .field("offline_message", &self.offline_message)
+            .field("webhooks", &self.webhooks)
+            .field("auto_assign", &self.auto_assign)
             .finish()
     }
 }
@@ -102,6 +147,12 @@ impl Default for SiteSettings {
             allowed_origins: Vec::new(),
             identity_secret: None,
             require_identity: false,
+            policy: crate::engine::policy::Policy::default(),
+            learning: crate::engine::policy::Learning::default(),
+            business_hours: None,
+            offline_message: crate::hours::DEFAULT_OFFLINE_MESSAGE.into(),
+            webhooks: Vec::new(),
+            auto_assign: false,
         }
     }
 }
@@ -333,6 +384,11 @@ pub trait Store: Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 
+    /// Open and idle connections of the database pool (for `/metrics`), if the backend has one.
+    fn pool_stats(&self) -> Option<(u32, usize)> {
+        None
+    }
+
     /// Is the database reachable?
     async fn ping(&self) -> StoreResult<()>;
 
@@ -375,6 +431,12 @@ pub trait Store: Send + Sync + 'static {
     async fn conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>>;
     /// The visitor's most recently updated conversation.
     async fn latest_conversation(&self, visitor_id: Uuid) -> StoreResult<Option<Conversation>>;
+    /// The visitor's conversations, most recently updated first, at most `limit`.
+    async fn visitor_conversations(
+        &self,
+        visitor_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<Conversation>>;
 
     /// Timeline entries with `seq > after_seq`, oldest first, at most `limit`.
     async fn messages_after(
@@ -455,13 +517,88 @@ pub trait Store: Send + Sync + 'static {
         score: u8,
         comment: Option<&str>,
     ) -> StoreResult<()>;
+
+    /// Stores learned knowledge waiting for an owner's review.
+    async fn add_pending_entry(
+        &self,
+        site_id: Uuid,
+        entry: &crate::learn::PendingEntry,
+    ) -> StoreResult<()>;
+    /// A site's learned entries still waiting for review, oldest first.
+    async fn pending_entries(&self, site_id: Uuid) -> StoreResult<Vec<crate::learn::PendingEntry>>;
+    /// Closes a pending entry of the site as `approved` or `rejected`; false when the site has
+    /// no such entry still pending (someone reviewed it first).
+    async fn close_pending_entry(
+        &self,
+        site_id: Uuid,
+        id: Uuid,
+        status: &str,
+        reviewer: Uuid,
+    ) -> StoreResult<bool>;
+
+    /// A site's canned responses, by title.
+    async fn canned_responses(&self, site_id: Uuid) -> StoreResult<Vec<crate::canned::Canned>>;
+    async fn upsert_canned(&self, site_id: Uuid, canned: &crate::canned::Canned)
+    -> StoreResult<()>;
+    /// Deletes a canned response; `NotFound` when the site has none with this id.
+    async fn delete_canned(&self, site_id: Uuid, id: Uuid) -> StoreResult<()>;
+    /// Inserts or replaces several knowledge-base entries in one transaction: all or none.
+    async fn import_kb_entries(&self, site_id: Uuid, entries: &[KbEntry]) -> StoreResult<()>;
+    /// Conversations of a site created in `[from, to)`, oldest first.
+    async fn conversations_created_between(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<Conversation>>;
+    /// Creation times of the entries agents taught (ids `learned-…`) in `[from, to)`.
+    async fn learned_entry_times(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<Millis>>;
+    /// The visitor's satisfaction answer for a conversation.
+    async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::privacy::Csat>>;
+    /// What is kept about a visitor of a site.
+    async fn visitor_profile(
+        &self,
+        site_id: Uuid,
+        visitor_id: Uuid,
+    ) -> StoreResult<Option<crate::privacy::VisitorProfile>>;
+    /// Deletes a visitor of a site and everything of theirs; `NotFound` when there is none.
+    async fn delete_visitor(&self, site_id: Uuid, visitor_id: Uuid) -> StoreResult<()>;
 }
 
 /// Opens the store named by `url` and runs its migrations.
 pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    Ok(open(url).await?.0)
+}
+
+/// Like [`connect`]; also returns the PostgreSQL store itself when the URL names one (the
+/// cross-instance fan-out needs it).
+pub async fn open(
+    url: &str,
+) -> StoreResult<(
+    std::sync::Arc<dyn Store>,
+    Option<std::sync::Arc<postgres::PgStore>>,
+)> {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let pg = std::sync::Arc::new(postgres::PgStore::connect(url).await?);
+        return Ok((pg.clone(), Some(pg)));
+    }
+    Ok((open_other(url).await?, None))
+}
+
+async fn open_other(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(
             sqlite::SqliteStore::connect(url).await?,
+        ))
+    } else if !url.contains("://") && !url.is_empty() {
+        // A plain path names a SQLite file.
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::connect(&format!("sqlite://{url}")).await?,
         ))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))

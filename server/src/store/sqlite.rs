@@ -189,6 +189,13 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn pool_stats(&self) -> Option<(u32, usize)> {
+        Some((
+            self.writer.size() + self.reader.size(),
+            self.writer.num_idle() + self.reader.num_idle(),
+        ))
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
@@ -428,6 +435,23 @@ impl Store for SqliteStore {
         .as_ref()
         .map(conversation_from_row)
         .transpose()
+    }
+
+    async fn visitor_conversations(
+        &self,
+        visitor_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<Conversation>> {
+        sqlx::query(
+            "SELECT * FROM conversations WHERE visitor_id = ? ORDER BY updated_at DESC LIMIT ?",
+        )
+        .bind(visitor_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(conversation_from_row)
+        .collect()
     }
 
     async fn messages_after(
@@ -894,6 +918,237 @@ impl Store for SqliteStore {
         .await?;
         Ok(())
     }
+
+    async fn add_pending_entry(
+        &self,
+        site_id: Uuid,
+        entry: &crate::learn::PendingEntry,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO learned_entries (id, site_id, question, answer, entry_id, conversation_id,
+                origin, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+        )
+        .bind(entry.id.to_string())
+        .bind(site_id.to_string())
+        .bind(&entry.question)
+        .bind(&entry.answer)
+        .bind(entry.entry_id.as_deref())
+        .bind(entry.conversation_id.map(|c| c.to_string()))
+        .bind(entry.origin.as_str())
+        .bind(entry.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn pending_entries(&self, site_id: Uuid) -> StoreResult<Vec<crate::learn::PendingEntry>> {
+        sqlx::query(
+            "SELECT * FROM learned_entries WHERE site_id = ? AND status = 'pending'
+             ORDER BY created_at, id",
+        )
+        .bind(site_id.to_string())
+        .fetch_all(&self.writer)
+        .await?
+        .iter()
+        .map(pending_from_row)
+        .collect()
+    }
+
+    async fn close_pending_entry(
+        &self,
+        site_id: Uuid,
+        id: Uuid,
+        status: &str,
+        reviewer: Uuid,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE learned_entries SET status = ?, reviewed_by = ?, reviewed_at = ?
+             WHERE id = ? AND site_id = ? AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(reviewer.to_string())
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(site_id.to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn canned_responses(&self, site_id: Uuid) -> StoreResult<Vec<crate::canned::Canned>> {
+        sqlx::query(
+            "SELECT id, title, body FROM canned_responses WHERE site_id = ? ORDER BY title, id",
+        )
+        .bind(site_id.to_string())
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(crate::canned::Canned {
+                id: uuid_col(row, "id")?,
+                title: row.try_get("title")?,
+                body: row.try_get("body")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn upsert_canned(
+        &self,
+        site_id: Uuid,
+        canned: &crate::canned::Canned,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO canned_responses (id, site_id, title, body, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET title = excluded.title, body = excluded.body,
+                updated_at = excluded.updated_at
+             WHERE canned_responses.site_id = excluded.site_id",
+        )
+        .bind(canned.id.to_string())
+        .bind(site_id.to_string())
+        .bind(&canned.title)
+        .bind(&canned.body)
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_canned(&self, site_id: Uuid, id: Uuid) -> StoreResult<()> {
+        let result = sqlx::query("DELETE FROM canned_responses WHERE site_id = ? AND id = ?")
+            .bind(site_id.to_string())
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn import_kb_entries(&self, site_id: Uuid, entries: &[KbEntry]) -> StoreResult<()> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        for entry in entries {
+            sqlx::query(
+                "INSERT INTO kb_entries (site_id, id, title, answer, examples, escalate, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (site_id, id) DO UPDATE SET title = excluded.title,
+                    answer = excluded.answer, examples = excluded.examples,
+                    escalate = excluded.escalate, updated_at = excluded.updated_at",
+            )
+            .bind(site_id.to_string())
+            .bind(&entry.id)
+            .bind(&entry.title)
+            .bind(&entry.answer)
+            .bind(to_json(&entry.examples))
+            .bind(entry.escalate.as_ref().map(to_json))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn conversations_created_between(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<Conversation>> {
+        sqlx::query(
+            "SELECT * FROM conversations WHERE site_id = ? AND created_at >= ? AND created_at < ?
+             ORDER BY created_at, id",
+        )
+        .bind(site_id.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(conversation_from_row)
+        .collect()
+    }
+
+    async fn learned_entry_times(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<Millis>> {
+        let rows = sqlx::query(
+            "SELECT created_at FROM kb_entries WHERE site_id = ? AND id LIKE 'learned-%'
+             AND created_at >= ? AND created_at < ? ORDER BY created_at",
+        )
+        .bind(site_id.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<i64, _>("created_at")?))
+            .collect()
+    }
+
+    async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::privacy::Csat>> {
+        let row = sqlx::query("SELECT score, comment, created_at FROM csat WHERE conversation_id = ?")
+            .bind(conversation_id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            let score: i64 = row.try_get("score")?;
+            Ok(crate::privacy::Csat {
+                score: u8::try_from(score)
+                    .map_err(|_| StoreError::Corrupt(format!("csat score {score}")))?,
+                comment: row.try_get("comment")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn visitor_profile(
+        &self,
+        site_id: Uuid,
+        visitor_id: Uuid,
+    ) -> StoreResult<Option<crate::privacy::VisitorProfile>> {
+        let row = sqlx::query(
+            "SELECT id, external_id, name, email, created_at, last_seen_at FROM visitors
+             WHERE site_id = ? AND id = ?",
+        )
+        .bind(site_id.to_string())
+        .bind(visitor_id.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(crate::privacy::VisitorProfile {
+                id: uuid_col(&row, "id")?,
+                external_id: row.try_get("external_id")?,
+                name: row.try_get("name")?,
+                email: row.try_get("email")?,
+                created_at: row.try_get("created_at")?,
+                last_seen_at: row.try_get("last_seen_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_visitor(&self, site_id: Uuid, visitor_id: Uuid) -> StoreResult<()> {
+        let result = sqlx::query("DELETE FROM visitors WHERE site_id = ? AND id = ?")
+            .bind(site_id.to_string())
+            .bind(visitor_id.to_string())
+            .execute(&self.writer)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
 }
 
 fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
@@ -945,4 +1200,22 @@ pub(crate) const fn role_str(role: Role) -> &'static str {
         Role::Owner => "owner",
         Role::Agent => "agent",
     }
+}
+
+fn pending_from_row(row: &SqliteRow) -> StoreResult<crate::learn::PendingEntry> {
+    let origin: String = row.try_get("origin")?;
+    let conversation_id: Option<String> = row.try_get("conversation_id")?;
+    Ok(crate::learn::PendingEntry {
+        id: uuid_col(row, "id")?,
+        question: row.try_get("question")?,
+        answer: row.try_get("answer")?,
+        entry_id: row.try_get("entry_id")?,
+        conversation_id: conversation_id
+            .map(|c| Uuid::parse_str(&c))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("conversation_id: {e}")))?,
+        origin: crate::learn::Origin::parse(&origin)
+            .ok_or_else(|| StoreError::Corrupt(format!("origin: {origin}")))?,
+        created_at: row.try_get("created_at")?,
+    })
 }

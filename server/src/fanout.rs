@@ -1,0 +1,426 @@
+//! Cross-instance fan-out over PostgreSQL `LISTEN`/`NOTIFY`, for several server instances
+//! sharing one database (no other service needed).
+//!
+//! - Timeline entries: [`crate::store::postgres::PgStore::commit`] sends, inside its
+//!   transaction, a small [`Event::Messages`] (conversation id and the range of sequence
+//!   numbers it stored). A listening instance with subscribers to that conversation reads
+//!   those entries from the table and publishes them locally. Nothing depends on NOTIFY's size
+//!   limit; and since every connection delivers a timeline in sequence order and reads from
+//!   the store when it sees a gap (see `Follower` in `ws.rs`), a missed notification costs a
+//!   catch-up read, never a lost message.
+//! - Every other frame published on an instance (typing, presence, state, queue, inbox
+//!   updates, drafts, notes) travels in the notification itself ([`Event::Conversation`],
+//!   [`Event::Site`]); a frame too large for a notification is written to `fanout_payloads`
+//!   and announced by row id.
+//! - Knowledge-base changes ([`Event::Kb`]) make every instance reload the site's entries into
+//!   its engine; settings changes ([`Event::Settings`]) need no action, as settings are read
+//!   from the store on use.
+//!
+//! The listener holds a dedicated connection and reconnects by itself (with backoff); after a
+//! reconnect it reloads every site's knowledge base and re-announces the latest entry and the
+//! state of each followed conversation, so connections catch up on what happened meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexus_shared::ServerFrame;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::engine::AnswerEngine;
+use crate::hub::{Hub, Remote};
+use crate::store::Store;
+use crate::store::postgres::PgStore;
+
+/// PostgreSQL's limit on a notification payload is 8000 bytes; stay below it.
+const MAX_PAYLOAD: usize = 7_000;
+/// Stored large payloads are kept this long (milliseconds).
+const PAYLOAD_TTL_MS: i64 = 10 * 60 * 1000;
+/// Frames waiting to be sent to the other instances (more are dropped while the database is
+/// away).
+const QUEUE: usize = 1_024;
+/// At most this many entries are read for one notification (connections page the rest).
+const MAX_READ: u32 = 200;
+
+/// The channel of a schema: every instance on the same schema listens on the same channel,
+/// and tests in separate schemas of one database do not hear each other.
+pub fn channel_name(schema: &str) -> String {
+    let clean: String = schema
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut name = format!("nexus_flow_{clean}");
+    name.truncate(63);
+    name
+}
+
+/// What one instance tells the others. Field names are short: payloads stay small.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k")]
+pub enum Event {
+    /// A commit stored the entries `after + 1 ..= seq` of a conversation.
+    #[serde(rename = "m")]
+    Messages {
+        #[serde(rename = "o")]
+        origin: Uuid,
+        #[serde(rename = "c")]
+        conversation: Uuid,
+        #[serde(rename = "a")]
+        after: u64,
+        #[serde(rename = "s")]
+        seq: u64,
+    },
+    /// A frame for the subscribers of a conversation.
+    #[serde(rename = "c")]
+    Conversation {
+        #[serde(rename = "o")]
+        origin: Uuid,
+        #[serde(rename = "c")]
+        conversation: Uuid,
+        #[serde(rename = "f")]
+        frame: ServerFrame,
+    },
+    /// A frame for the agents of a site.
+    #[serde(rename = "s")]
+    Site {
+        #[serde(rename = "o")]
+        origin: Uuid,
+        #[serde(rename = "s")]
+        site: Uuid,
+        #[serde(rename = "f")]
+        frame: ServerFrame,
+    },
+    /// An event too large for a notification, in `fanout_payloads`.
+    #[serde(rename = "r")]
+    Stored {
+        #[serde(rename = "o")]
+        origin: Uuid,
+        id: i64,
+    },
+    /// A site's knowledge base changed.
+    #[serde(rename = "kb")]
+    Kb {
+        #[serde(rename = "o")]
+        origin: Uuid,
+        #[serde(rename = "s")]
+        site: Uuid,
+    },
+    /// A site's settings changed.
+    #[serde(rename = "settings")]
+    Settings {
+        #[serde(rename = "o")]
+        origin: Uuid,
+        #[serde(rename = "s")]
+        site: Uuid,
+    },
+}
+
+impl Event {
+    pub fn to_payload(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    pub fn origin(&self) -> Uuid {
+        match self {
+            Self::Messages { origin, .. }
+            | Self::Conversation { origin, .. }
+            | Self::Site { origin, .. }
+            | Self::Stored { origin, .. }
+            | Self::Kb { origin, .. }
+            | Self::Settings { origin, .. } => *origin,
+        }
+    }
+}
+
+/// Connects `hub` to the other instances on `pg`'s schema: starts the sender and the
+/// listener tasks. They stop when `shutdown` flips.
+pub fn start(
+    pg: Arc<PgStore>,
+    hub: Arc<Hub>,
+    engine: Arc<dyn AnswerEngine>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    if !hub.connect_remote(tx) {
+        tracing::warn!("the hub was already connected to a fan-out");
+        return;
+    }
+    tokio::spawn(send_loop(pg.clone(), hub.clone(), rx));
+    tokio::spawn(listen_loop(pg, hub, engine, shutdown));
+}
+
+async fn send_loop(pg: Arc<PgStore>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Remote>) {
+    let origin = pg.instance();
+    while let Some(remote) = rx.recv().await {
+        let event = match remote {
+            Remote::Conversation(conversation, frame) => Event::Conversation {
+                origin,
+                conversation,
+                frame: (*frame).clone(),
+            },
+            Remote::Site(site, frame) => Event::Site {
+                origin,
+                site,
+                frame: (*frame).clone(),
+            },
+        };
+        if let Err(e) = send(&pg, &event).await {
+            // Live frames are best effort across instances while the database is away;
+            // timeline entries and state are recovered from the store on reconnect.
+            tracing::warn!(error = %e, "fan-out: could not notify the other instances");
+        } else {
+            hub.metrics().fanout_sent();
+        }
+    }
+}
+
+async fn send(pg: &PgStore, event: &Event) -> sqlx::Result<()> {
+    let payload = event.to_payload();
+    let payload = if payload.len() <= MAX_PAYLOAD {
+        payload
+    } else {
+        let now = crate::store::now_ms();
+        sqlx::query("DELETE FROM fanout_payloads WHERE created_at < $1")
+            .bind(now - PAYLOAD_TTL_MS)
+            .execute(pg.pool())
+            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO fanout_payloads (payload, created_at) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(&payload)
+        .bind(now)
+        .fetch_one(pg.pool())
+        .await?;
+        Event::Stored {
+            origin: event.origin(),
+            id,
+        }
+        .to_payload()
+    };
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(pg.channel())
+        .bind(payload)
+        .execute(pg.pool())
+        .await?;
+    Ok(())
+}
+
+async fn listen_loop(
+    pg: Arc<PgStore>,
+    hub: Arc<Hub>,
+    engine: Arc<dyn AnswerEngine>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // A pool of one, only for the listener: it never competes with queries for a connection.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(pg.connect_options().clone());
+    let mut connected_before = false;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let listener = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(pg.channel()).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            l = listener => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "fan-out listener cannot connect");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        backoff = Duration::from_millis(100);
+        if connected_before {
+            tracing::info!("fan-out listener reconnected; catching up");
+            hub.metrics().fanout_reconnected();
+            catch_up(&pg, &hub, engine.as_ref()).await;
+        } else {
+            tracing::info!(channel = pg.channel(), "fan-out listener connected");
+        }
+        connected_before = true;
+        loop {
+            let next = tokio::select! {
+                n = listener.try_recv() => n,
+                _ = shutdown.changed() => return,
+            };
+            match next {
+                Ok(Some(notification)) => {
+                    handle(&pg, &hub, engine.as_ref(), notification.payload()).await;
+                }
+                Ok(None) => {
+                    tracing::warn!("fan-out listener lost its connection");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fan-out listener error");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Handles one notification.
+pub async fn handle(pg: &PgStore, hub: &Hub, engine: &dyn AnswerEngine, payload: &str) {
+    let event: Event = match serde_json::from_str(payload) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::warn!(error = %e, "fan-out: unreadable notification");
+            return;
+        }
+    };
+    if event.origin() == pg.instance() {
+        return;
+    }
+    hub.metrics().fanout_received();
+    let event = match event {
+        Event::Stored { id, .. } => {
+            let payload: Option<String> =
+                match sqlx::query_scalar("SELECT payload FROM fanout_payloads WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(pg.pool())
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fan-out: cannot read a stored payload");
+                        return;
+                    }
+                };
+            match payload.and_then(|p| serde_json::from_str::<Event>(&p).ok()) {
+                Some(Event::Stored { .. }) | None => return,
+                Some(event) => event,
+            }
+        }
+        event => event,
+    };
+    match event {
+        Event::Messages {
+            conversation,
+            after,
+            seq,
+            ..
+        } => {
+            if !hub.has_conversation_subscribers(conversation) || seq <= after {
+                return;
+            }
+            let limit = u32::try_from(seq - after).unwrap_or(MAX_READ).min(MAX_READ);
+            match pg.messages_after(conversation, after, limit).await {
+                Ok(messages) => {
+                    for message in messages.into_iter().filter(|m| m.seq <= seq) {
+                        hub.publish_conversation_local(
+                            conversation,
+                            Arc::new(ServerFrame::Message(message)),
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "fan-out: cannot read new entries"),
+            }
+        }
+        Event::Conversation {
+            conversation,
+            frame,
+            ..
+        } => hub.publish_conversation_local(conversation, Arc::new(frame)),
+        Event::Site { site, frame, .. } => hub.publish_site_local(site, Arc::new(frame)),
+        Event::Kb { site, .. } => reload_kb(pg, engine, site).await,
+        Event::Settings { site, .. } => {
+            tracing::debug!(%site, "site settings changed on another instance");
+        }
+        Event::Stored { .. } => {}
+    }
+}
+
+async fn reload_kb(pg: &PgStore, engine: &dyn AnswerEngine, site: Uuid) {
+    match pg.kb_entries(site).await {
+        Ok(entries) => {
+            tracing::info!(%site, entries = entries.len(), "knowledge base reloaded (changed on another instance)");
+            engine.load_site(site, entries);
+        }
+        Err(e) => tracing::warn!(error = %e, %site, "fan-out: cannot reload the knowledge base"),
+    }
+}
+
+/// After the listener was away: reload knowledge bases, and re-announce the latest entry
+/// and the state of every followed conversation (connections read what they missed).
+async fn catch_up(pg: &PgStore, hub: &Hub, engine: &dyn AnswerEngine) {
+    match pg.sites().await {
+        Ok(sites) => {
+            for site in sites {
+                reload_kb(pg, engine, site.id).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "fan-out: cannot list sites"),
+    }
+    let followed = hub.followed_conversations();
+    let mut announced = 0;
+    for id in followed {
+        let Ok(Some(conversation)) = pg.conversation(id).await else {
+            continue;
+        };
+        if let Ok(mut last) = pg.last_messages(id, 1).await
+            && let Some(message) = last.pop()
+        {
+            announced += 1;
+            hub.publish_conversation_local(id, Arc::new(ServerFrame::Message(message)));
+        }
+        hub.publish_conversation_local(
+            id,
+            Arc::new(ServerFrame::State {
+                conversation_id: id,
+                state: conversation.snapshot.state,
+                assignee: conversation.snapshot.assignee.clone(),
+                reason: conversation.handoff_reason.clone(),
+            }),
+        );
+    }
+    hub.metrics().fanout_caught_up(announced);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_small_and_round_trip() {
+        let event = Event::Messages {
+            origin: Uuid::from_u128(1),
+            conversation: Uuid::from_u128(2),
+            after: 4,
+            seq: 6,
+        };
+        let payload = event.to_payload();
+        assert!(payload.len() < 200, "{payload}");
+        assert_eq!(serde_json::from_str::<Event>(&payload).unwrap(), event);
+    }
+
+    #[test]
+    fn channel_names_are_safe_identifiers() {
+        assert_eq!(channel_name("public"), "nexus_flow_public");
+        assert_eq!(channel_name("T-1\"x"), "nexus_flow_t_1_x");
+        assert!(channel_name(&"s".repeat(100)).len() <= 63);
+    }
+}

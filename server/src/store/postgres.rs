@@ -1,0 +1,1398 @@
+//! The PostgreSQL backend, for several server instances sharing one database. Same tables
+//! and the same semantics as the SQLite backend; [`Store::commit`] takes a row lock on the
+//! conversation (`SELECT … FOR UPDATE`), so takeover exclusivity, the AI's silence after a
+//! takeover and gap-free sequence numbers hold across instances.
+//!
+//! After a commit the store sends a small `NOTIFY` (see [`crate::fanout`]) on the channel of its
+//! schema; other instances listening there deliver the change to their subscribers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use nexus_shared::{
+    AgentRef, Author, ConversationState, Draft, HandoffReason, Message, Millis, Note, Role,
+    Snapshot, VisitorInfo,
+};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::{
+    Committed, Conversation, Op, PasswordHash, Site, SiteSettings, Store, StoreError, StoreResult,
+    User, Visitor, agent_from_columns, now_ms, plan,
+};
+use crate::engine::KbEntry;
+use crate::fanout::Event;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Default size of the connection pool (`NEXUS_FLOW_DB_MAX_CONNECTIONS` overrides it).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+/// Default acquire timeout (`NEXUS_FLOW_DB_ACQUIRE_TIMEOUT_MS` overrides it).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct PgStore {
+    pool: PgPool,
+    options: PgConnectOptions,
+    channel: String,
+    /// This process's id in notifications, so it can skip its own.
+    instance: Uuid,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the connect options: they hold the password.
+        f.debug_struct("PgStore")
+            .field("channel", &self.channel)
+            .field("pool_size", &self.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/db`, with an optional
+    /// `?options=-c%20search_path%3Dschema`), creates the schema of the search path if it is
+    /// missing, and runs the migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let max = std::env::var("NEXUS_FLOW_DB_MAX_CONNECTIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let acquire_timeout = std::env::var("NEXUS_FLOW_DB_ACQUIRE_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(DEFAULT_ACQUIRE_TIMEOUT, Duration::from_millis);
+        Self::connect_with(url, max, acquire_timeout).await
+    }
+
+    /// Like [`PgStore::connect`] with an explicit pool size and acquire timeout (how long a
+    /// query waits for a connection, e.g. while the database restarts, before it fails).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options.clone())
+            .await?;
+        if let Some(schema) = search_path_schema(url) {
+            sqlx::query(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+                schema.replace('"', "")
+            ))
+            .execute(&pool)
+            .await?;
+        }
+        MIGRATOR.run(&pool).await?;
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await?;
+        let channel = crate::fanout::channel_name(&schema);
+        Ok(Self {
+            pool,
+            options,
+            channel,
+            instance: Uuid::new_v4(),
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The connect options (for the fan-out listener's own connection). Hold a password:
+    /// never log them.
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
+    }
+
+    /// The `LISTEN`/`NOTIFY` channel of this store's schema.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// This process's id in the notifications it sends.
+    pub fn instance(&self) -> Uuid {
+        self.instance
+    }
+
+    /// Sends `payload` to every instance listening on this schema's channel.
+    pub async fn notify(&self, payload: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Tells the other instances about a change; a failure is logged (the change itself is
+    /// stored, and instances re-read the knowledge base when their listener reconnects).
+    async fn announce(&self, event: Event) {
+        if let Err(e) = self.notify(&event.to_payload()).await {
+            tracing::warn!(error = %e, "could not notify the other instances");
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The schema named by a `search_path` in the URL's `options`, if any.
+fn search_path_schema(url: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        let value = percent_decode(value);
+        let value = if key == "options" {
+            value
+                .split_whitespace()
+                .filter(|w| *w != "-c")
+                .find_map(|w| w.strip_prefix("search_path=").map(str::to_owned))?
+        } else if key == "options[search_path]" || key == "options%5Bsearch_path%5D" {
+            value
+        } else {
+            return None;
+        };
+        let first = value.split(',').next()?.trim().to_owned();
+        (!first.is_empty() && first != "public").then_some(first)
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    format!("vt_{}", hex::encode(bytes))
+}
+
+fn uuid_col(row: &PgRow, col: &str) -> StoreResult<Uuid> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> StoreResult<Option<T>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
+        .transpose()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn site_from_row(row: &PgRow) -> StoreResult<Site> {
+    Ok(Site {
+        id: uuid_col(row, "id")?,
+        key: row.try_get("key")?,
+        name: row.try_get("name")?,
+        settings: json_col::<SiteSettings>(row, "settings")?.unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn conversation_from_row(row: &PgRow) -> StoreResult<Conversation> {
+    let state: String = row.try_get("state")?;
+    let state = ConversationState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?;
+    let assignee = agent_from_columns(row.try_get("assignee_id")?, row.try_get("assignee_name")?);
+    let last_seq: i64 = row.try_get("last_seq")?;
+    Ok(Conversation {
+        id: uuid_col(row, "id")?,
+        site_id: uuid_col(row, "site_id")?,
+        visitor_id: uuid_col(row, "visitor_id")?,
+        snapshot: Snapshot { state, assignee },
+        handoff_reason: json_col::<HandoffReason>(row, "handoff_reason")?,
+        last_seq: u64::try_from(last_seq).unwrap_or(0),
+        page_url: row.try_get("page_url")?,
+        locale: row.try_get("locale")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        waiting_since: row.try_get("waiting_since")?,
+    })
+}
+
+fn message_from_row(row: &PgRow) -> StoreResult<Message> {
+    let kind: String = row.try_get("author_kind")?;
+    let author = match kind.as_str() {
+        "visitor" => Author::Visitor,
+        "ai" => Author::Ai,
+        "system" => Author::System,
+        "agent" => Author::Agent(
+            agent_from_columns(row.try_get("author_id")?, row.try_get("author_name")?)
+                .ok_or_else(|| StoreError::Corrupt("agent author without id".into()))?,
+        ),
+        other => return Err(StoreError::Corrupt(format!("author {other:?}"))),
+    };
+    let seq: i64 = row.try_get("seq")?;
+    Ok(Message {
+        id: uuid_col(row, "id")?,
+        conversation_id: uuid_col(row, "conversation_id")?,
+        seq: u64::try_from(seq).unwrap_or(0),
+        client_msg_id: row.try_get("client_msg_id")?,
+        author,
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+        sources: json_col(row, "sources")?.unwrap_or_default(),
+        confidence: row
+            .try_get::<Option<f64>, _>("confidence")?
+            .map(|c| c as f32),
+        choices: json_col(row, "choices")?.unwrap_or_default(),
+        event: json_col(row, "event")?,
+    })
+}
+
+fn kb_from_row(row: &PgRow) -> StoreResult<KbEntry> {
+    Ok(KbEntry {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        answer: row.try_get("answer")?,
+        examples: json_col(row, "examples")?.unwrap_or_default(),
+        escalate: json_col(row, "escalate")?,
+    })
+}
+
+fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+async fn load_conversation(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+) -> StoreResult<Conversation> {
+    // The row lock orders concurrent commits to one conversation across every instance: the
+    // second waits, then plans against the state the first left behind.
+    let row = sqlx::query("SELECT * FROM conversations WHERE id = $1 FOR UPDATE")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    conversation_from_row(&row)
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn pool_stats(&self) -> Option<(u32, usize)> {
+        Some((self.pool.size(), self.pool.num_idle()))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(site = %site.key))]
+    async fn create_site(&self, site: &Site) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sites (id, key, name, settings, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(site.id.to_string())
+        .bind(&site.key)
+        .bind(&site.name)
+        .bind(to_json(&site.settings))
+        .bind(site.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn site_by_key(&self, key: &str) -> StoreResult<Option<Site>> {
+        sqlx::query("SELECT * FROM sites WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(site_from_row)
+            .transpose()
+    }
+
+    async fn site(&self, id: Uuid) -> StoreResult<Option<Site>> {
+        sqlx::query("SELECT * FROM sites WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(site_from_row)
+            .transpose()
+    }
+
+    async fn sites(&self) -> StoreResult<Vec<Site>> {
+        sqlx::query("SELECT * FROM sites ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(site_from_row)
+            .collect()
+    }
+
+    async fn kb_entries(&self, site_id: Uuid) -> StoreResult<Vec<KbEntry>> {
+        sqlx::query("SELECT * FROM kb_entries WHERE site_id = $1 ORDER BY created_at, id")
+            .bind(site_id.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(kb_from_row)
+            .collect()
+    }
+
+    async fn upsert_kb_entry(&self, site_id: Uuid, entry: &KbEntry) -> StoreResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO kb_entries (site_id, id, title, answer, examples, escalate, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (site_id, id) DO UPDATE SET title = excluded.title,
+                answer = excluded.answer, examples = excluded.examples,
+                escalate = excluded.escalate, updated_at = excluded.updated_at",
+        )
+        .bind(site_id.to_string())
+        .bind(&entry.id)
+        .bind(&entry.title)
+        .bind(&entry.answer)
+        .bind(to_json(&entry.examples))
+        .bind(entry.escalate.as_ref().map(to_json))
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.announce(Event::Kb {
+            origin: self.instance,
+            site: site_id,
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn delete_kb_entry(&self, site_id: Uuid, id: &str) -> StoreResult<()> {
+        let result = sqlx::query("DELETE FROM kb_entries WHERE site_id = $1 AND id = $2")
+            .bind(site_id.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.announce(Event::Kb {
+            origin: self.instance,
+            site: site_id,
+        })
+        .await;
+        Ok(())
+    }
+
+    #[instrument(skip_all)]
+    async fn create_visitor(
+        &self,
+        site_id: Uuid,
+        info: &VisitorInfo,
+    ) -> StoreResult<(Visitor, String)> {
+        let id = Uuid::new_v4();
+        let token = new_token();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO visitors (id, site_id, token_hash, name, email, created_at, last_seen_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id.to_string())
+        .bind(site_id.to_string())
+        .bind(hash_token(&token))
+        .bind(&info.name)
+        .bind(&info.email)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok((
+            Visitor {
+                id,
+                site_id,
+                info: info.clone(),
+            },
+            token,
+        ))
+    }
+
+    async fn visitor_by_token(&self, site_id: Uuid, token: &str) -> StoreResult<Option<Visitor>> {
+        let row = sqlx::query("SELECT * FROM visitors WHERE token_hash = $1 AND site_id = $2")
+            .bind(hash_token(token))
+            .bind(site_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(Visitor {
+                id: uuid_col(&row, "id")?,
+                site_id: uuid_col(&row, "site_id")?,
+                info: VisitorInfo {
+                    name: row.try_get("name")?,
+                    email: row.try_get("email")?,
+                    page_url: None,
+                    locale: None,
+                },
+            })
+        })
+        .transpose()
+    }
+
+    #[instrument(skip_all)]
+    async fn set_visitor_email(&self, visitor_id: Uuid, email: &str) -> StoreResult<()> {
+        let result = sqlx::query("UPDATE visitors SET email = $1 WHERE id = $2")
+            .bind(email)
+            .bind(visitor_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_visitor_identity(
+        &self,
+        visitor_id: Uuid,
+        external_id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE visitors SET external_id = $1, name = COALESCE($2, name), email = COALESCE($3, email)
+             WHERE id = $4 AND (external_id IS NULL OR external_id = $5)",
+        )
+        .bind(external_id)
+        .bind(name)
+        .bind(email)
+        .bind(visitor_id.to_string())
+        .bind(external_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[instrument(skip_all)]
+    async fn create_conversation(
+        &self,
+        site_id: Uuid,
+        visitor_id: Uuid,
+        page_url: Option<&str>,
+        locale: Option<&str>,
+    ) -> StoreResult<Conversation> {
+        let now = now_ms();
+        let conversation = Conversation {
+            id: Uuid::new_v4(),
+            site_id,
+            visitor_id,
+            snapshot: Snapshot::new(),
+            handoff_reason: None,
+            last_seq: 0,
+            page_url: page_url.map(str::to_owned),
+            locale: locale.map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+            waiting_since: None,
+        };
+        sqlx::query(
+            "INSERT INTO conversations (id, site_id, visitor_id, state, last_seq, page_url, locale,
+                created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8)",
+        )
+        .bind(conversation.id.to_string())
+        .bind(site_id.to_string())
+        .bind(visitor_id.to_string())
+        .bind(conversation.snapshot.state.as_str())
+        .bind(page_url)
+        .bind(locale)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(conversation)
+    }
+
+    async fn conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
+        sqlx::query("SELECT * FROM conversations WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(conversation_from_row)
+            .transpose()
+    }
+
+    async fn latest_conversation(&self, visitor_id: Uuid) -> StoreResult<Option<Conversation>> {
+        sqlx::query(
+            "SELECT * FROM conversations WHERE visitor_id = $1 ORDER BY updated_at DESC LIMIT 1",
+        )
+        .bind(visitor_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(conversation_from_row)
+        .transpose()
+    }
+
+    async fn visitor_conversations(
+        &self,
+        visitor_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<Conversation>> {
+        sqlx::query(
+            "SELECT * FROM conversations WHERE visitor_id = $1 ORDER BY updated_at DESC LIMIT $2",
+        )
+        .bind(visitor_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(conversation_from_row)
+        .collect()
+    }
+
+    async fn messages_after(
+        &self,
+        conversation_id: Uuid,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        sqlx::query(
+            "SELECT * FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(conversation_id.to_string())
+        .bind(seq_i64(after_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect()
+    }
+
+    async fn last_messages(&self, conversation_id: Uuid, limit: u32) -> StoreResult<Vec<Message>> {
+        let mut messages = sqlx::query(
+            "SELECT * FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(conversation_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        messages.reverse();
+        Ok(messages)
+    }
+
+    async fn message(&self, conversation_id: Uuid, id: Uuid) -> StoreResult<Option<Message>> {
+        sqlx::query("SELECT * FROM messages WHERE conversation_id = $1 AND id = $2")
+            .bind(conversation_id.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(message_from_row)
+            .transpose()
+    }
+
+    async fn visitor_message_by_client_id(
+        &self,
+        visitor_id: Uuid,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        sqlx::query(
+            "SELECT m.* FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE c.visitor_id = $1 AND m.client_msg_id = $2 AND m.author_kind = 'visitor'
+             LIMIT 1",
+        )
+        .bind(visitor_id.to_string())
+        .bind(client_msg_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(message_from_row)
+        .transpose()
+    }
+
+    async fn queue_position(&self, conversation: &Conversation) -> StoreResult<Option<u32>> {
+        let (Some(since), ConversationState::Waiting) =
+            (conversation.waiting_since, conversation.snapshot.state)
+        else {
+            return Ok(None);
+        };
+        let ahead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE site_id = $1 AND state = 'waiting'
+             AND (waiting_since < $2 OR (waiting_since = $3 AND id < $4))",
+        )
+        .bind(conversation.site_id.to_string())
+        .bind(since)
+        .bind(since)
+        .bind(conversation.id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some(
+            u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1),
+        ))
+    }
+
+    #[instrument(skip_all, fields(conversation = %conversation_id))]
+    async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed> {
+        let mut tx = self.pool.begin().await?;
+        let before = load_conversation(&mut tx, conversation_id).await?;
+
+        if let Op::Post { message, .. } = &op
+            && let Some(cmid) = &message.client_msg_id
+        {
+            let row = sqlx::query(
+                "SELECT * FROM messages WHERE conversation_id = $1 AND client_msg_id = $2",
+            )
+            .bind(conversation_id.to_string())
+            .bind(cmid)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                let duplicate = message_from_row(&row)?;
+                return Ok(Committed {
+                    before: before.snapshot.clone(),
+                    conversation: before,
+                    messages: Vec::new(),
+                    duplicate: Some(duplicate),
+                });
+            }
+        }
+
+        let plan = plan(&before.snapshot, op)?;
+        let now = now_ms();
+        let mut seq = before.last_seq;
+        let mut stored = Vec::with_capacity(plan.messages.len());
+        for new in plan.messages {
+            seq += 1;
+            let author = new.author();
+            let agent = match &author {
+                Author::Agent(a) => Some(a.clone()),
+                _ => None,
+            };
+            let message = Message {
+                id: Uuid::new_v4(),
+                conversation_id,
+                seq,
+                client_msg_id: new.client_msg_id,
+                author,
+                body: new.body,
+                created_at: now,
+                sources: new.sources,
+                confidence: new.confidence,
+                choices: new.choices,
+                event: new.event,
+            };
+            sqlx::query(
+                "INSERT INTO messages (id, conversation_id, seq, client_msg_id, author_kind,
+                    author_id, author_name, body, created_at, sources, confidence, choices, event)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(message.id.to_string())
+            .bind(conversation_id.to_string())
+            .bind(seq_i64(seq))
+            .bind(&message.client_msg_id)
+            .bind(message.author.kind())
+            .bind(agent.as_ref().map(|a| a.id.to_string()))
+            .bind(agent.as_ref().map(|a| a.name.clone()))
+            .bind(&message.body)
+            .bind(now)
+            .bind((!message.sources.is_empty()).then(|| to_json(&message.sources)))
+            .bind(message.confidence.map(f64::from))
+            .bind((!message.choices.is_empty()).then(|| to_json(&message.choices)))
+            .bind(message.event.as_ref().map(to_json))
+            .execute(&mut *tx)
+            .await?;
+            stored.push(message);
+        }
+
+        let after = plan.after;
+        let handoff_reason = plan.escalation.or_else(|| before.handoff_reason.clone());
+        let waiting_since = match after.state {
+            ConversationState::Waiting if before.snapshot.state == ConversationState::Waiting => {
+                before.waiting_since
+            }
+            ConversationState::Waiting => Some(now),
+            _ => None,
+        };
+        sqlx::query(
+            "UPDATE conversations SET state = $1, assignee_id = $2, assignee_name = $3,
+                handoff_reason = $4, last_seq = $5, updated_at = $6, waiting_since = $7
+             WHERE id = $8",
+        )
+        .bind(after.state.as_str())
+        .bind(after.assignee.as_ref().map(|a| a.id.to_string()))
+        .bind(after.assignee.as_ref().map(|a| a.name.clone()))
+        .bind(handoff_reason.as_ref().map(to_json))
+        .bind(seq_i64(seq))
+        .bind(now)
+        .bind(waiting_since)
+        .bind(conversation_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        // Delivered to the listening instances when (and only if) the transaction commits.
+        let event = Event::Messages {
+            origin: self.instance,
+            conversation: conversation_id,
+            after: before.last_seq,
+            seq,
+        };
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(event.to_payload())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+
+        Ok(Committed {
+            conversation: Conversation {
+                snapshot: after,
+                handoff_reason,
+                last_seq: seq,
+                updated_at: now,
+                waiting_since,
+                ..before.clone()
+            },
+            before: before.snapshot,
+            messages: stored,
+            duplicate: None,
+        })
+    }
+
+    async fn open_conversations(
+        &self,
+        site_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<Conversation>> {
+        sqlx::query(
+            "SELECT * FROM conversations WHERE site_id = $1 AND state != 'resolved'
+             ORDER BY updated_at DESC LIMIT $2",
+        )
+        .bind(site_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(conversation_from_row)
+        .collect()
+    }
+
+    async fn create_user(&self, user: &User, password: &PasswordHash) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, site_id, email, name, role, password_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(user.id.to_string())
+        .bind(user.site_id.to_string())
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(role_str(user.role))
+        .bind(&password.0)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn user(&self, id: Uuid) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn user_by_email(
+        &self,
+        site_id: Uuid,
+        email: &str,
+    ) -> StoreResult<Option<(User, PasswordHash)>> {
+        let row = sqlx::query("SELECT * FROM users WHERE site_id = $1 AND email = $2")
+            .bind(site_id.to_string())
+            .bind(email.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok((
+                user_from_row(&row)?,
+                PasswordHash(row.try_get("password_hash")?),
+            ))
+        })
+        .transpose()
+    }
+
+    async fn set_password(&self, user_id: Uuid, password: &PasswordHash) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(&password.0)
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: Millis,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id.to_string())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, token_hash: &str, now: Millis) -> StoreResult<Option<User>> {
+        sqlx::query(
+            "SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn update_site_settings(
+        &self,
+        site_id: Uuid,
+        settings: &SiteSettings,
+    ) -> StoreResult<()> {
+        let result = sqlx::query("UPDATE sites SET settings = $1 WHERE id = $2")
+            .bind(to_json(settings))
+            .bind(site_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.announce(Event::Settings {
+            origin: self.instance,
+            site: site_id,
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn create_draft(&self, draft: &Draft, question: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO drafts (id, conversation_id, reply_to_seq, question, body, sources,
+                confidence, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+        )
+        .bind(draft.id.to_string())
+        .bind(draft.conversation_id.to_string())
+        .bind(seq_i64(draft.reply_to_seq))
+        .bind(question)
+        .bind(&draft.body)
+        .bind((!draft.sources.is_empty()).then(|| to_json(&draft.sources)))
+        .bind(draft.confidence.map(f64::from))
+        .bind(draft.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn draft(&self, id: Uuid) -> StoreResult<Option<(Draft, String)>> {
+        let row = sqlx::query("SELECT * FROM drafts WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((draft_from_row(&row)?, row.try_get("question")?)))
+            .transpose()
+    }
+
+    async fn pending_drafts(&self, conversation_id: Uuid) -> StoreResult<Vec<Draft>> {
+        sqlx::query(
+            "SELECT * FROM drafts WHERE conversation_id = $1 AND status = 'pending' ORDER BY created_at",
+        )
+        .bind(conversation_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(draft_from_row)
+        .collect()
+    }
+
+    async fn move_draft(
+        &self,
+        id: Uuid,
+        from: &str,
+        to: &str,
+        reviewer: Option<Uuid>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE drafts SET status = $1, reviewed_by = $2, reviewed_at = $3
+             WHERE id = $4 AND status = $5",
+        )
+        .bind(to)
+        .bind(reviewer.map(|r| r.to_string()))
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn add_note(&self, note: &Note) -> StoreResult<(Note, bool)> {
+        let inserted = sqlx::query(
+            "INSERT INTO notes (id, conversation_id, agent_id, agent_name, client_msg_id, body, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (conversation_id, client_msg_id) DO NOTHING",
+        )
+        .bind(note.id.to_string())
+        .bind(note.conversation_id.to_string())
+        .bind(note.agent.id.to_string())
+        .bind(&note.agent.name)
+        .bind(&note.client_msg_id)
+        .bind(&note.body)
+        .bind(note.created_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let row =
+            sqlx::query("SELECT * FROM notes WHERE conversation_id = $1 AND client_msg_id = $2")
+                .bind(note.conversation_id.to_string())
+                .bind(&note.client_msg_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((note_from_row(&row)?, inserted == 0))
+    }
+
+    async fn record_feedback(
+        &self,
+        conversation_id: Uuid,
+        message_id: Uuid,
+        helpful: bool,
+    ) -> StoreResult<()> {
+        let result = sqlx::query(
+            "INSERT INTO feedback (message_id, conversation_id, helpful, created_at)
+             SELECT id, conversation_id, $1, $2 FROM messages
+             WHERE id = $3 AND conversation_id = $4 AND author_kind = 'ai'
+             ON CONFLICT (message_id) DO UPDATE SET helpful = excluded.helpful",
+        )
+        .bind(helpful)
+        .bind(now_ms())
+        .bind(message_id.to_string())
+        .bind(conversation_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn record_csat(
+        &self,
+        conversation_id: Uuid,
+        score: u8,
+        comment: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO csat (conversation_id, score, comment, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (conversation_id) DO UPDATE SET score = excluded.score,
+                comment = excluded.comment, created_at = excluded.created_at",
+        )
+        .bind(conversation_id.to_string())
+        .bind(i64::from(score))
+        .bind(comment)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn add_pending_entry(
+        &self,
+        site_id: Uuid,
+        entry: &crate::learn::PendingEntry,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO learned_entries (id, site_id, question, answer, entry_id, conversation_id,
+                origin, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+        )
+        .bind(entry.id.to_string())
+        .bind(site_id.to_string())
+        .bind(&entry.question)
+        .bind(&entry.answer)
+        .bind(entry.entry_id.as_deref())
+        .bind(entry.conversation_id.map(|c| c.to_string()))
+        .bind(entry.origin.as_str())
+        .bind(entry.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pending_entries(&self, site_id: Uuid) -> StoreResult<Vec<crate::learn::PendingEntry>> {
+        sqlx::query(
+            "SELECT * FROM learned_entries WHERE site_id = $1 AND status = 'pending'
+             ORDER BY created_at, id",
+        )
+        .bind(site_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(pending_from_row)
+        .collect()
+    }
+
+    async fn close_pending_entry(
+        &self,
+        site_id: Uuid,
+        id: Uuid,
+        status: &str,
+        reviewer: Uuid,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE learned_entries SET status = $1, reviewed_by = $2, reviewed_at = $3
+             WHERE id = $4 AND site_id = $5 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(reviewer.to_string())
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(site_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn canned_responses(&self, site_id: Uuid) -> StoreResult<Vec<crate::canned::Canned>> {
+        sqlx::query(
+            "SELECT id, title, body FROM canned_responses WHERE site_id = $1 ORDER BY title, id",
+        )
+        .bind(site_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(crate::canned::Canned {
+                id: uuid_col(row, "id")?,
+                title: row.try_get("title")?,
+                body: row.try_get("body")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn upsert_canned(
+        &self,
+        site_id: Uuid,
+        canned: &crate::canned::Canned,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO canned_responses (id, site_id, title, body, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET title = excluded.title, body = excluded.body,
+                updated_at = excluded.updated_at
+             WHERE canned_responses.site_id = excluded.site_id",
+        )
+        .bind(canned.id.to_string())
+        .bind(site_id.to_string())
+        .bind(&canned.title)
+        .bind(&canned.body)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_canned(&self, site_id: Uuid, id: Uuid) -> StoreResult<()> {
+        let result = sqlx::query("DELETE FROM canned_responses WHERE site_id = $1 AND id = $2")
+            .bind(site_id.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn import_kb_entries(&self, site_id: Uuid, entries: &[KbEntry]) -> StoreResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for entry in entries {
+            sqlx::query(
+                "INSERT INTO kb_entries (site_id, id, title, answer, examples, escalate, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (site_id, id) DO UPDATE SET title = excluded.title,
+                    answer = excluded.answer, examples = excluded.examples,
+                    escalate = excluded.escalate, updated_at = excluded.updated_at",
+            )
+            .bind(site_id.to_string())
+            .bind(&entry.id)
+            .bind(&entry.title)
+            .bind(&entry.answer)
+            .bind(to_json(&entry.examples))
+            .bind(entry.escalate.as_ref().map(to_json))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.announce(Event::Kb {
+            origin: self.instance,
+            site: site_id,
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn conversations_created_between(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<Conversation>> {
+        sqlx::query(
+            "SELECT * FROM conversations WHERE site_id = $1 AND created_at >= $2 AND created_at < $3
+             ORDER BY created_at, id",
+        )
+        .bind(site_id.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(conversation_from_row)
+        .collect()
+    }
+
+    async fn learned_entry_times(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<Millis>> {
+        let rows = sqlx::query(
+            "SELECT created_at FROM kb_entries WHERE site_id = $1 AND id LIKE 'learned-%'
+             AND created_at >= $2 AND created_at < $3 ORDER BY created_at",
+        )
+        .bind(site_id.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<i64, _>("created_at")?))
+            .collect()
+    }
+
+    async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::privacy::Csat>> {
+        let row =
+            sqlx::query("SELECT score, comment, created_at FROM csat WHERE conversation_id = $1")
+                .bind(conversation_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            let score: i64 = row.try_get("score")?;
+            Ok(crate::privacy::Csat {
+                score: u8::try_from(score)
+                    .map_err(|_| StoreError::Corrupt(format!("csat score {score}")))?,
+                comment: row.try_get("comment")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn visitor_profile(
+        &self,
+        site_id: Uuid,
+        visitor_id: Uuid,
+    ) -> StoreResult<Option<crate::privacy::VisitorProfile>> {
+        let row = sqlx::query(
+            "SELECT id, external_id, name, email, created_at, last_seen_at FROM visitors
+             WHERE site_id = $1 AND id = $2",
+        )
+        .bind(site_id.to_string())
+        .bind(visitor_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(crate::privacy::VisitorProfile {
+                id: uuid_col(&row, "id")?,
+                external_id: row.try_get("external_id")?,
+                name: row.try_get("name")?,
+                email: row.try_get("email")?,
+                created_at: row.try_get("created_at")?,
+                last_seen_at: row.try_get("last_seen_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_visitor(&self, site_id: Uuid, visitor_id: Uuid) -> StoreResult<()> {
+        let result = sqlx::query("DELETE FROM visitors WHERE site_id = $1 AND id = $2")
+            .bind(site_id.to_string())
+            .bind(visitor_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+fn user_from_row(row: &PgRow) -> StoreResult<User> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: uuid_col(row, "id")?,
+        site_id: uuid_col(row, "site_id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        role: match role.as_str() {
+            "owner" => Role::Owner,
+            "agent" => Role::Agent,
+            other => return Err(StoreError::Corrupt(format!("role {other:?}"))),
+        },
+    })
+}
+
+fn note_from_row(row: &PgRow) -> StoreResult<Note> {
+    Ok(Note {
+        id: uuid_col(row, "id")?,
+        conversation_id: uuid_col(row, "conversation_id")?,
+        client_msg_id: row.try_get("client_msg_id")?,
+        agent: AgentRef {
+            id: uuid_col(row, "agent_id")?,
+            name: row.try_get("agent_name")?,
+        },
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn draft_from_row(row: &PgRow) -> StoreResult<Draft> {
+    let seq: i64 = row.try_get("reply_to_seq")?;
+    Ok(Draft {
+        id: uuid_col(row, "id")?,
+        conversation_id: uuid_col(row, "conversation_id")?,
+        reply_to_seq: u64::try_from(seq).unwrap_or(0),
+        body: row.try_get("body")?,
+        sources: json_col(row, "sources")?.unwrap_or_default(),
+        confidence: row
+            .try_get::<Option<f64>, _>("confidence")?
+            .map(|c| c as f32),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) const fn role_str(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "owner",
+        Role::Agent => "agent",
+    }
+}
+
+fn pending_from_row(row: &PgRow) -> StoreResult<crate::learn::PendingEntry> {
+    let origin: String = row.try_get("origin")?;
+    let conversation_id: Option<String> = row.try_get("conversation_id")?;
+    Ok(crate::learn::PendingEntry {
+        id: uuid_col(row, "id")?,
+        question: row.try_get("question")?,
+        answer: row.try_get("answer")?,
+        entry_id: row.try_get("entry_id")?,
+        conversation_id: conversation_id
+            .map(|c| Uuid::parse_str(&c))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("conversation_id: {e}")))?,
+        origin: crate::learn::Origin::parse(&origin)
+            .ok_or_else(|| StoreError::Corrupt(format!("origin: {origin}")))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_comes_from_the_url_options() {
+        let url = "postgres://u:p@h/db?options=-c%20search_path%3Dt_abc";
+        assert_eq!(search_path_schema(url).as_deref(), Some("t_abc"));
+        assert_eq!(
+            search_path_schema("postgres://h/db?sslmode=disable&options[search_path]=x,public")
+                .as_deref(),
+            Some("x")
+        );
+        assert_eq!(search_path_schema("postgres://h/db"), None);
+        assert_eq!(
+            search_path_schema("postgres://h/db?options=-c%20search_path%3Dpublic"),
+            None
+        );
+        assert_eq!(percent_decode("a%20b%3D%zz+"), "a b=%zz ");
+    }
+}
