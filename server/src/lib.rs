@@ -13,17 +13,29 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub mod agent;
+pub mod analytics;
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod canned;
 pub mod chat;
 pub mod connections;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod eval;
+pub mod fanout;
+pub mod hours;
 pub mod hub;
 pub mod kb;
+pub mod kb_import;
+pub mod learn;
+pub mod metrics;
+pub mod openapi;
+pub mod privacy;
 pub mod store;
+pub mod summary;
+pub mod webhooks;
 pub mod ws;
 mod ws_agent;
 
@@ -44,6 +56,10 @@ pub struct AppState {
     pub connections: Arc<connections::ConnectionLimits>,
     /// Flips to `true` when the server shuts down; live connections close politely.
     pub shutdown: watch::Receiver<bool>,
+    /// The optional LLM backend (`--llm-url`): phrases the answers the engine lets through.
+    pub llm: Option<Arc<engine::llm::LlmClient>>,
+    /// The outgoing webhook queue (see [`webhooks`]).
+    pub webhooks: Arc<webhooks::Dispatcher>,
 }
 
 /// Server configuration (defaults, then `NEXUS_FLOW_*` variables, then flags).
@@ -52,6 +68,9 @@ pub struct Config {
     pub addr: SocketAddr,
     pub database_url: String,
     pub widget_dir: PathBuf,
+    /// Directory of the embedding model (`None`: the cache `cargo xtask setup` fills). When
+    /// the model cannot be loaded, the lexical engine serves.
+    pub model_dir: Option<PathBuf>,
 }
 
 /// Opens the store, creates the demo site on first start, loads every site's knowledge base
@@ -60,24 +79,34 @@ pub async fn build_state(
     config: &Config,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<AppState> {
-    let store = store::connect(&config.database_url).await?;
-    let engine: Arc<dyn AnswerEngine> = Arc::new(engine::lexical::LexicalEngine::new());
+    let (store, postgres) = store::open(&config.database_url).await?;
+    let model_dir = config.model_dir.clone();
+    let engine: Arc<dyn AnswerEngine> =
+        tokio::task::spawn_blocking(move || engine::semantic::server_engine(model_dir.as_deref()))
+            .await?;
     demo::ensure_demo_site(store.as_ref()).await?;
     for site in store.sites().await? {
         let entries = store.kb_entries(site.id).await?;
         tracing::info!(site = %site.key, entries = entries.len(), "knowledge base loaded");
         engine.load_site(site.id, entries);
     }
+    let hub = Arc::new(Hub::new());
+    if let Some(pg) = postgres {
+        // Several instances may share this database: fan out through it.
+        fanout::start(pg, hub.clone(), engine.clone(), shutdown.clone());
+    }
     let assets = Arc::new(assets::Assets::load(&config.widget_dir));
     Ok(AppState {
         store,
         engine,
-        hub: Arc::new(Hub::new()),
+        hub,
         assets,
         throttle: Arc::default(),
         presence: Arc::default(),
         connections: Arc::default(),
         shutdown,
+        llm: None,
+        webhooks: Arc::new(webhooks::Dispatcher::start(std::time::Duration::from_secs(1))),
     })
 }
 
@@ -89,6 +118,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(assets::routes())
         .route("/ws", axum::routing::get(ws::upgrade))
+        .route("/metrics", axum::routing::get(metrics::handler))
         .nest("/api/v1", api::routes())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -27,6 +27,61 @@ enum Command {
     /// Manage owner and agent accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Measure the answer engine on labelled questions (see README, "Answer engine quality").
+    Eval(EvalArgs),
+    /// Load the embedding model and embed the demo knowledge base into its cache.
+    ModelCheck {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ModelArgs {
+    /// Directory of the embedding model (all-MiniLM-L6-v2). Default: the cache that
+    /// `cargo xtask setup` fills.
+    #[arg(long, env = "NEXUS_FLOW_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// Knowledge base: JSONL of `{"text", "intent"}`; `"intent": null` = out-of-scope example.
+    #[arg(long)]
+    kb: PathBuf,
+    /// Queries: JSONL of `{"text", "intent"}`; `"intent": null` = should be handed over.
+    #[arg(long)]
+    queries: PathBuf,
+    /// Learning loop: start from `--seed-per-intent` examples per intent; an oracle agent
+    /// teaches every handed-over query.
+    #[arg(long)]
+    stream: bool,
+    #[arg(long, default_value_t = 5)]
+    seed_per_intent: usize,
+    /// Random seed (which seed examples, the order of the queries).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Draw the learning curve (with `--stream`) into this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Override the engine's thresholds: answer confidence, out-of-scope confidence, clarify
+    /// margin (e.g. `0.5,0.2,0.05`).
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    thresholds: Option<Vec<f32>>,
+    /// Print the outcome for a grid of answer thresholds and clarify margins instead.
+    #[arg(long)]
+    sweep: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+impl ModelArgs {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        self.model_dir
+            .clone()
+            .or_else(nexus_server::engine::embed::default_model_dir)
+            .ok_or_else(|| anyhow::anyhow!("no model directory: pass --model-dir"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +211,48 @@ struct ServeArgs {
     /// Directory of the widget build (written by `cargo xtask widget`).
     #[arg(long, env = "NEXUS_FLOW_WIDGET_DIR", default_value = "target/widget")]
     widget_dir: PathBuf,
+    /// Open WebSocket connections allowed per client IP address (raise behind a proxy, or for
+    /// the load tool).
+    #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_IP", default_value_t = nexus_server::connections::MAX_CONNECTIONS_PER_IP)]
+    max_connections_per_ip: u32,
+    /// Open WebSocket connections allowed per site (visitors and agents).
+    #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_SITE", default_value_t = nexus_server::connections::MAX_CONNECTIONS_PER_SITE)]
+    max_connections_per_site: u32,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    llm: LlmArgs,
+}
+
+/// The optional LLM backend: an OpenAI-compatible chat-completions server.
+#[derive(Debug, clap::Args)]
+struct LlmArgs {
+    /// Base URL of an OpenAI-compatible server (e.g. `http://127.0.0.1:11434/v1` for Ollama).
+    /// Unset: the embedded engine answers on its own.
+    #[arg(long, env = "NEXUS_FLOW_LLM_URL")]
+    llm_url: Option<String>,
+    /// The model to ask.
+    #[arg(long, env = "NEXUS_FLOW_LLM_MODEL", default_value = "llama3.2")]
+    llm_model: String,
+    /// Sent as `Authorization: Bearer …`; never logged.
+    #[arg(long, env = "NEXUS_FLOW_LLM_API_KEY", hide_env_values = true)]
+    llm_api_key: Option<nexus_server::engine::llm::ApiKey>,
+    /// Seconds the whole reply may take before the conversation goes to a person.
+    #[arg(long, env = "NEXUS_FLOW_LLM_TIMEOUT", default_value_t = 30)]
+    llm_timeout: u64,
+}
+
+impl LlmArgs {
+    fn client(&self) -> Option<std::sync::Arc<nexus_server::engine::llm::LlmClient>> {
+        use nexus_server::engine::llm::{LlmClient, LlmConfig};
+        let url = self.llm_url.clone().filter(|u| !u.trim().is_empty())?;
+        Some(std::sync::Arc::new(LlmClient::new(LlmConfig {
+            url,
+            model: self.llm_model.clone(),
+            api_key: self.llm_api_key.clone(),
+            timeout: std::time::Duration::from_secs(self.llm_timeout.max(1)),
+        })))
+    }
 }
 
 #[tokio::main]
@@ -169,7 +266,51 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => run_server(args).await,
         Command::User(command) => user_command(command).await,
+        Command::Eval(args) => eval_command(args).await,
+        Command::ModelCheck { model } => model_check(model).await,
     }
+}
+
+async fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let thresholds = args.thresholds.as_ref().map(|t| {
+        let mut th = nexus_server::engine::semantic::DEFAULT_THRESHOLDS;
+        th.answer = t[0];
+        th.out_of_scope = t[1];
+        th.clarify_margin = t[2];
+        th
+    });
+    nexus_server::eval::run(nexus_server::eval::EvalArgs {
+        kb: args.kb,
+        queries: args.queries,
+        model_dir: args.model.dir()?,
+        stream: args.stream,
+        seed_per_intent: args.seed_per_intent,
+        seed: args.seed,
+        plot: args.plot,
+        thresholds,
+        progress: std::io::stderr().is_terminal(),
+        sweep: args.sweep,
+    })
+    .await
+}
+
+async fn model_check(model: ModelArgs) -> anyhow::Result<()> {
+    use nexus_server::engine::{AnswerEngine, demo, semantic::SemanticEngine};
+    let dir = model.dir()?;
+    let started = std::time::Instant::now();
+    let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<SemanticEngine> {
+        let engine = SemanticEngine::load(&dir)?;
+        engine.load_site_blocking(uuid::Uuid::nil(), demo::demo_kb())?;
+        Ok(engine)
+    })
+    .await??;
+    println!(
+        "model ok: engine {}, demo knowledge base embedded and cached in {:.1} s",
+        engine.name(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
@@ -180,10 +321,23 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         addr: args.addr,
         database_url,
         widget_dir: args.widget_dir,
+        model_dir: args.model.model_dir,
     };
     tracing::info!(database = %redact_url(&config.database_url), "opening the store");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let state = build_state(&config, shutdown_rx).await?;
+    let mut state = build_state(&config, shutdown_rx).await?;
+    state.connections.set_per_ip(args.max_connections_per_ip);
+    state
+        .connections
+        .set_per_site(args.max_connections_per_site);
+    state.llm = args.llm.client();
+    if let Some(llm) = &state.llm {
+        tracing::info!(
+            endpoint = %redact_url(&llm.config().endpoint()),
+            model = %llm.config().model,
+            "LLM backend on: answers are phrased by the LLM and streamed"
+        );
+    }
     let listener = TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!(

@@ -355,6 +355,8 @@ pub enum ClientFrame {
         conversation_id: Uuid,
         email: String,
     },
+    /// The visitor's conversations, newest first; answered by `conversations`.
+    ListConversations,
     // ----- agents only -----
     /// Receive live frames of a conversation (watch the AI at work).
     Watch {
@@ -460,6 +462,13 @@ pub enum ServerFrame {
     },
     /// Agents only: an internal note.
     Note(Note),
+    /// The AI's reply as produced so far (LLM backend): replaced by the final `message`;
+    /// a `typing` false from the AI without a message clears it.
+    Streaming(Streaming),
+    /// Visitors: their own conversations, newest first (answer to `list_conversations`).
+    Conversations {
+        conversations: Vec<ConversationSummary>,
+    },
     /// The visitor is told when to expect an answer (no agent online, outside hours).
     Offline {
         conversation_id: Uuid,
@@ -467,6 +476,14 @@ pub enum ServerFrame {
     },
     Error(ErrorBody),
     Pong,
+}
+
+/// The text of an AI reply still being produced (`streaming` frame).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Streaming {
+    pub conversation_id: Uuid,
+    /// Everything produced so far (not a delta).
+    pub text: String,
 }
 
 /// The answer to `hello`.
@@ -599,6 +616,10 @@ pub struct Health {
     pub version: String,
     pub protocol_version: u32,
     pub engine: String,
+    /// Why `engine` is not the embedded model (e.g. the model could not be loaded); absent when
+    /// the preferred engine serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_reason: Option<String>,
     pub database: String,
 }
 

@@ -373,3 +373,69 @@ fn body_validation() {
     );
     assert!(validate_body(&"é".repeat(limits::MAX_BODY_CHARS)).is_ok());
 }
+
+#[test]
+fn streaming_text_so_far() {
+    pin(
+        &ServerFrame::Streaming(Streaming {
+            conversation_id: MSG,
+            text: "You can return".into(),
+        }),
+        json!({"type": "streaming", "data": {
+            "conversation_id": "00000000-0000-0000-0000-000000000022",
+            "text": "You can return"}}),
+    );
+}
+
+#[test]
+fn health_names_the_engine_and_why_it_fell_back() {
+    let mut health = Health {
+        status: "ok".into(),
+        version: "0.1.0".into(),
+        protocol_version: 1,
+        engine: "minilm".into(),
+        engine_reason: None,
+        database: "sqlite".into(),
+    };
+    pin(
+        &health,
+        json!({"status": "ok", "version": "0.1.0", "protocol_version": 1,
+               "engine": "minilm", "database": "sqlite"}),
+    );
+    health.engine = "lexical".into();
+    health.engine_reason = Some("the embedding model could not be loaded".into());
+    pin(
+        &health,
+        json!({"status": "ok", "version": "0.1.0", "protocol_version": 1, "engine": "lexical",
+               "engine_reason": "the embedding model could not be loaded",
+               "database": "sqlite"}),
+    );
+}
+
+#[test]
+fn visitor_history_list() {
+    pin(
+        &ClientFrame::ListConversations,
+        json!({"type": "list_conversations"}),
+    );
+    pin(
+        &ServerFrame::Conversations {
+            conversations: vec![ConversationSummary {
+                id: CONV,
+                state: ConversationState::Resolved,
+                assignee: None,
+                handoff_reason: None,
+                last_seq: 4,
+                preview: "Thanks!".into(),
+                created_at: 1_700_000_000_000,
+                updated_at: 1_700_000_100_000,
+                waiting_since: None,
+                visitor: VisitorInfo::default(),
+            }],
+        },
+        json!({"type": "conversations", "data": {"conversations": [{
+            "id": "00000000-0000-0000-0000-000000000011", "state": "resolved", "last_seq": 4,
+            "preview": "Thanks!", "created_at": 1_700_000_000_000_u64,
+            "updated_at": 1_700_000_100_000_u64, "visitor": {}}]}}),
+    );
+}

@@ -2,9 +2,11 @@
 //!
 //! * `widget`  builds the visitor widget (wasm, bindgen, wasm-opt) into `target/widget/`,
 //!   prints its sizes and fails when it is over budget.
-//! * `setup`   installs what a fresh machine lacks (wasm target, wasm-opt, Chromium).
+//! * `setup`   installs what a fresh machine lacks (wasm target, wasm-opt, Chromium, the
+//!   answer engine's embedding model).
 //! * `run`     `setup`, `widget`, then the server with that widget.
-//! * `test`    `setup`, `widget`, then `cargo test --workspace`.
+//! * `test`    `setup`, `widget`, embeds the demo knowledge base into the model's cache
+//!   (`nexus-flow model-check`), then `cargo test --workspace`.
 
 mod setup;
 mod widget;
@@ -19,7 +21,8 @@ usage: cargo xtask <command> [args…]
 
 commands:
   widget          build the visitor widget into target/widget/ and check its size budget
-  setup           install what this machine lacks: the wasm32 target, wasm-opt, Chromium
+  setup           install what this machine lacks: the wasm32 target, wasm-opt, Chromium,
+                  the embedding model (cached in ~/.cache/nexus-flow/models)
   run [ARGS…]     setup, widget, then `nexus-flow serve --widget-dir target/widget ARGS…`
   test [ARGS…]    setup, widget, then `cargo test --workspace ARGS…`
 ";
@@ -65,15 +68,35 @@ fn run() -> Result<ExitCode> {
                 .args(["--", "serve", "--widget-dir"])
                 .arg(&widget_dir)
                 .args(&rest);
+            if let Some(dir) = setup::model_dir() {
+                cmd.env("NEXUS_FLOW_MODEL_DIR", dir);
+            }
             exec(cmd)
         }
         Some("test") => {
             setup::run(&ws, setup::Want::All)?;
             widget::build(&ws)?;
+            let model = setup::model_dir();
+            if let Some(dir) = model
+                .as_ref()
+                .filter(|d| d.join("model.safetensors").is_file())
+            {
+                // Embed the demo knowledge base into the model's cache once, so that the many
+                // test servers starting in parallel find it there instead of each computing it.
+                let mut warm = cargo();
+                warm.current_dir(&ws.root)
+                    .args(["run", "-p", "nexus-server", "--bin", "nexus-flow", "--"])
+                    .args(["model-check", "--model-dir"])
+                    .arg(dir);
+                check(&mut warm)?;
+            }
             let mut cmd = cargo();
             cmd.current_dir(&ws.root)
                 .args(["test", "--workspace"])
                 .args(&rest);
+            if let Some(dir) = model {
+                cmd.env("NEXUS_FLOW_MODEL_DIR", dir);
+            }
             exec(cmd)
         }
         Some("help" | "-h" | "--help") => {

@@ -9,9 +9,19 @@ use nexus_shared::{Choice, HandoffReason, Source};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod classifier;
 pub mod demo;
+pub mod embed;
 pub mod lexical;
+pub mod llm;
 pub mod placeholders;
+pub mod semantic;
+
+/// When an engine answers, asks, or hands over (confidences in 0..1). Each engine has its own
+/// defaults ([`AnswerEngine::default_thresholds`]); a site's policy may override them per
+/// question ([`AnswerEngine::decide_with`]).
+pub use lexical::Thresholds;
+pub mod policy;
 
 /// One knowledge-base entry: an answer and the questions it answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,4 +94,39 @@ pub trait AnswerEngine: Send + Sync + 'static {
 
     /// Decides what to do with one visitor question.
     async fn decide(&self, query: Query<'_>) -> Result<Decision, EngineError>;
+
+    /// The `k` entries closest to a question, best first, with the confidence an answer from
+    /// each would have (for the escalation policy's near-tie check and for grounding an LLM).
+    /// Engines that cannot rank return nothing.
+    fn retrieve(&self, _site_id: Uuid, _text: &str, _k: usize) -> Vec<(KbEntry, f32)> {
+        Vec::new()
+    }
+
+    /// Semantic similarity (cosine, 0..1) of two texts, for engines that embed; `None` when
+    /// the engine cannot tell (the escalation policy then matches phrases lexically).
+    fn similarity(&self, _a: &str, _b: &str) -> Option<f32> {
+        None
+    }
+
+    /// Like [`AnswerEngine::decide`], with the site's thresholds instead of the engine's
+    /// defaults. Engines without tunable thresholds ignore them.
+    async fn decide_with(
+        &self,
+        query: Query<'_>,
+        thresholds: Option<Thresholds>,
+    ) -> Result<Decision, EngineError> {
+        let _ = thresholds;
+        self.decide(query).await
+    }
+
+    /// The thresholds [`AnswerEngine::decide`] uses; what a site's policy starts from.
+    fn default_thresholds(&self) -> Thresholds {
+        Thresholds::default()
+    }
+
+    /// Why this engine serves instead of the preferred one (e.g. the model could not be
+    /// loaded), for logs and `/api/v1/health`; `None` when it is the preferred engine.
+    fn fallback_reason(&self) -> Option<String> {
+        None
+    }
 }

@@ -1,0 +1,266 @@
+//! The embedded answer engine as the server runs it: the model is found (or the lexical engine
+//! serves and says why), questions are answered from the demo knowledge base, a KB change is
+//! seen by the next question, and `nexus-flow eval` prints its report.
+//!
+//! These tests need the model that `cargo xtask setup` caches (the README's test command runs
+//! it); `NEXUS_FLOW_MODEL_DIR` points elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use axum::body::Body;
+use axum::http::Request;
+use nexus_server::engine::{Decision, KbEntry, Query};
+use nexus_server::{AppState, Config, build_state};
+use tower::ServiceExt;
+
+fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("NEXUS_FLOW_MODEL_DIR")
+        .map(PathBuf::from)
+        .or_else(nexus_server::engine::embed::default_model_dir)
+        .expect("a model directory (HOME or NEXUS_FLOW_MODEL_DIR)");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "the embedding model is not in {}: run `cargo xtask setup`",
+        dir.display()
+    );
+    dir
+}
+
+async fn state(db_dir: &Path, model_dir: Option<PathBuf>) -> AppState {
+    let config = Config {
+        addr: "127.0.0.1:0".parse().expect("address"),
+        database_url: format!("sqlite://{}", db_dir.join("nexus.db").display()),
+        widget_dir: db_dir.join("no-widget"),
+        model_dir,
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    build_state(&config, rx).await.expect("state builds")
+}
+
+async fn health(state: &AppState) -> serde_json::Value {
+    let response = nexus_server::app(state.clone())
+        .oneshot(
+            Request::get("/api/v1/health")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    serde_json::from_slice(&body).expect("json")
+}
+
+async fn demo_site(state: &AppState) -> uuid::Uuid {
+    state
+        .store
+        .site_by_key("demo")
+        .await
+        .expect("store")
+        .expect("demo site")
+        .id
+}
+
+async fn decide(state: &AppState, site_id: uuid::Uuid, text: &str) -> Decision {
+    state
+        .engine
+        .decide(Query {
+            site_id,
+            text,
+            locale: Some("en"),
+        })
+        .await
+        .expect("decision")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_model_the_lexical_engine_serves_and_health_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = state(dir.path(), Some(dir.path().join("no-model-here"))).await;
+    let h = health(&state).await;
+    assert_eq!(h["engine"], "lexical");
+    let reason = h["engine_reason"].as_str().expect("a reason");
+    assert!(reason.contains("could not be loaded"), "{reason}");
+    assert!(reason.contains("model.safetensors"), "{reason}");
+    // And it still answers the demo shop's routine questions.
+    let site = demo_site(&state).await;
+    assert!(matches!(
+        decide(&state, site, "How do I cancel my order?").await,
+        Decision::Answer { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_model_demo_questions_are_answered_and_kb_changes_apply_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = state(dir.path(), Some(model_dir())).await;
+    let h = health(&state).await;
+    assert_eq!(h["engine"], "minilm");
+    assert!(h.get("engine_reason").is_none(), "{h}");
+    let site = demo_site(&state).await;
+
+    // Paraphrases that share few words with the examples.
+    for (question, entry) in [
+        (
+            "I'd like to call off the purchase I made yesterday",
+            "cancel_order",
+        ),
+        (
+            "could you look up how far along my order 12345 is?",
+            "track_order",
+        ),
+        ("I can't remember my login password", "recover_password"),
+    ] {
+        match decide(&state, site, question).await {
+            Decision::Answer { source, .. } => assert_eq!(source.entry_id, entry, "{question}"),
+            Decision::Clarify { choices, .. } => assert!(
+                choices.iter().any(|c| c.id == entry),
+                "{question}: {choices:?}"
+            ),
+            other => panic!("{question}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        decide(&state, site, "I want to speak to a real person").await,
+        Decision::Escalate { .. }
+    ));
+
+    // A new entry is used by the very next question (no restart, no wait).
+    let mut entries = state.store.kb_entries(site).await.expect("kb");
+    assert!(!entries.iter().any(|e| e.id == "gift_wrapping"));
+    entries.push(KbEntry {
+        id: "gift_wrapping".into(),
+        title: "Gift wrapping".into(),
+        answer: "Yes: tick \"gift wrap\" at checkout.".into(),
+        examples: vec![
+            "do you offer gift wrapping".into(),
+            "can you wrap my order as a present".into(),
+            "is gift wrap available".into(),
+        ],
+        escalate: None,
+    });
+    state.engine.load_site(site, entries);
+    match decide(&state, site, "could you gift-wrap the present for me?").await {
+        Decision::Answer { source, .. } => assert_eq!(source.entry_id, "gift_wrapping"),
+        Decision::Clarify { choices, .. } => {
+            assert!(
+                choices.iter().any(|c| c.id == "gift_wrapping"),
+                "{choices:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(state.engine.entry(site, "gift_wrapping").is_some());
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn eval(args: &[&str]) -> (String, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nexus-flow"))
+        .arg("eval")
+        .arg("--kb")
+        .arg(fixture("eval_kb.jsonl"))
+        .arg("--queries")
+        .arg(fixture("eval_queries.jsonl"))
+        .arg("--model-dir")
+        .arg(model_dir())
+        .args(args)
+        .output()
+        .expect("nexus-flow runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "eval failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().expect("output").to_owned();
+    let json: serde_json::Value = serde_json::from_str(&last).expect("the last line is JSON");
+    (stdout, json)
+}
+
+#[test]
+fn eval_prints_a_table_then_one_json_line_with_the_named_keys() {
+    let (stdout, j) = eval(&[]);
+    assert!(stdout.contains("automation"), "{stdout}");
+    for key in [
+        "queries",
+        "answered_correct",
+        "answered_wrong",
+        "escalated_in_scope",
+        "escalated_out_of_scope",
+        "clarified",
+        "automation",
+        "wrong_rate",
+        "oos_recall",
+        "p99_ms",
+    ] {
+        assert!(j.get(key).is_some(), "{key} missing in {j}");
+    }
+    assert!(j.get("windows").is_none());
+    let n = |k: &str| j[k].as_u64().expect(k);
+    assert_eq!(n("queries"), 23);
+    assert_eq!(
+        n("answered_correct")
+            + n("answered_wrong")
+            + n("escalated_in_scope")
+            + n("escalated_out_of_scope")
+            + n("clarified"),
+        23
+    );
+    // Easy questions: most are automated, few are wrong, out-of-scope ones mostly handed over.
+    let f = |k: &str| j[k].as_f64().expect(k);
+    assert!(f("automation") >= 0.7, "{j}");
+    assert!(f("wrong_rate") <= 0.15, "{j}");
+    assert!(f("oos_recall") >= 0.6, "{j}");
+    assert!(f("p99_ms") > 0.0, "{j}");
+    let automated = (n("answered_correct") + n("clarified")) as f64 / 18.0;
+    assert!((f("automation") - automated).abs() < 1e-3, "{j}");
+}
+
+#[test]
+fn eval_stream_reports_windows_and_draws_the_learning_curve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svg = dir.path().join("curve.svg");
+    let (_, j) = eval(&[
+        "--stream",
+        "--seed-per-intent",
+        "2",
+        "--seed",
+        "3",
+        "--plot",
+        svg.to_str().expect("utf-8 path"),
+    ]);
+    let windows = j["windows"].as_array().expect("windows");
+    // 23 queries: one (short) window.
+    assert_eq!(windows.len(), 1, "{j}");
+    assert!(windows[0]["automation"].as_f64().is_some());
+    assert!(windows[0]["wrong_rate"].as_f64().is_some());
+    let drawing = std::fs::read_to_string(&svg).expect("the SVG is written");
+    assert!(drawing.starts_with("<svg") && drawing.contains("polyline"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_topic_questions_are_handed_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = state(dir.path(), Some(model_dir())).await;
+    let site = demo_site(&state).await;
+    for question in [
+        "Do you offer gift wrapping for birthday presents?",
+        "who is going to win the world cup?",
+    ] {
+        assert!(
+            matches!(
+                decide(&state, site, question).await,
+                Decision::Escalate { .. }
+            ),
+            "{question}"
+        );
+    }
+}
