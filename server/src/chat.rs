@@ -4,13 +4,14 @@
 
 use nexus_shared::{
     Author, Autonomy, Choice, ConversationState, ErrorBody, ErrorCode, HandoffReason, Message,
-    ServerFrame, Source, StateError, Transition, VisitorInfo, limits, validate_body,
+    ServerFrame, Source, StateError, Streaming, Transition, VisitorInfo, limits, validate_body,
 };
 use tracing::{instrument, warn};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::engine::{Decision, Query, placeholders};
+use crate::engine::llm::{ChatMessage as LlmMessage, LlmError};
+use crate::engine::{Decision, KbEntry, Query, placeholders, policy};
 use crate::error::store_error_body;
 use crate::store::{Committed, Conversation, NewMessage, Op, Site, StoreError, Visitor};
 
@@ -94,6 +95,7 @@ pub fn publish(state: &AppState, committed: &Committed) {
             ServerFrame::Conversation(conversation.summary(preview, VisitorInfo::default())),
         );
     }
+    crate::agent::after_commit(state, committed);
 }
 
 /// The outcome of a visitor's `send`.
@@ -228,9 +230,33 @@ pub async fn conversation_if(
     }
 }
 
+/// The conversation before the visitor's latest message (the one being answered), oldest
+/// first: what the escalation policy looks at.
+async fn history_before_question(state: &AppState, conversation_id: Uuid) -> Vec<Message> {
+    let mut messages = state
+        .store
+        .last_messages(conversation_id, HISTORY_FOR_POLICY)
+        .await
+        .unwrap_or_default();
+    if let Some(last_visitor) = messages.iter().rposition(|m| m.author == Author::Visitor) {
+        messages.truncate(last_visitor);
+    }
+    messages
+}
+
+/// How many recent timeline entries the escalation policy looks at.
+const HISTORY_FOR_POLICY: u32 = 60;
+
 /// The AI's turn after a visitor message. Runs in the background: the visitor already has
 /// their ack. If a person takes over meanwhile, the store refuses the AI's post and the answer
 /// is dropped.
+///
+/// The site's escalation policy runs first ([`policy::before_engine`]: a request for a person,
+/// sensitive topics, frustration), then the engine decides with the site's thresholds, then
+/// [`policy::after_engine`] checks its decision (confidence, repeated failure). After the
+/// site's `max_ai_turns`, replies carry a "Talk to a person" choice. With the LLM backend on,
+/// an answer the engine lets through is phrased by the LLM from the retrieved entries and
+/// streamed ([`ServerFrame::Streaming`]).
 #[instrument(skip_all, fields(conversation = %conversation.id))]
 pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation, question: &str) {
     if conversation.snapshot.state != ConversationState::Ai {
@@ -238,6 +264,25 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
     }
     if site.settings.autonomy == Autonomy::Off {
         escalate(state, conversation.id, HandoffReason::AutonomyOff).await;
+        return;
+    }
+    let policy = &site.settings.policy;
+    let history = history_before_question(state, conversation.id).await;
+    let before = if policy.uses_similarity() {
+        // Sentence-like examples are compared by the engine's embeddings: CPU work.
+        let (engine, policy, text) = (state.engine.clone(), policy.clone(), question.to_owned());
+        let history = history.clone();
+        tokio::task::spawn_blocking(move || {
+            let similarity = move |a: &str, b: &str| engine.similarity(a, b);
+            policy::before_engine(&policy, &text, &history, &similarity)
+        })
+        .await
+        .unwrap_or(None)
+    } else {
+        policy::before_engine(policy, question, &history, &policy::no_similarity)
+    };
+    if let Some(reason) = before {
+        escalate(state, conversation.id, reason).await;
         return;
     }
     let typing = |on: bool| {
@@ -251,22 +296,65 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
         );
     };
     typing(true);
+    let engine_thresholds = state.engine.default_thresholds();
+    let site_thresholds = policy.thresholds(engine_thresholds);
     let decision = state
         .engine
-        .decide(Query {
-            site_id: site.id,
-            text: question,
-            locale: conversation.locale.as_deref(),
-        })
+        .decide_with(
+            Query {
+                site_id: site.id,
+                text: question,
+                locale: conversation.locale.as_deref(),
+            },
+            site_thresholds,
+        )
         .await;
-    typing(false);
     let decision = match decision {
-        Ok(d) => d,
+        Ok(d) => policy::after_engine(d, &site_thresholds.unwrap_or(engine_thresholds), &history),
         Err(e) => {
+            typing(false);
             warn!(error = %e, "answer engine failed; escalating");
             escalate(state, conversation.id, HandoffReason::EngineError).await;
             return;
         }
+    };
+    let offer: Vec<Choice> = if policy::offer_person(policy, &history) {
+        vec![policy::person_choice(conversation.locale.as_deref())]
+    } else {
+        vec![]
+    };
+    if let (Some(llm), Decision::Answer { .. }) = (&state.llm, &decision) {
+        llm_respond(state, llm, site, conversation, question, decision, offer).await;
+        return;
+    }
+    typing(false);
+    // Review mode: nothing the AI writes reaches the visitor unreviewed. A clarifying question
+    // becomes a draft of its most likely answer, which the agent approves, edits or rejects.
+    let decision = match decision {
+        Decision::Clarify {
+            choices,
+            confidence,
+            ..
+        } if site.settings.autonomy == Autonomy::Review => {
+            match choices
+                .first()
+                .and_then(|choice| state.engine.entry(site.id, &choice.id))
+            {
+                Some(entry) => Decision::Answer {
+                    source: Source {
+                        entry_id: entry.id,
+                        title: entry.title,
+                    },
+                    body: entry.answer,
+                    confidence,
+                },
+                None => Decision::Escalate {
+                    reason: HandoffReason::LowConfidence,
+                    confidence: Some(confidence),
+                },
+            }
+        }
+        other => other,
     };
     if site.settings.autonomy == Autonomy::Review
         && let Decision::Answer {
@@ -301,15 +389,16 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
                 body,
                 vec![source],
                 Some(confidence),
-                vec![],
+                offer,
             )
             .await;
         }
         Decision::Clarify {
             body,
-            choices,
+            mut choices,
             confidence,
         } => {
+            choices.extend(offer);
             let _ = ai_post(
                 state,
                 conversation.id,
@@ -322,6 +411,140 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
         }
         Decision::Escalate { reason, .. } => {
             escalate(state, conversation.id, reason).await;
+        }
+    }
+}
+
+/// How often the text of a streamed LLM reply is sent to the visitor.
+pub const STREAM_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How many knowledge-base entries ground an LLM reply.
+const GROUNDING_ENTRIES: usize = 3;
+
+/// The system prompt of an LLM reply: the assistant's name and the retrieved entries (answers
+/// with their placeholders filled).
+pub fn llm_system_prompt(site: &Site, entries: &[KbEntry]) -> String {
+    let settings = &site.settings;
+    let mut prompt = format!(
+        "You are {name}, the customer-support assistant of {site}. Answer the visitor's \
+         question using only the knowledge below; do not invent policies, prices or dates. \
+         Be brief and friendly, and answer in the visitor's language. If the knowledge does \
+         not answer the question, say that a person from the team will help.\n\nKnowledge:\n",
+        name = settings.assistant_name,
+        site = site.name,
+    );
+    for (i, entry) in entries.iter().enumerate() {
+        let answer = placeholders::fill(&entry.answer, &settings.placeholders);
+        let asked = entry.examples.first().map(String::as_str).unwrap_or("");
+        prompt.push_str(&format!(
+            "\n[{n}] {title}\nAsked as: {asked}\nAnswer: {answer}\n",
+            n = i + 1,
+            title = entry.title,
+        ));
+    }
+    prompt
+}
+
+/// An answer the engine let through, phrased by the LLM from the retrieved entries and
+/// streamed to the visitor; then posted through [`ai_post`] (refused, and the stream stopped,
+/// once a person has the conversation). Any failure of the LLM hands the conversation to a
+/// person (`engine_error`); the visitor is told and nothing is lost.
+async fn llm_respond(
+    state: &AppState,
+    llm: &crate::engine::llm::LlmClient,
+    site: &Site,
+    conversation: &Conversation,
+    question: &str,
+    decision: Decision,
+    offer: Vec<Choice>,
+) {
+    let Decision::Answer {
+        source, confidence, ..
+    } = decision
+    else {
+        return;
+    };
+    let mut entries: Vec<KbEntry> = state
+        .engine
+        .retrieve(site.id, question, GROUNDING_ENTRIES)
+        .into_iter()
+        .map(|(entry, _)| entry)
+        .collect();
+    if !entries.iter().any(|e| e.id == source.entry_id) {
+        if let Some(entry) = state.engine.entry(site.id, &source.entry_id) {
+            entries.insert(0, entry);
+        }
+        entries.truncate(GROUNDING_ENTRIES);
+    }
+    let messages = [
+        LlmMessage {
+            role: "system",
+            content: llm_system_prompt(site, &entries),
+        },
+        LlmMessage {
+            role: "user",
+            content: question.to_owned(),
+        },
+    ];
+    let review = site.settings.autonomy == Autonomy::Review;
+    let conversation_id = conversation.id;
+    let result = llm
+        .stream_chat(&messages, STREAM_EVERY, |text| async move {
+            // Stop as soon as a person has the conversation: nothing more reaches the visitor.
+            let ai_has_it = matches!(
+                state.store.conversation(conversation_id).await,
+                Ok(Some(c)) if c.snapshot.state == ConversationState::Ai
+            );
+            if ai_has_it && !review {
+                state.hub.publish_conversation(
+                    conversation_id,
+                    ServerFrame::Streaming(Streaming {
+                        conversation_id,
+                        text,
+                    }),
+                );
+            }
+            ai_has_it
+        })
+        .await;
+    // Clears the streamed text when no message follows.
+    state.hub.publish_conversation(
+        conversation_id,
+        ServerFrame::Typing {
+            conversation_id,
+            author: Author::Ai,
+            typing: false,
+        },
+    );
+    match result {
+        Ok(text) if review => {
+            draft(
+                state,
+                site,
+                conversation,
+                question,
+                text,
+                vec![source],
+                confidence,
+            )
+            .await;
+        }
+        Ok(text) => {
+            let _ = ai_post(
+                state,
+                conversation_id,
+                text,
+                vec![source],
+                Some(confidence),
+                offer,
+            )
+            .await;
+        }
+        Err(LlmError::Stopped) => {
+            tracing::info!("LLM reply stopped: a person has the conversation");
+        }
+        Err(e) => {
+            warn!(error = %e, "LLM backend failed; escalating");
+            escalate(state, conversation_id, HandoffReason::EngineError).await;
         }
     }
 }
@@ -481,7 +704,12 @@ pub async fn visitor_choose(
         .clone()
         .or_else(|| committed.messages.last().cloned())
         .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "The message was not stored."))?;
-    if !duplicate && committed.conversation.snapshot.state == ConversationState::Ai {
+    if !duplicate
+        && committed.conversation.snapshot.state == ConversationState::Ai
+        && choice.id == policy::PERSON_CHOICE
+    {
+        escalate(state, conversation.id, HandoffReason::VisitorAsked).await;
+    } else if !duplicate && committed.conversation.snapshot.state == ConversationState::Ai {
         match entry {
             Some(entry) if entry.escalate.is_none() => {
                 let body = placeholders::fill(&entry.answer, &site.settings.placeholders);

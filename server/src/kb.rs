@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/kb", get(list).post(create))
         .route("/kb/{id}", get(read).put(replace).delete(remove))
+        .merge(crate::learn::routes())
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +169,8 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     owner_only(&user)?;
+    // An id that is not this site's (another site's, or none) is a 404, never a silent 204.
+    find(&state, &user, &id).await?;
     state.store.delete_kb_entry(user.site_id, &id).await?;
     reload(&state, user.site_id).await?;
     Ok(StatusCode::NO_CONTENT)

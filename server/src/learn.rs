@@ -1,0 +1,355 @@
+//! Learning from people. A teach (an agent resolves with the visitor's question and their
+//! answer), an edited AI draft in review mode, and a visitor's thumbs-down on an AI answer
+//! become knowledge-base entries.
+//!
+//! With the site's `learning` setting `auto`, a teach or an edit goes live at once: the entry
+//! is stored and the engine reloads the site ([`AnswerEngine::load_site`]), so the very next
+//! question is answered from it, without a restart. With `approve`, it waits in
+//! `/api/v1/kb/pending` until an owner approves it (optionally edited) or rejects it. A
+//! thumbs-down always waits: the disliked answer and the question it answered are kept for the
+//! owner to correct.
+//!
+//! Routes (merged into `/api/v1` by [`crate::kb::routes`]; owners only, agents get 403):
+//! `GET /kb/pending`, `POST /kb/pending/{id}/approve` with an optional body
+//! `{"question", "answer"}`, `POST /kb/pending/{id}/reject`.
+//!
+//! [`AnswerEngine::load_site`]: crate::engine::AnswerEngine::load_site
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use nexus_shared::{
+    Author, ConversationState, ErrorBody, ErrorCode, HandoffReason, Millis, Role, Teach,
+    validate_body,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Agent;
+use crate::engine::KbEntry;
+use crate::engine::policy::Learning;
+use crate::error::{ApiJson, AppError, store_error_body};
+use crate::store::{Site, now_ms};
+
+/// Where learned knowledge came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// An agent resolved a conversation and taught its answer.
+    Teach,
+    /// An agent edited an AI draft in review mode.
+    DraftEdit,
+    /// A visitor gave an AI answer a thumbs-down.
+    ThumbsDown,
+}
+
+impl Origin {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Teach => "teach",
+            Self::DraftEdit => "draft_edit",
+            Self::ThumbsDown => "thumbs_down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "teach" => Some(Self::Teach),
+            "draft_edit" => Some(Self::DraftEdit),
+            "thumbs_down" => Some(Self::ThumbsDown),
+            _ => None,
+        }
+    }
+}
+
+/// Learned knowledge waiting for an owner's review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingEntry {
+    pub id: Uuid,
+    pub question: String,
+    pub answer: String,
+    /// The existing entry it would extend (the question becomes one of its examples).
+    pub entry_id: Option<String>,
+    pub conversation_id: Option<Uuid>,
+    pub origin: Origin,
+    pub created_at: Millis,
+}
+
+/// What became of learned knowledge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Learned {
+    /// It is in the knowledge base and the engine answers from it.
+    Live(KbEntry),
+    /// It waits for an owner.
+    Pending(PendingEntry),
+}
+
+/// Learns from a teach or an edited draft: live at once or pending, per the site's setting.
+pub async fn teach(
+    state: &AppState,
+    site_id: Uuid,
+    teach: Teach,
+    origin: Origin,
+    conversation_id: Option<Uuid>,
+) -> Result<Learned, ErrorBody> {
+    let question = validate_body(&teach.question)?.to_owned();
+    let answer = validate_body(&teach.answer)?.to_owned();
+    let site = state
+        .store
+        .site(site_id)
+        .await
+        .map_err(|e| store_error_body(&e))?
+        .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "This site does not exist."))?;
+    if site.settings.learning == Learning::Approve {
+        let pending = PendingEntry {
+            id: Uuid::new_v4(),
+            question,
+            answer,
+            entry_id: teach.entry_id,
+            conversation_id,
+            origin,
+            created_at: now_ms(),
+        };
+        state
+            .store
+            .add_pending_entry(site_id, &pending)
+            .await
+            .map_err(|e| store_error_body(&e))?;
+        tracing::info!(origin = origin.as_str(), "learned entry waits for approval");
+        return Ok(Learned::Pending(pending));
+    }
+    apply(state, site_id, question, answer, teach.entry_id.as_deref())
+        .await
+        .map(Learned::Live)
+}
+
+/// Puts learned knowledge into the knowledge base and reloads the engine's copy of the site:
+/// the question becomes an example of `entry_id` when that entry exists, else a new entry.
+pub async fn apply(
+    state: &AppState,
+    site_id: Uuid,
+    question: String,
+    answer: String,
+    entry_id: Option<&str>,
+) -> Result<KbEntry, ErrorBody> {
+    let fail = |e: crate::store::StoreError| store_error_body(&e);
+    let entries = state.store.kb_entries(site_id).await.map_err(fail)?;
+    let entry = match entry_id.and_then(|id| entries.iter().find(|e| e.id == id)) {
+        Some(existing) => {
+            let mut entry = existing.clone();
+            if !entry
+                .examples
+                .iter()
+                .any(|q| q.eq_ignore_ascii_case(&question))
+            {
+                entry.examples.push(question);
+            }
+            entry
+        }
+        None => KbEntry {
+            id: format!("learned-{}", &Uuid::new_v4().simple().to_string()[..12]),
+            title: question.chars().take(60).collect(),
+            answer,
+            examples: vec![question],
+            escalate: None,
+        },
+    };
+    state
+        .store
+        .upsert_kb_entry(site_id, &entry)
+        .await
+        .map_err(fail)?;
+    let entries = state.store.kb_entries(site_id).await.map_err(fail)?;
+    state.engine.load_site(site_id, entries);
+    tracing::info!(entry = %entry.id, "learned");
+    Ok(entry)
+}
+
+/// A visitor's thumbs up or down on an AI answer. A thumbs-down keeps the answer and the
+/// question it answered for the owner's review, and (when the site's policy counts it as
+/// frustration) hands the conversation to a person.
+pub async fn feedback(
+    state: &AppState,
+    site: &Site,
+    conversation_id: Uuid,
+    message_id: Uuid,
+    helpful: bool,
+) -> Result<(), ErrorBody> {
+    let fail = |e: crate::store::StoreError| store_error_body(&e);
+    state
+        .store
+        .record_feedback(conversation_id, message_id, helpful)
+        .await
+        .map_err(fail)?;
+    if helpful {
+        return Ok(());
+    }
+    let Some(disliked) = state
+        .store
+        .message(conversation_id, message_id)
+        .await
+        .map_err(fail)?
+        .filter(crate::engine::policy::is_answer)
+    else {
+        return Ok(());
+    };
+    let earlier = state
+        .store
+        .messages_after(conversation_id, disliked.seq.saturating_sub(30), 30)
+        .await
+        .map_err(fail)?;
+    let question = earlier
+        .iter()
+        .rev()
+        .filter(|m| m.seq < disliked.seq)
+        .find(|m| m.author == Author::Visitor)
+        .map(|m| m.body.clone());
+    if let Some(question) = question {
+        let known = state
+            .store
+            .pending_entries(site.id)
+            .await
+            .map_err(fail)?
+            .iter()
+            .any(|p| p.conversation_id == Some(conversation_id) && p.question == question);
+        if !known {
+            let pending = PendingEntry {
+                id: Uuid::new_v4(),
+                question,
+                answer: disliked.body.clone(),
+                entry_id: None,
+                conversation_id: Some(conversation_id),
+                origin: Origin::ThumbsDown,
+                created_at: now_ms(),
+            };
+            state
+                .store
+                .add_pending_entry(site.id, &pending)
+                .await
+                .map_err(fail)?;
+        }
+    }
+    let site = state
+        .store
+        .site(site.id)
+        .await
+        .map_err(fail)?
+        .unwrap_or_else(|| site.clone());
+    if site.settings.policy.frustration.thumbs_down {
+        let conversation = state
+            .store
+            .conversation(conversation_id)
+            .await
+            .map_err(fail)?;
+        if conversation.is_some_and(|c| c.snapshot.state == ConversationState::Ai) {
+            crate::chat::escalate(state, conversation_id, HandoffReason::Frustration).await;
+        }
+    }
+    Ok(())
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/kb/pending", get(list))
+        .route("/kb/pending/{id}/approve", post(approve))
+        .route("/kb/pending/{id}/reject", post(reject))
+}
+
+fn owner_only(role: Role) -> Result<(), AppError> {
+    if role == Role::Owner {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            ErrorCode::Forbidden,
+            "Only the site's owners can review learned knowledge.",
+        ))
+    }
+}
+
+/// `GET /api/v1/kb/pending` (owners): learned entries waiting for review, oldest first.
+async fn list(
+    State(state): State<AppState>,
+    Agent(user): Agent,
+) -> Result<ApiJson<Vec<PendingEntry>>, AppError> {
+    owner_only(user.role)?;
+    Ok(ApiJson(state.store.pending_entries(user.site_id).await?))
+}
+
+/// An owner's correction before approving.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Edit {
+    question: Option<String>,
+    answer: Option<String>,
+}
+
+async fn find(state: &AppState, site_id: Uuid, id: Uuid) -> Result<PendingEntry, AppError> {
+    state
+        .store
+        .pending_entries(site_id)
+        .await?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| AppError::not_found("Pending entry"))
+}
+
+/// `POST /api/v1/kb/pending/{id}/approve` (owners), optional body `{"question", "answer"}`:
+/// the entry goes live; answers the knowledge-base entry.
+async fn approve(
+    State(state): State<AppState>,
+    Agent(user): Agent,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Result<ApiJson<KbEntry>, AppError> {
+    owner_only(user.role)?;
+    let edit: Edit = if body.iter().all(u8::is_ascii_whitespace) {
+        Edit::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            AppError::new(
+                ErrorCode::Validation,
+                format!("Expected {{\"question\", \"answer\"}}: {e}"),
+            )
+        })?
+    };
+    let pending = find(&state, user.site_id, id).await?;
+    let question = validate_body(edit.question.as_deref().unwrap_or(&pending.question))?.to_owned();
+    let answer = validate_body(edit.answer.as_deref().unwrap_or(&pending.answer))?.to_owned();
+    if !state
+        .store
+        .close_pending_entry(user.site_id, id, "approved", user.id)
+        .await?
+    {
+        return Err(AppError::not_found("Pending entry"));
+    }
+    let entry = apply(
+        &state,
+        user.site_id,
+        question,
+        answer,
+        pending.entry_id.as_deref(),
+    )
+    .await?;
+    Ok(ApiJson(entry))
+}
+
+/// `POST /api/v1/kb/pending/{id}/reject` (owners).
+async fn reject(
+    State(state): State<AppState>,
+    Agent(user): Agent,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, AppError> {
+    owner_only(user.role)?;
+    if state
+        .store
+        .close_pending_entry(user.site_id, id, "rejected", user.id)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::not_found("Pending entry"))
+    }
+}
