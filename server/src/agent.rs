@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use nexus_shared::DraftDecision;
 use nexus_shared::{
@@ -14,7 +16,6 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::chat::{publish, validate_client_msg_id};
-use crate::engine::KbEntry;
 use crate::error::store_error_body;
 use crate::store::{Committed, Conversation, NewMessage, Op, User, notice_for, now_ms};
 
@@ -114,57 +115,16 @@ pub async fn resolve(
     )
     .await?;
     if let Some(teach) = teach {
-        learn(state, user.site_id, teach).await?;
+        crate::learn::teach(
+            state,
+            user.site_id,
+            teach,
+            crate::learn::Origin::Teach,
+            Some(conversation.id),
+        )
+        .await?;
     }
     Ok(committed)
-}
-
-/// Adds taught knowledge to the site's knowledge base and reloads the engine's copy.
-pub async fn learn(state: &AppState, site_id: Uuid, teach: Teach) -> Result<KbEntry, ErrorBody> {
-    let question = validate_body(&teach.question)?.to_owned();
-    let answer = validate_body(&teach.answer)?.to_owned();
-    let entries = state
-        .store
-        .kb_entries(site_id)
-        .await
-        .map_err(|e| store_error_body(&e))?;
-    let entry = match teach
-        .entry_id
-        .as_deref()
-        .and_then(|id| entries.iter().find(|e| e.id == id))
-    {
-        Some(existing) => {
-            let mut entry = existing.clone();
-            if !entry
-                .examples
-                .iter()
-                .any(|q| q.eq_ignore_ascii_case(&question))
-            {
-                entry.examples.push(question);
-            }
-            entry
-        }
-        None => KbEntry {
-            id: format!("learned-{}", &Uuid::new_v4().simple().to_string()[..12]),
-            title: question.chars().take(60).collect(),
-            answer,
-            examples: vec![question],
-            escalate: None,
-        },
-    };
-    state
-        .store
-        .upsert_kb_entry(site_id, &entry)
-        .await
-        .map_err(|e| store_error_body(&e))?;
-    let entries = state
-        .store
-        .kb_entries(site_id)
-        .await
-        .map_err(|e| store_error_body(&e))?;
-    state.engine.load_site(site_id, entries);
-    tracing::info!(entry = %entry.id, "learned from an agent");
-    Ok(entry)
 }
 
 /// An agent's reply to the visitor. Replying to a conversation nobody owns takes it over.
@@ -301,7 +261,7 @@ pub async fn review_draft(
     };
     state.hub.publish_site(user.site_id, reviewed);
     if status == "edited" {
-        learn(
+        crate::learn::teach(
             state,
             user.site_id,
             Teach {
@@ -309,21 +269,43 @@ pub async fn review_draft(
                 answer: body,
                 entry_id: None,
             },
+            crate::learn::Origin::DraftEdit,
+            Some(conversation.id),
         )
         .await?;
     }
     Ok(Some(committed))
 }
 
+/// How long an agent may be idle (no frame, not even a ping) before they show as away.
+pub const DEFAULT_IDLE_AWAY: Duration = Duration::from_secs(5 * 60);
+
 /// Who is online, per site. An agent is online while at least one of their connections is
-/// open and they have not set themselves away.
+/// open and they have not set themselves away; an agent idle for the idle time (see
+/// [`PresenceBoard::set_idle_after`]) shows as away until their next activity.
 #[derive(Default)]
 pub struct PresenceBoard {
     sites: Mutex<HashMap<Uuid, SiteAgents>>,
+    /// The agent who got the last auto-assigned conversation, per site (round robin).
+    last_assigned: Mutex<HashMap<Uuid, Uuid>>,
+    /// The idle time in milliseconds; 0 means [`DEFAULT_IDLE_AWAY`].
+    idle_after_ms: AtomicU64,
+    /// Whether the idle sweeper runs.
+    sweeper: AtomicBool,
 }
 
-/// Per agent of a site: who, their status, and how many connections they have open.
-type SiteAgents = HashMap<Uuid, (AgentRef, Presence, u32)>;
+/// One agent of a site on the board.
+struct AgentPresence {
+    agent: AgentRef,
+    status: Presence,
+    /// Open connections.
+    connections: u32,
+    last_active: Instant,
+    /// Away because idle, not by choice: activity brings them back online.
+    idle: bool,
+}
+
+type SiteAgents = HashMap<Uuid, AgentPresence>;
 
 impl PresenceBoard {
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<Uuid, SiteAgents>) -> R) -> R {
@@ -337,16 +319,24 @@ impl PresenceBoard {
     /// A connection of `agent` opened.
     pub fn connect(&self, site: Uuid, agent: &AgentRef) -> Presence {
         self.with(|sites| {
-            let entry = sites.entry(site).or_default().entry(agent.id).or_insert((
-                agent.clone(),
-                Presence::Online,
-                0,
-            ));
-            entry.2 += 1;
-            if entry.2 == 1 {
-                entry.1 = Presence::Online;
+            let entry = sites
+                .entry(site)
+                .or_default()
+                .entry(agent.id)
+                .or_insert(AgentPresence {
+                    agent: agent.clone(),
+                    status: Presence::Online,
+                    connections: 0,
+                    last_active: Instant::now(),
+                    idle: false,
+                });
+            entry.connections += 1;
+            entry.last_active = Instant::now();
+            if entry.connections == 1 || entry.idle {
+                entry.status = Presence::Online;
+                entry.idle = false;
             }
-            entry.1
+            entry.status
         })
     }
 
@@ -359,20 +349,23 @@ impl PresenceBoard {
             let Some(entry) = agents.get_mut(&agent) else {
                 return Presence::Offline;
             };
-            entry.2 = entry.2.saturating_sub(1);
-            if entry.2 == 0 {
+            entry.connections = entry.connections.saturating_sub(1);
+            if entry.connections == 0 {
                 agents.remove(&agent);
                 Presence::Offline
             } else {
-                entry.1
+                entry.status
             }
         })
     }
 
+    /// The agent chose a status.
     pub fn set(&self, site: Uuid, agent: Uuid, status: Presence) {
         self.with(|sites| {
             if let Some(entry) = sites.get_mut(&site).and_then(|a| a.get_mut(&agent)) {
-                entry.1 = status;
+                entry.status = status;
+                entry.idle = false;
+                entry.last_active = Instant::now();
             }
         });
     }
@@ -382,11 +375,186 @@ impl PresenceBoard {
             sites.get(&site).map_or(0, |agents| {
                 let n = agents
                     .values()
-                    .filter(|(_, p, _)| *p == Presence::Online)
+                    .filter(|a| a.status == Presence::Online)
                     .count();
                 u32::try_from(n).unwrap_or(u32::MAX)
             })
         })
+    }
+
+    /// The agent did something (any frame, a ping included). Returns `Online` when this
+    /// brings them back from idle away.
+    pub fn touch(&self, site: Uuid, agent: Uuid) -> Option<Presence> {
+        self.with(|sites| {
+            let entry = sites.get_mut(&site)?.get_mut(&agent)?;
+            entry.last_active = Instant::now();
+            if entry.idle {
+                entry.idle = false;
+                entry.status = Presence::Online;
+                return Some(Presence::Online);
+            }
+            None
+        })
+    }
+
+    /// Sets how long an agent may be idle before they show as away.
+    pub fn set_idle_after(&self, idle: Duration) {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.idle_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn idle_after(&self) -> Duration {
+        match self.idle_after_ms.load(Ordering::Relaxed) {
+            0 => DEFAULT_IDLE_AWAY,
+            ms => Duration::from_millis(ms),
+        }
+    }
+
+    /// Marks online agents idle for longer than the idle time as away; returns them.
+    pub fn sweep_idle(&self, now: Instant) -> Vec<(Uuid, AgentRef)> {
+        let idle_after = self.idle_after();
+        self.with(|sites| {
+            let mut gone = Vec::new();
+            for (site, agents) in sites.iter_mut() {
+                for entry in agents.values_mut() {
+                    if entry.status == Presence::Online
+                        && now.saturating_duration_since(entry.last_active) >= idle_after
+                    {
+                        entry.status = Presence::Away;
+                        entry.idle = true;
+                        gone.push((*site, entry.agent.clone()));
+                    }
+                }
+            }
+            gone
+        })
+    }
+
+    /// The next online agent of the site in round-robin order (by id), remembered as the
+    /// last one assigned.
+    pub fn next_online(&self, site: Uuid) -> Option<AgentRef> {
+        let mut online: Vec<AgentRef> = self.with(|sites| {
+            sites.get(&site).map_or_else(Vec::new, |agents| {
+                agents
+                    .values()
+                    .filter(|a| a.status == Presence::Online)
+                    .map(|a| a.agent.clone())
+                    .collect()
+            })
+        });
+        online.sort_by_key(|a| a.id);
+        let mut last = self
+            .last_assigned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = match last.get(&site) {
+            Some(previous) => online
+                .iter()
+                .find(|a| a.id > *previous)
+                .or_else(|| online.first()),
+            None => online.first(),
+        }?
+        .clone();
+        last.insert(site, next.id);
+        Some(next)
+    }
+}
+
+/// Records an agent's activity; an agent back from idle shows as online again.
+pub fn touch(state: &AppState, user: &User) {
+    if let Some(status) = state.presence.touch(user.site_id, user.id) {
+        publish_presence(state, user.site_id, &user.agent_ref(), status);
+    }
+}
+
+/// Starts (once) the task that turns idle agents away.
+pub fn start_idle_sweeper(state: &AppState) {
+    if state.presence.sweeper.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut shutdown = state.shutdown.clone();
+        loop {
+            let tick = (state.presence.idle_after() / 4)
+                .clamp(Duration::from_millis(50), Duration::from_secs(5));
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            for (site, agent) in state.presence.sweep_idle(Instant::now()) {
+                tracing::debug!(agent = %agent.id, "idle agent shown as away");
+                publish_presence(&state, site, &agent, Presence::Away);
+            }
+        }
+    });
+}
+
+/// Hooks run after every published commit: webhooks for its events, and after an escalation
+/// the auto-assignment or the offline notice. Never blocks the caller.
+pub fn after_commit(state: &AppState, committed: &Committed) {
+    let events = crate::webhooks::events_of(committed);
+    if events.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    let conversation = committed.conversation.clone();
+    tokio::spawn(async move {
+        let site = match state.store.site(conversation.site_id).await {
+            Ok(Some(site)) => site,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the site for commit hooks");
+                return;
+            }
+        };
+        state.webhooks.enqueue(&site.settings, &events);
+        if events.iter().any(|e| e.event == "escalated")
+            && conversation.snapshot.state == ConversationState::Waiting
+        {
+            after_escalation(&state, &site, &conversation).await;
+        }
+    });
+}
+
+/// A conversation now waits for a person: give it to the next online agent (setting
+/// `auto_assign`), or tell the visitor when to expect an answer when nobody can answer now.
+async fn after_escalation(
+    state: &AppState,
+    site: &crate::store::Site,
+    conversation: &Conversation,
+) {
+    if site.settings.auto_assign
+        && let Some(agent) = state.presence.next_online(site.id)
+    {
+        match transition(state, conversation.id, Transition::TakenOver { agent }).await {
+            Ok(_) => return,
+            // Someone claimed it first: that claim stands.
+            Err(e)
+                if e.code == ErrorCode::InvalidTransition || e.code == ErrorCode::NotAssignee =>
+            {
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e.message, "auto-assignment failed"),
+        }
+    }
+    let notice = crate::hours::offline_notice(
+        site.settings.business_hours.as_ref(),
+        &site.settings.offline_message,
+        state.presence.online(site.id),
+        jiff::Timestamp::now(),
+    );
+    if let Some(message) = notice {
+        state.hub.publish_conversation(
+            conversation.id,
+            ServerFrame::Offline {
+                conversation_id: conversation.id,
+                message,
+            },
+        );
     }
 }
 
@@ -429,4 +597,64 @@ pub async fn inbox(state: &AppState, user: &User) -> Result<Vec<ServerFrame>, Er
         )));
     }
     Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(n: u128, name: &str) -> AgentRef {
+        AgentRef {
+            id: Uuid::from_u128(n),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn round_robin_skips_away_and_disconnected_agents() {
+        let board = PresenceBoard::default();
+        let site = Uuid::from_u128(100);
+        let (a, b, c) = (agent(1, "a"), agent(2, "b"), agent(3, "c"));
+        for x in [&c, &a, &b] {
+            board.connect(site, x);
+        }
+        let names = |n: usize| {
+            (0..n)
+                .map(|_| board.next_online(site).unwrap().name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(4), ["a", "b", "c", "a"]);
+        board.set(site, b.id, Presence::Away);
+        assert_eq!(names(3), ["c", "a", "c"]);
+        board.disconnect(site, c.id);
+        assert_eq!(names(2), ["a", "a"]);
+        board.set(site, a.id, Presence::Away);
+        assert_eq!(board.next_online(site), None);
+        assert_eq!(board.next_online(Uuid::from_u128(999)), None, "other sites");
+    }
+
+    #[test]
+    fn idle_agents_go_away_and_come_back_on_activity_but_a_chosen_away_stays() {
+        let board = PresenceBoard::default();
+        let site = Uuid::from_u128(100);
+        let (a, b) = (agent(1, "a"), agent(2, "b"));
+        board.connect(site, &a);
+        board.connect(site, &b);
+        board.set(site, b.id, Presence::Away);
+        board.set_idle_after(Duration::from_secs(60));
+        let later = Instant::now() + Duration::from_secs(61);
+        assert!(board.sweep_idle(Instant::now()).is_empty(), "not idle yet");
+        let gone = board.sweep_idle(later);
+        assert_eq!(
+            gone,
+            vec![(site, a.clone())],
+            "only the online agent goes away"
+        );
+        assert_eq!(board.online(site), 0);
+        assert!(board.sweep_idle(later).is_empty(), "reported once");
+        assert_eq!(board.touch(site, a.id), Some(Presence::Online));
+        assert_eq!(board.online(site), 1);
+        assert_eq!(board.touch(site, b.id), None, "away by choice stays away");
+        assert_eq!(board.online(site), 1);
+    }
 }

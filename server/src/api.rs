@@ -16,6 +16,12 @@ use crate::store::SiteSettings;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(crate::kb::routes())
+        .merge(crate::canned::routes())
+        .merge(crate::privacy::routes())
+        .merge(crate::kb_import::routes())
+        .merge(crate::analytics::routes())
+        .merge(crate::summary::routes())
+        .merge(crate::openapi::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/conversations/{id}/messages", get(messages))
@@ -32,6 +38,7 @@ async fn health(State(state): State<AppState>) -> ApiJson<Health> {
         version: env!("CARGO_PKG_VERSION").into(),
         protocol_version: PROTOCOL_VERSION,
         engine: state.engine.name().into(),
+        engine_reason: state.engine.fallback_reason(),
         database: state.store.backend().into(),
     })
 }
@@ -96,6 +103,7 @@ async fn messages(
         // Same answer as a missing conversation: ids of others' conversations are not confirmed.
         return Err(AppError::not_found("Conversation"));
     }
+    visitor_checks(&state, &headers, &conversation, &visitor).await?;
     let mut messages = state
         .store
         .messages_after(id, page.after, limit + 1)
@@ -103,6 +111,48 @@ async fn messages(
     let has_more = messages.len() > limit as usize;
     messages.truncate(limit as usize);
     Ok(ApiJson(MessagePage { messages, has_more }))
+}
+
+/// The checks the WebSocket's `hello` makes, for a visitor's REST call: the page's `Origin`
+/// must be one of the site's allowed origins, and when the site verifies identities the call
+/// carries the claim (`X-Nexus-Identity-Id`, `X-Nexus-Identity-Hash`: hex HMAC-SHA256 of the
+/// id) and it must hold for this visitor. An unverified claim is refused, not ignored.
+async fn visitor_checks(
+    state: &AppState,
+    headers: &HeaderMap,
+    conversation: &crate::store::Conversation,
+    visitor: &crate::store::Visitor,
+) -> Result<(), AppError> {
+    let site = state
+        .store
+        .site(conversation.site_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Site"))?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if !crate::ws::origin_allowed(&site.settings.allowed_origins, header("origin")) {
+        return Err(AppError::new(
+            ErrorCode::OriginNotAllowed,
+            "This site does not allow the chat on this page.",
+        ));
+    }
+    let claim = header("x-nexus-identity-id").map(|id| nexus_shared::Identity {
+        id: id.to_owned(),
+        name: None,
+        email: None,
+        hash: header("x-nexus-identity-hash").map(str::to_owned),
+    });
+    if let Some(identity) = crate::ws::verify_identity(&site.settings, claim)?
+        && !state
+            .store
+            .set_visitor_identity(visitor.id, &identity.id, None, None)
+            .await?
+    {
+        return Err(AppError::new(
+            ErrorCode::IdentityInvalid,
+            "This conversation belongs to another identity.",
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/site`: the agent's site and its settings.
@@ -160,6 +210,7 @@ async fn update_site_settings(
     }
     let settings: SiteSettings = serde_json::from_value(serde_json::Value::Object(merged))
         .map_err(|e| AppError::new(ErrorCode::Validation, format!("Invalid settings: {e}")))?;
+    let settings = crate::webhooks::checked_settings(settings, &site.settings)?;
     state.store.update_site_settings(site.id, &settings).await?;
     Ok(ApiJson(settings.redacted()))
 }

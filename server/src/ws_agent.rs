@@ -70,6 +70,7 @@ impl AgentSession {
         let (live_tx, live_rx) = mpsc::channel(LIVE_QUEUE);
         let site_feed = forward(state.hub.subscribe_site(site.id), live_tx.clone(), None);
         let status = state.presence.connect(site.id, &user.agent_ref());
+        agent::start_idle_sweeper(state);
         agent::publish_presence(state, site.id, &user.agent_ref(), status);
         let welcome = Welcome {
             protocol_version: PROTOCOL_VERSION,
@@ -174,6 +175,7 @@ impl AgentSession {
         frame: ClientFrame,
     ) -> Result<Vec<ServerFrame>, ErrorBody> {
         let user = self.user.clone();
+        agent::touch(state, &user);
         match frame {
             ClientFrame::Watch { conversation_id } => self.watch(state, conversation_id).await,
             ClientFrame::Unwatch { conversation_id } => {
