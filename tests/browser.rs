@@ -4,6 +4,7 @@
 //! test` (and `.ci/run`) install them first.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -64,11 +65,14 @@ impl Browser {
         )
         .expect("chromium not found: run `cargo xtask setup` or set CHROME");
         let port = free_port();
+        // chromedriver and the Chromium it starts share a process group of their own, so that
+        // dropping the browser (also when a test panics) kills them all, not only the driver.
         let driver = Command::new(&driver_path)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
         let profile = tempfile::tempdir().expect("temp profile dir");
@@ -86,6 +90,8 @@ impl Browser {
                     "--disable-sync",
                     "--disable-quic",
                     "--no-first-run",
+                    "--disable-breakpad",
+                    "--disable-crash-reporter",
                     format!("--window-size={width},{height}"),
                     format!("--user-data-dir={}", profile.path().display()),
                 ]
@@ -98,7 +104,8 @@ impl Browser {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let url = format!("http://127.0.0.1:{port}");
         let mut last_error = None;
-        for _ in 0..100 {
+        // Up to 30 s: chromedriver starts slowly on a loaded 2-core machine.
+        for _ in 0..300 {
             match ClientBuilder::new(connector.clone())
                 .capabilities(caps.clone())
                 .connect(&url)
@@ -181,15 +188,123 @@ impl Browser {
         }
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Drop kills what is left of the process group.
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The whole group: chromedriver and every Chromium process it started.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A host page on its own origin (127.0.0.1, another port than the server's), as a customer's
+/// website embedding the widget: every request gets `html`. Stops when dropped.
+pub struct HostPage {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HostPage {
+    pub async fn serve(html: String) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let url = format!("http://{}/", listener.local_addr().expect("local addr"));
+        let html = std::sync::Arc::new(html);
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let html = html.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 2048];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n\
+                         content-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+                        html.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(html.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self { url, task }
+    }
+
+    /// A page with `body` (any hostile markup or CSS) and the embed snippet of `server` with
+    /// these extra `data-*` attributes (e.g. `data-locale="de"`).
+    pub async fn embed(server: &str, attributes: &str, head: &str) -> Self {
+        Self::serve(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>Host page</title>{head}</head><body><main><h1>A customer's website</h1>\
+             <p>Some text.</p></main>\
+             <script src=\"{server}/widget.js\" data-site=\"demo\" {attributes} async></script>\
+             </body></html>"
+        ))
+        .await
+    }
+}
+
+impl Drop for HostPage {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Browser {
+    /// Did the page fetch the widget's wasm yet?
+    pub async fn wasm_requested(&self) -> bool {
+        self.js(
+            "return performance.getEntriesByType('resource').some(e => e.name.endsWith('.wasm'));",
+            vec![],
+        )
+        .await
+        .as_bool()
+        .unwrap_or(false)
+    }
+
+    /// A Chrome DevTools Protocol command through chromedriver.
+    pub async fn cdp(&self, cmd: &str, params: serde_json::Value) -> serde_json::Value {
+        use fantoccini::wd::WebDriverCompatibleCommand;
+
+        #[derive(Debug)]
+        struct Cdp(serde_json::Value);
+        impl WebDriverCompatibleCommand for Cdp {
+            fn endpoint(
+                &self,
+                base_url: &url::Url,
+                session_id: Option<&str>,
+            ) -> Result<url::Url, url::ParseError> {
+                base_url.join(&format!(
+                    "session/{}/goog/cdp/execute",
+                    session_id.unwrap_or_default()
+                ))
+            }
+            fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+                (http::Method::POST, Some(self.0.to_string()))
+            }
+        }
+        self.client
+            .issue_cmd(Cdp(json!({"cmd": cmd, "params": params})))
+            .await
+            .unwrap_or_else(|e| panic!("CDP {cmd} failed: {e}"))
     }
 }

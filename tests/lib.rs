@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod browser;
+pub mod pg;
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
@@ -46,10 +47,22 @@ impl TestServer {
     }
 
     pub async fn start_with(db: &Path, widget_dir: &Path) -> Self {
+        Self::start_url(&format!("sqlite://{}", db.display()), widget_dir).await
+    }
+
+    /// Starts a server on the database at `database_url` (`sqlite://…` or `postgres://…`).
+    pub async fn start_url(database_url: &str, widget_dir: &Path) -> Self {
+        let any_port = "127.0.0.1:0".parse().expect("address");
+        Self::start_url_at(database_url, widget_dir, any_port).await
+    }
+
+    /// Like [`TestServer::start_url`], listening on `addr` (a restart on the same port).
+    pub async fn start_url_at(database_url: &str, widget_dir: &Path, addr: SocketAddr) -> Self {
         let config = Config {
-            addr: "127.0.0.1:0".parse().expect("address"),
-            database_url: format!("sqlite://{}", db.display()),
+            addr,
+            database_url: database_url.to_owned(),
             widget_dir: widget_dir.to_owned(),
+            model_dir: None,
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = build_state(&config, shutdown_rx)
@@ -57,7 +70,7 @@ impl TestServer {
             .expect("server state builds");
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
-            .expect("bind 127.0.0.1:0");
+            .expect("bind the test server's address");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let app_state = state.clone();

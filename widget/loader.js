@@ -1,7 +1,8 @@
 // Nexus Flow loader (served as widget.js). Embed with:
 //   <script src="https://YOUR-SERVER/widget.js" data-site="SITE_KEY" async></script>
 // Optional: data-server, data-color, data-position="left", data-greeting, data-locale,
-// data-open. It draws the launcher at once and loads the chat app only on the first click.
+// data-open, data-preload. It draws the launcher at once and loads the chat app only on the
+// first click (with data-preload: as soon as the browser is idle).
 // `cargo xtask widget` replaces the __NF_…__ names with the content-hashed file names and
 // strips comment lines and indentation: keep every statement on lines of its own.
 (function () {
@@ -27,6 +28,8 @@
   var launcher;
   var loading;
   var ready = false;
+  // The last NexusFlow.identify() claim, for the app's hello.
+  var identity = null;
 
   function asset(name) {
     return new URL(name, base).href;
@@ -65,7 +68,8 @@
             position: data.position || null,
             greeting: data.greeting || null,
             locale: data.locale || null,
-            open: wantOpen
+            open: wantOpen,
+            identity: identity
           });
           // The app draws its own launcher.
           launcherRoot.remove();
@@ -93,7 +97,9 @@
   }
 
   function draw() {
-    var host = d.createElement('div');
+    // A custom element, not a div: page rules for `div` (even `display: none !important`)
+    // do not match it, and the stylesheet's :host rules outrank the rest.
+    var host = d.createElement('nexus-flow-widget');
     host.id = 'nexus-flow-root';
     if (data.color) {
       host.style.setProperty('--nf-color', data.color);
@@ -139,6 +145,14 @@
     }
     if (wantOpen) {
       load();
+    } else if (data.preload !== undefined && data.preload !== 'false') {
+      // Fetch and start the app when the browser has nothing better to do.
+      var idle = w.requestIdleCallback || function (fn) {
+        return setTimeout(fn, 1500);
+      };
+      idle(function () {
+        load();
+      }, { timeout: 4000 });
     }
   }
 
@@ -151,6 +165,19 @@
       wantOpen = false;
       if (ready) {
         command('close');
+      }
+    },
+    // {id, name, email, hash}: hash is the hex HMAC-SHA256 of id with the site's identity
+    // secret, computed by the site's server. A connected chat reconnects as that person.
+    identify: function (user) {
+      identity = user && user.id ? {
+        id: String(user.id),
+        name: user.name ? String(user.name) : null,
+        email: user.email ? String(user.email) : null,
+        hash: user.hash ? String(user.hash) : null
+      } : null;
+      if (ready) {
+        mountEl.dispatchEvent(new CustomEvent('nexus-flow:identify', { detail: identity }));
       }
     },
     on: function (type, fn) {

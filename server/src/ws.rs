@@ -828,11 +828,8 @@ impl VisitorSession {
                 helpful,
             } => {
                 chat::visitor_conversation(state, &self.visitor, conversation_id).await?;
-                state
-                    .store
-                    .record_feedback(conversation_id, message_id, helpful)
-                    .await
-                    .map_err(|e| store_error_body(&e))?;
+                crate::learn::feedback(state, &self.site, conversation_id, message_id, helpful)
+                    .await?;
                 Ok(vec![])
             }
             ClientFrame::Csat {
@@ -886,6 +883,9 @@ impl VisitorSession {
             } => {
                 chat::leave_email(state, &self.visitor, conversation_id, &email).await?;
                 Ok(self.after_post(state, conversation_id).await)
+            }
+            ClientFrame::ListConversations => {
+                Ok(vec![visitor_conversations(state, &self.visitor).await?])
             }
             ClientFrame::Ping => Ok(vec![ServerFrame::Pong]),
             ClientFrame::Hello(_) => Err(ErrorBody::new(
@@ -941,4 +941,35 @@ pub(crate) fn state_frame(conversation: &crate::store::Conversation) -> ServerFr
             .then(|| conversation.handoff_reason.clone())
             .flatten(),
     }
+}
+
+/// How many of a visitor's conversations `list_conversations` returns.
+const VISITOR_CONVERSATIONS: u32 = 20;
+/// Characters of the last message shown as a conversation's preview.
+const PREVIEW_CHARS: usize = 140;
+
+/// The `conversations` frame: the visitor's own conversations, newest first, each with its
+/// last message as the preview.
+async fn visitor_conversations(
+    state: &AppState,
+    visitor: &Visitor,
+) -> Result<ServerFrame, ErrorBody> {
+    let store = state.store.as_ref();
+    let fail = |e| store_error_body(&e);
+    let mut conversations = Vec::new();
+    for c in store
+        .visitor_conversations(visitor.id, VISITOR_CONVERSATIONS)
+        .await
+        .map_err(fail)?
+    {
+        let preview = store
+            .last_messages(c.id, 1)
+            .await
+            .map_err(fail)?
+            .pop()
+            .map(|m| m.body.chars().take(PREVIEW_CHARS).collect())
+            .unwrap_or_default();
+        conversations.push(c.summary(preview, visitor.info.clone()));
+    }
+    Ok(ServerFrame::Conversations { conversations })
 }

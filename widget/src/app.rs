@@ -19,7 +19,7 @@ use crate::browser;
 use crate::config::safe_color;
 use crate::connection::Client;
 use crate::i18n;
-use crate::model::{Delivery, Entry};
+use crate::model::{Chat, Delivery, Entry};
 
 /// A click handler, boxed on purpose: tachys then attaches every click handler with one copy
 /// of its code instead of one per closure.
@@ -89,7 +89,7 @@ pub fn App(client: Client, host: web_sys::EventTarget) -> impl IntoView {
                 class="nf-launcher"
                 data-testid="launcher"
                 node_ref=launcher
-                aria-label=move || if open.get() { i18n::CLOSE_CHAT } else { i18n::OPEN_CHAT }
+                aria-label=move || if open.get() { i18n::t().close_chat } else { i18n::t().open_chat }
                 aria-expanded=move || if open.get() { "true" } else { "false" }
                 on:click=click(move |_| open.update(|o| *o = !*o))
             >
@@ -128,13 +128,18 @@ fn Panel(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
         let client = client.clone();
         move |_| client.request_human()
     };
+    let history = {
+        let client = client.clone();
+        click(move |_| client.show_history())
+    };
 
     view! {
         <section
             class="nf-panel"
+            data-flags=move || chat.with(Chat::flags)
             data-testid="panel"
             role="dialog"
-            aria-label=move || format!("Chat with {}", assistant())
+            aria-label=move || i18n::fill(i18n::t().chat_with, &assistant())
             hidden=move || !open.get()
             on:keydown=on_keydown
         >
@@ -161,20 +166,27 @@ fn Panel(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
                     <span class="nf-dot" aria-hidden="true"></span>
                     {move || status.get().text()}
                 </span>
-                <button class="nf-close" aria-label=i18n::CLOSE_CHAT on:click=click(move |_| open.set(false))>
+                <button class="nf-close" data-testid="history" aria-label=i18n::t().history on:click=history>
+                    <svg viewBox="0 0 24 24" aria-hidden="true">
+                        <path d="M4 6h16M4 12h16M4 18h10" />
+                    </svg>
+                </button>
+                <button class="nf-close" aria-label=i18n::t().close_chat on:click=click(move |_| open.set(false))>
                     <svg viewBox="0 0 24 24" aria-hidden="true">
                         <path d="M6 6l12 12M18 6L6 18" />
                     </svg>
                 </button>
             </header>
+            <History client=client.clone() />
             <Banner client=client.clone() />
             <Timeline client=client.clone() />
             <Csat client=client.clone() />
-            <div class="nf-notice" role="alert" hidden=move || notice().is_none()>
+            <EmailForm client=client.clone() />
+            <div class="nf-notice" role="alert">
                 <span>{move || notice().unwrap_or_default()}</span>
                 <button
                     class="nf-dismiss"
-                    aria-label=i18n::DISMISS
+                    aria-label=i18n::t().dismiss
                     on:click=click(move |_| chat.update(|c| c.notice = None))
                 >
                     "×"
@@ -184,7 +196,7 @@ fn Panel(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
                 <button
                     class="nf-human"
                     data-testid="talk-to-human"
-                    aria-label=i18n::TALK_TO_HUMAN
+                    aria-label=i18n::t().talk_to_human
                     disabled=move || {
                         chat.with(|c| {
                             matches!(c.state(), ConversationState::Waiting | ConversationState::Human)
@@ -192,7 +204,7 @@ fn Panel(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
                     }
                     on:click=click(ask_human)
                 >
-                    {i18n::TALK_TO_HUMAN}
+                    {i18n::t().talk_to_human}
                 </button>
             </div>
             <Composer client=client input=input />
@@ -211,10 +223,10 @@ fn Banner(client: Client) -> impl IntoView {
             let (text, queue) = match state {
                 ConversationState::Waiting => (
                     i18n::waiting_banner(c.reason.as_ref()),
-                    c.queue_position.map(i18n::queue_text),
+                    c.queue_position.map(|p| i18n::fill(i18n::t().queue, &p.to_string())),
                 ),
                 ConversationState::Human => (
-                    i18n::joined_banner(c.assignee.as_ref().map_or("A person", |a| a.name.as_str())),
+                    i18n::fill(i18n::t().joined, c.assignee.as_ref().map_or(i18n::t().a_person, |a| a.name.as_str())),
                     None,
                 ),
                 _ => return None,
@@ -242,6 +254,7 @@ fn Timeline(client: Client) -> impl IntoView {
                 c.entries.len(),
                 c.typing.is_some(),
                 c.offline_note.is_some(),
+                c.streaming.as_ref().map(String::len),
             )
         });
         if let Some(el) = scroller.get_untracked() {
@@ -261,21 +274,16 @@ fn Timeline(client: Client) -> impl IntoView {
     let typing = move || {
         chat.with(|c| {
             c.typing.as_ref().map(|author| match author {
-                Author::Agent(agent) => format!("{} {}", agent.name, i18n::TYPING),
-                _ => format!("{} {}", c.assistant_name(), i18n::TYPING),
+                Author::Agent(agent) => i18n::fill(i18n::t().typing, &agent.name),
+                _ => i18n::fill(i18n::t().typing, c.assistant_name()),
             })
         })
     };
 
     view! {
         <div class="nf-scroll" node_ref=scroller>
-            <ol class="nf-messages" aria-live="polite" aria-label=i18n::MESSAGES>
-                <li
-                    class="nf-msg nf-ai"
-                    data-testid="greeting"
-                    data-author="ai"
-                    hidden=move || chat.with(|c| c.show_greeting != Some(true))
-                >
+            <ol class="nf-messages" aria-live="polite" aria-label=i18n::t().messages>
+                <li class="nf-msg nf-ai nf-greeting" data-testid="greeting" data-author="ai">
                     <div class="nf-meta">
                         <span class="nf-author">{move || chat.with(|c| c.assistant_name().to_owned())}</span>
                     </div>
@@ -289,10 +297,13 @@ fn Timeline(client: Client) -> impl IntoView {
                     children=move |(entry, _)| view! { <Row client=client.clone() entry=entry /> }
                 />
             </ol>
-            <p class="nf-offline" hidden=move || offline().is_none()>
+            <p class="nf-msg nf-ai nf-streaming" data-testid="streaming" data-author="ai">
+                <span class="nf-bubble">{move || chat.with(|c| c.streaming.clone())}</span>
+            </p>
+            <p class="nf-offline">
                 {move || offline().unwrap_or_default()}
             </p>
-            <p class="nf-typing" hidden=move || typing().is_none()>
+            <p class="nf-typing">
                 <span class="nf-dots" aria-hidden="true">
                     <i></i>
                     <i></i>
@@ -318,9 +329,9 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
     };
     let time = browser::format_time(entry.created_at, client.config.locale.as_deref());
     let (delivery, note) = match entry.delivery {
-        Delivery::Pending => ("pending", i18n::SENDING),
+        Delivery::Pending => ("pending", i18n::t().sending),
         Delivery::Sent => ("sent", ""),
-        Delivery::Failed => ("failed", i18n::NOT_SENT),
+        Delivery::Failed => ("failed", i18n::t().not_sent),
     };
     let retry = {
         let id = entry.client_msg_id.clone().unwrap_or_default();
@@ -372,7 +383,7 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
             </div>
             <div class="nf-bubble">{entry.body}</div>
             <p class="nf-source" hidden=no_source>
-                {i18n::SOURCE}
+                {i18n::t().source}
                 " "
                 {entry.source.unwrap_or_default()}
             </p>
@@ -380,7 +391,7 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
                 <button
                     class="nf-thumb"
                     data-testid="feedback-up"
-                    aria-label=i18n::HELPFUL
+                    aria-label=i18n::t().helpful
                     aria-pressed=pressed(1)
                     on:click=rate(true)
                 >
@@ -389,14 +400,14 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
                 <button
                     class="nf-thumb"
                     data-testid="feedback-down"
-                    aria-label=i18n::NOT_HELPFUL
+                    aria-label=i18n::t().not_helpful
                     aria-pressed=pressed(2)
                     on:click=rate(false)
                 >
                     "👎"
                 </button>
                 <button class="nf-human" hidden=move || helpful.get() != 2 on:click=ask_human>
-                    {i18n::TALK_TO_HUMAN}
+                    {i18n::t().talk_to_human}
                 </button>
             </div>
             <div class="nf-choices" role="group" hidden=no_choices>
@@ -405,7 +416,7 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
             <p class="nf-delivery" hidden=note.is_empty()>
                 {note}
                 <button class="nf-retry" hidden=delivery != "failed" on:click=click(retry)>
-                    {i18n::RETRY}
+                    {i18n::t().retry}
                 </button>
             </p>
         </li>
@@ -416,7 +427,6 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
 /// Writing again reopens the conversation and hides it.
 #[component]
 fn Csat(client: Client) -> impl IntoView {
-    let chat = client.chat;
     let score = RwSignal::new(0u32);
     let sent = RwSignal::new(false);
     let comment: NodeRef<html::Textarea> = NodeRef::new();
@@ -428,7 +438,7 @@ fn Csat(client: Client) -> impl IntoView {
                 <button
                     class="nf-star"
                     data-score=text
-                    aria-label=i18n::STARS[n as usize - 1]
+                    aria-label=i18n::fill(i18n::t().star, text)
                     aria-pressed=move || if score.get() == n { "true" } else { "false" }
                     on:click=click(move |_| score.set(n))
                 >
@@ -450,18 +460,17 @@ fn Csat(client: Client) -> impl IntoView {
             class="nf-csat"
             data-testid="csat"
             role="group"
-            aria-label=i18n::CSAT_QUESTION
-            hidden=move || chat.with(|c| c.state() != ConversationState::Resolved)
+            aria-label=i18n::t().csat_question
         >
             <div hidden=move || sent.get()>
-                <p>{i18n::CSAT_QUESTION}</p>
+                <p>{i18n::t().csat_question}</p>
                 <div class="nf-stars">{stars}</div>
                 <textarea
                     class="nf-input"
                     node_ref=comment
                     rows="1"
-                    aria-label=i18n::CSAT_COMMENT
-                    placeholder=i18n::CSAT_COMMENT
+                    aria-label=i18n::t().csat_comment
+                    placeholder=i18n::t().csat_comment
                 ></textarea>
                 <button
                     class="nf-human"
@@ -469,13 +478,105 @@ fn Csat(client: Client) -> impl IntoView {
                     disabled=move || score.get() == 0
                     on:click=send
                 >
-                    {i18n::CSAT_SEND}
+                    {i18n::t().csat_send}
                 </button>
             </div>
             <p data-testid="csat-thanks" hidden=move || !sent.get()>
-                {i18n::CSAT_THANKS}
+                {i18n::t().csat_thanks}
             </p>
         </div>
+    }
+}
+
+/// The visitor's conversations: open an older one (a closed one reopens when written to) or
+/// start a new one. While it is shown, CSS hides the rest of the panel but the header.
+///
+/// The entries are plain DOM written by one effect, with one click handler on the list that
+/// reads the entry's `data-id`: a reactive list per entry would cost the bundle kilobytes.
+#[component]
+fn History(client: Client) -> impl IntoView {
+    let chat = client.chat;
+    let t = i18n::t();
+    let list: NodeRef<html::Ol> = NodeRef::new();
+    let locale = client.config.locale.clone();
+    Effect::new(move |_| {
+        let Some(ol) = list.get() else {
+            return;
+        };
+        chat.with(|c| {
+            let entries = c.history.as_deref().unwrap_or_default();
+            let lines = entries.iter().filter(|s| s.last_seq > 0).map(|s| {
+                (
+                    crate::wire::uuid_string(&s.id),
+                    browser::format_date(s.updated_at, locale.as_deref())
+                        + " · "
+                        + i18n::state_label(s.state),
+                    s.preview.as_str(),
+                )
+            });
+            browser::fill_list(&ol, lines);
+        });
+    });
+    let start = {
+        let client = client.clone();
+        click(move |_| client.switch_to(None))
+    };
+    let pick = click(move |ev| {
+        if let Some(id) = browser::clicked_id(&ev)
+            .as_deref()
+            .and_then(crate::wire::parse_uuid)
+        {
+            client.switch_to(Some(id));
+        }
+    });
+    view! {
+        <div class="nf-history" data-testid="history-list">
+            <h3>{t.history}</h3>
+            <ol node_ref=list on:click=pick></ol>
+            <button class="nf-human" data-testid="new-conversation" on:click=start>
+                {t.new_conversation}
+            </button>
+        </div>
+    }
+}
+
+/// Nobody online: the visitor may leave an email; then a confirmation. The `offline` note
+/// above says when to expect the answer.
+#[component]
+fn EmailForm(client: Client) -> impl IntoView {
+    let chat = client.chat;
+    let field: NodeRef<html::Input> = NodeRef::new();
+    let t = i18n::t();
+    view! {
+        <form
+            class="nf-email"
+            data-testid="offline-email"
+            novalidate="novalidate"
+            on:submit=move |ev| {
+                ev.prevent_default();
+                if let Some(el) = field.get_untracked() {
+                    client.leave_email(&el.value());
+                }
+            }
+        >
+            <label>
+                {t.email_ask}
+                <input
+                    class="nf-input"
+                    type="email"
+                    data-testid="email-input"
+                    autocomplete="email"
+                    placeholder=t.email_label
+                    node_ref=field
+                />
+            </label>
+            <button class="nf-human" type="submit" data-testid="email-send">
+                {t.email_send}
+            </button>
+        </form>
+        <p class="nf-email" data-testid="email-thanks" role="status">
+            {move || chat.with(|c| c.email_left.as_deref().map(|e| i18n::fill(t.email_thanks, e)))}
+        </p>
     }
 }
 
@@ -530,12 +631,12 @@ fn Composer(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
                 data-testid="input"
                 node_ref=input
                 rows="1"
-                aria-label=i18n::INPUT_LABEL
-                placeholder=i18n::PLACEHOLDER
+                aria-label=i18n::t().input_label
+                placeholder=i18n::t().placeholder
                 on:keydown=on_keydown
                 on:input=on_input
             ></textarea>
-            <button class="nf-send" type="submit" data-testid="send" aria-label=i18n::SEND>
+            <button class="nf-send" type="submit" data-testid="send" aria-label=i18n::t().send>
                 <svg viewBox="0 0 24 24" aria-hidden="true">
                     <path d="M4 12l16-8-6 16-2-7z" />
                 </svg>

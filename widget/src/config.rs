@@ -1,6 +1,8 @@
 //! What the loader (`widget.js`) passes to [`crate::mount`]: the script tag's `data-*`
 //! attributes, as a plain object.
 
+use nexus_shared::Identity;
+
 use crate::wire::{Json, flag, string};
 
 /// The widget's configuration.
@@ -21,6 +23,8 @@ pub struct Config {
     pub locale: Option<String>,
     /// Open the panel as soon as the app is mounted.
     pub open: bool,
+    /// Who the visitor is (`NexusFlow.identify()` before the app loaded).
+    pub identity: Option<Identity>,
 }
 
 impl Config {
@@ -35,6 +39,7 @@ impl Config {
             greeting: nonempty("greeting"),
             locale: nonempty("locale"),
             open: flag(v, "open").unwrap_or(false),
+            identity: v.get("identity").as_ref().and_then(identity),
         })
     }
 
@@ -51,6 +56,16 @@ impl Config {
     pub fn token_key(&self) -> String {
         format!("nexus-flow:{}:visitor", self.site)
     }
+}
+
+/// `{id, name?, email?, hash?}`, as `NexusFlow.identify()` takes it.
+pub fn identity<J: Json>(v: &J) -> Option<Identity> {
+    Some(Identity {
+        id: string(v, "id").filter(|id| !id.is_empty())?,
+        name: string(v, "name"),
+        email: string(v, "email"),
+        hash: string(v, "hash"),
+    })
 }
 
 /// See [`Config::ws_url`].

@@ -6,15 +6,13 @@
 use std::sync::Arc;
 
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use futures_util::StreamExt;
 use futures_util::future::{self, Either};
-use futures_util::{SinkExt, StreamExt};
-use gloo_net::websocket::futures::WebSocket;
-use gloo_net::websocket::{Message as WsMessage, State, WebSocketError};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use nexus_shared::{
-    Auth, Author, ClientFrame, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, ServerFrame,
-    validate_body,
+    Auth, Author, ClientFrame, ErrorBody, ErrorCode, Hello, Identity, PROTOCOL_VERSION,
+    ServerFrame, validate_body,
 };
 use uuid::Uuid;
 
@@ -52,10 +50,10 @@ pub enum Status {
 impl Status {
     pub fn text(self) -> &'static str {
         match self {
-            Self::Connecting => i18n::STATUS_CONNECTING,
-            Self::Online => i18n::STATUS_ONLINE,
-            Self::Offline => i18n::STATUS_OFFLINE,
-            Self::Unavailable => "offline",
+            Self::Connecting => i18n::t().status_connecting,
+            Self::Online => i18n::t().status_online,
+            Self::Offline => i18n::t().status_offline,
+            Self::Unavailable => i18n::t().status_unavailable,
         }
     }
 
@@ -79,6 +77,8 @@ pub enum Command {
     Deliver(String),
     /// Send this frame once connected.
     Frame(ClientFrame),
+    /// `NexusFlow.identify()`: say hello again as this person (`None`: as a guest).
+    Identify(Option<Identity>),
 }
 
 /// The view's handle on the conversation: reactive state plus a way to reach the socket.
@@ -184,6 +184,36 @@ impl Client {
         });
     }
 
+    /// `NexusFlow.identify()`: the chat continues as this person once the server checks the
+    /// claim.
+    pub fn identify(&self, identity: Option<Identity>) {
+        self.command(Command::Identify(identity));
+    }
+
+    /// Shows the history list and asks the server for it.
+    pub fn show_history(&self) {
+        self.chat.update(|c| c.history = Some(Vec::new()));
+        self.command(Command::Frame(ClientFrame::ListConversations));
+    }
+
+    /// Opens conversation `id` from the history list, or a new one (`None`).
+    pub fn switch_to(&self, id: Option<Uuid>) {
+        let mut frame = None;
+        self.chat.update(|c| frame = Some(c.switch_to(id)));
+        if let Some(frame) = frame {
+            self.command(Command::Frame(frame));
+        }
+    }
+
+    /// Leaves an email for the team (nobody online).
+    pub fn leave_email(&self, email: &str) {
+        let mut frame = None;
+        self.chat.update(|c| frame = c.leave_email(email));
+        if let Some(frame) = frame {
+            self.command(Command::Frame(frame));
+        }
+    }
+
     /// Tells the other side whether the visitor is typing.
     pub fn typing(&self, typing: bool) {
         self.to_conversation(|conversation_id| ClientFrame::Typing {
@@ -200,7 +230,7 @@ impl Client {
         match frame {
             Some(frame) => self.command(Command::Frame(frame)),
             None => {
-                self.send_text(i18n::TALK_TO_HUMAN_BODY);
+                self.send_text(i18n::t().talk_to_human_body);
             }
         }
     }
@@ -222,14 +252,18 @@ enum Outcome {
     Dropped { welcomed: bool },
     /// The server will never accept this widget here (or the widget is gone): stop.
     Fatal,
+    /// Connect again at once, as this person (`None`: as a guest).
+    Identify(Option<Identity>),
 }
 
 /// Runs the connection for the life of the page. Waits for [`Command::Start`] first.
 pub async fn run(client: Client, mut rx: UnboundedReceiver<Command>, host: web_sys::EventTarget) {
     let mut early = Vec::new();
+    let mut identity = client.config.identity.clone();
     loop {
         match rx.next().await {
             Some(Command::Start) => break,
+            Some(Command::Identify(who)) => identity = who,
             Some(cmd) => early.push(cmd),
             None => return,
         }
@@ -237,7 +271,7 @@ pub async fn run(client: Client, mut rx: UnboundedReceiver<Command>, host: web_s
     let mut attempt = 0;
     loop {
         client.status.set(Status::Connecting);
-        match session(&client, &mut rx, &host, &mut early).await {
+        match session(&client, &mut rx, &host, &mut early, identity.clone()).await {
             Outcome::Fatal => {
                 client.status.set(Status::Unavailable);
                 return;
@@ -247,6 +281,17 @@ pub async fn run(client: Client, mut rx: UnboundedReceiver<Command>, host: web_s
                     attempt = 0;
                 }
             }
+            Outcome::Identify(who) => {
+                if who != identity {
+                    // Whoever the server finds may have other conversations: start clean.
+                    if who.is_some() {
+                        client.chat.update(Chat::reset);
+                    }
+                    identity = who;
+                }
+                attempt = 0;
+                continue;
+            }
         }
         client.status.set(Status::Offline);
         TimeoutFuture::new(backoff_ms(attempt, browser::random_unit())).await;
@@ -255,7 +300,8 @@ pub async fn run(client: Client, mut rx: UnboundedReceiver<Command>, host: web_s
 }
 
 enum Event {
-    In(Option<Result<WsMessage, WebSocketError>>),
+    /// A text frame, or `None` when the socket closed or failed.
+    In(Option<String>),
     Cmd(Option<Command>),
     Tick,
 }
@@ -267,21 +313,22 @@ async fn session(
     rx: &mut UnboundedReceiver<Command>,
     host: &web_sys::EventTarget,
     early: &mut Vec<Command>,
+    identity: Option<Identity>,
 ) -> Outcome {
     let dropped = Outcome::Dropped { welcomed: false };
-    let Ok(mut ws) = WebSocket::open(&client.config.ws_url()) else {
+    let Some(mut ws) = Socket::open(&client.config.ws_url()) else {
         return dropped;
     };
     // Writing waits for the socket to open; wait here instead, bounded, so that a server that
     // never answers cannot hang us.
     let started = browser::now() as f64;
-    while matches!(ws.state(), State::Connecting) {
+    while ws.state() == Socket::CONNECTING {
         if browser::now() as f64 - started > CONNECT_TIMEOUT_MS {
             return dropped;
         }
         TimeoutFuture::new(50).await;
     }
-    if !matches!(ws.state(), State::Open) {
+    if ws.state() != Socket::OPEN {
         return dropped;
     }
 
@@ -296,7 +343,7 @@ async fn session(
             site_key: client.config.site.clone(),
             visitor_token: token.clone(),
             conversation_id: known_conversation,
-            identity: None,
+            identity,
             page_url: browser::page_url(),
             locale: client
                 .config
@@ -321,15 +368,15 @@ async fn session(
     loop {
         for frame in std::mem::take(&mut s.out) {
             if let Some(text) = wire::encode(&frame) {
-                if ws.send(WsMessage::Text(text)).await.is_err() {
+                if !ws.send(&text) {
                     return s.dropped();
                 }
                 last_sent = browser::now() as f64;
             }
         }
-        let next = future::select(ws.next(), rx.next());
+        let next = future::select(ws.incoming.next(), rx.next());
         let event = match future::select(next, TimeoutFuture::new(TICK_MS)).await {
-            Either::Left((Either::Left((incoming, _)), _)) => Event::In(incoming),
+            Either::Left((Either::Left((incoming, _)), _)) => Event::In(incoming.flatten()),
             Either::Left((Either::Right((cmd, _)), _)) => Event::Cmd(cmd),
             Either::Right(_) => Event::Tick,
         };
@@ -339,7 +386,7 @@ async fn session(
             client.chat.update(|c| c.typing = None);
         }
         match event {
-            Event::In(Some(Ok(WsMessage::Text(text)))) => {
+            Event::In(Some(text)) => {
                 last_heard = now;
                 // Frames this widget does not know (a newer server's) are skipped.
                 if let Some(frame) = wire::parse(&text)
@@ -348,8 +395,8 @@ async fn session(
                     return outcome;
                 }
             }
-            Event::In(Some(Ok(WsMessage::Bytes(_)))) => {}
             Event::In(_) => return s.dropped(),
+            Event::Cmd(Some(Command::Identify(who))) => return Outcome::Identify(who),
             Event::Cmd(Some(cmd)) if s.welcomed => s.command(cmd),
             Event::Cmd(Some(cmd)) => early.push(cmd),
             Event::Cmd(None) => return Outcome::Fatal,
@@ -367,6 +414,68 @@ async fn session(
                 }
             }
         }
+    }
+}
+
+/// A browser `WebSocket` whose text frames arrive on a channel (`None` once it closed or
+/// failed). Closed when dropped. Written against `web_sys` directly: a general-purpose
+/// wrapper (binary frames, `Sink`/`Stream` impls, error types) costs the bundle kilobytes.
+struct Socket {
+    ws: web_sys::WebSocket,
+    incoming: UnboundedReceiver<Option<String>>,
+    _handlers: [wasm_bindgen::closure::Closure<dyn FnMut(wasm_bindgen::JsValue)>; 2],
+}
+
+impl Socket {
+    const CONNECTING: u16 = 0;
+    const OPEN: u16 = 1;
+
+    fn open(url: &str) -> Option<Self> {
+        use wasm_bindgen::JsCast;
+        use wasm_bindgen::closure::Closure;
+
+        let ws = web_sys::WebSocket::new(url).ok()?;
+        let (tx, incoming) = futures_channel::mpsc::unbounded();
+        let on_message = {
+            let tx = tx.clone();
+            Closure::<dyn FnMut(wasm_bindgen::JsValue)>::new(move |event: wasm_bindgen::JsValue| {
+                if let Some(text) = js_sys::Reflect::get(&event, &"data".into())
+                    .ok()
+                    .and_then(|d| d.as_string())
+                {
+                    let _ = tx.unbounded_send(Some(text));
+                }
+            })
+        };
+        let on_end = Closure::<dyn FnMut(wasm_bindgen::JsValue)>::new(move |_| {
+            let _ = tx.unbounded_send(None);
+        });
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_end.as_ref().unchecked_ref()));
+        ws.set_onerror(Some(on_end.as_ref().unchecked_ref()));
+        Some(Self {
+            ws,
+            incoming,
+            _handlers: [on_message, on_end],
+        })
+    }
+
+    fn state(&self) -> u16 {
+        self.ws.ready_state()
+    }
+
+    /// Queues a text frame; false when the socket is not open.
+    fn send(&self, text: &str) -> bool {
+        self.state() == Self::OPEN && self.ws.send_with_str(text).is_ok()
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.ws.set_onerror(None);
+        let _ = self.ws.close();
     }
 }
 
@@ -397,7 +506,7 @@ impl Session<'_> {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Start => {}
+            Command::Start | Command::Identify(_) => {}
             Command::Deliver(id) => self.deliver(id),
             Command::Frame(frame) => self.out.push(frame),
         }
@@ -436,6 +545,7 @@ impl Session<'_> {
                             | ErrorCode::OriginNotAllowed
                             | ErrorCode::UnsupportedVersion
                     );
+                    let refused_identity = err.code == ErrorCode::IdentityInvalid;
                     if !fatal && self.had_token && err.code == ErrorCode::Unauthorized {
                         // A token from another server, or an expired one: start afresh.
                         browser::forget(&self.token_key);
@@ -443,6 +553,10 @@ impl Session<'_> {
                         chat.update(|c| {
                             c.apply(ServerFrame::Error(err));
                         });
+                    }
+                    if refused_identity {
+                        // Said and shown; carry on as a guest.
+                        return Some(Outcome::Identify(None));
                     }
                     return Some(if fatal {
                         Outcome::Fatal

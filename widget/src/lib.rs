@@ -38,9 +38,15 @@ pub fn mount(root: web_sys::HtmlElement, config: JsValue) -> Result<(), JsValue>
     use crate::config::Config;
     use crate::connection::Client;
 
-    console_error_panic_hook::set_once();
     let config = Arc::new(Config::read(&config).map_err(|e| JsValue::from_str(&e))?);
     let open_now = config.open;
+    i18n::set_locale(
+        config
+            .locale
+            .clone()
+            .or_else(browser::browser_locale)
+            .as_deref(),
+    );
 
     let (client, commands) = Client::new(config);
     let host: web_sys::EventTarget = root.clone().into();
@@ -51,6 +57,11 @@ pub fn mount(root: web_sys::HtmlElement, config: JsValue) -> Result<(), JsValue>
         "close" => open.set(false),
         "toggle" => open.update(|o| *o = !*o),
         _ => {}
+    });
+
+    let identify = client.clone();
+    browser::on_event(&host, browser::IDENTIFY, move |detail| {
+        identify.identify(config::identity(&detail));
     });
 
     let (app_client, app_host) = (client.clone(), host.clone());

@@ -6,8 +6,9 @@
 //! the rules (deduplication, acks, state changes) testable natively with `cargo test`.
 
 use nexus_shared::{
-    AgentRef, Author, Choice, ClientFrame, ConversationState, ConversationView, ErrorBody,
-    HandoffReason, Message, Millis, ServerFrame, SiteInfo, Transition, Welcome,
+    AgentRef, Author, Choice, ClientFrame, ConversationState, ConversationSummary,
+    ConversationView, ErrorBody, HandoffReason, Message, Millis, ServerFrame, SiteInfo, Transition,
+    Welcome,
 };
 use uuid::Uuid;
 
@@ -97,6 +98,12 @@ pub struct Chat {
     pub notice: Option<Notice>,
     /// "We'll be back at 9:00"-style message from an `offline` frame.
     pub offline_note: Option<String>,
+    /// The address the visitor left after an `offline` frame, once sent.
+    pub email_left: Option<String>,
+    /// The AI's reply as produced so far (`streaming` frames), until its message arrives.
+    pub streaming: Option<String>,
+    /// The history list, while it is on screen (empty until the server answers).
+    pub history: Option<Vec<ConversationSummary>>,
     /// Someone other than the visitor is typing.
     pub typing: Option<Author>,
     /// Decided on the first `welcome`: the conversation was empty, so the greeting is shown.
@@ -116,17 +123,43 @@ impl Chat {
         self.state.unwrap_or(ConversationState::Ai)
     }
 
+    /// What the panel shows besides the timeline, as the panel's `data-flags` tokens: the
+    /// stylesheet shows and hides the parts with them (one reactive attribute instead of
+    /// one per part).
+    pub fn flags(&self) -> String {
+        let on = [
+            (self.show_greeting == Some(true), "greeting"),
+            (self.streaming.is_some(), "streaming"),
+            (self.offline_note.is_some(), "offline"),
+            (
+                self.offline_note.is_some() && self.email_left.is_none(),
+                "ask-email",
+            ),
+            (self.email_left.is_some(), "email-left"),
+            (self.typing.is_some(), "typing"),
+            (self.state() == ConversationState::Resolved, "resolved"),
+            (self.notice.is_some(), "notice"),
+            (self.history.is_some(), "history"),
+        ];
+        let mut flags = String::new();
+        for (_, name) in on.iter().filter(|(set, _)| *set) {
+            flags.push_str(name);
+            flags.push(' ');
+        }
+        flags
+    }
+
     /// The assistant's name, as the site calls it.
     pub fn assistant_name(&self) -> &str {
         self.site
             .as_ref()
-            .map_or(i18n::DEFAULT_ASSISTANT, |s| s.assistant_name.as_str())
+            .map_or(i18n::t().default_assistant, |s| s.assistant_name.as_str())
     }
 
     /// The greeting: the page's (`data-greeting`), else the site's.
     pub fn greeting<'a>(&'a self, page: Option<&'a str>) -> &'a str {
         page.or(self.site.as_ref().map(|s| s.greeting.as_str()))
-            .unwrap_or(i18n::DEFAULT_GREETING)
+            .unwrap_or(i18n::t().default_greeting)
     }
 
     /// Applies `welcome`. Returns the visitor token to keep.
@@ -168,6 +201,41 @@ impl Chat {
         if view.state != ConversationState::Waiting {
             self.queue_position = None;
             self.reason = None;
+        }
+    }
+
+    /// Forgets the conversation on screen (another person signed in), keeping the site, the
+    /// notice and what is still unsent.
+    pub fn reset(&mut self) {
+        self.entries.retain(|e| e.seq.is_none());
+        self.conversation_id = None;
+        self.last_seq = 0;
+        self.state_seq = 0;
+        self.state = None;
+        self.assignee = None;
+        self.reason = None;
+        self.queue_position = None;
+        self.offline_note = None;
+        self.email_left = None;
+        self.streaming = None;
+        self.typing = None;
+        self.show_greeting = None;
+        self.human_requested = false;
+    }
+
+    /// Leaves the history list for the conversation `id` (`None`: a new one, once the server
+    /// made it). Returns the frame that fetches it.
+    pub fn switch_to(&mut self, id: Option<Uuid>) -> ClientFrame {
+        self.reset();
+        self.history = None;
+        self.show_greeting = Some(id.is_none());
+        self.conversation_id = id;
+        match id {
+            Some(conversation_id) => ClientFrame::Resume {
+                conversation_id,
+                after_seq: 0,
+            },
+            None => ClientFrame::NewConversation,
         }
     }
 
@@ -289,6 +357,9 @@ impl Chat {
                 if self.typing.as_ref() == Some(&m.author) {
                     self.typing = None;
                 }
+                if m.author == Author::Ai {
+                    self.streaming = None;
+                }
                 self.upsert(m);
             }
             ServerFrame::History {
@@ -353,9 +424,18 @@ impl Chat {
                 }
             }
             ServerFrame::Typing { author, typing, .. } if author != Author::Visitor => {
+                if !typing && author == Author::Ai {
+                    self.streaming = None;
+                }
                 self.typing = typing.then_some(author);
             }
+            ServerFrame::Streaming(s) if !self.is_other_conversation(s.conversation_id) => {
+                self.streaming = Some(s.text);
+            }
             ServerFrame::Offline { message, .. } => self.offline_note = Some(message),
+            ServerFrame::Conversations { conversations } if self.history.is_some() => {
+                self.history = Some(conversations);
+            }
             ServerFrame::Error(err) => self.error(err),
             _ => {}
         }
@@ -366,7 +446,36 @@ impl Chat {
         self.conversation_id.is_some_and(|c| c != id)
     }
 
+    /// The visitor leaves an email while nobody is online. Returns the frame to send, or
+    /// `None` (with a notice) when the address is not plausible or there is no conversation.
+    pub fn leave_email(&mut self, email: &str) -> Option<ClientFrame> {
+        // A first check for typos; the server checks the address properly.
+        let email = email.trim();
+        let plausible = email.len() <= 254
+            && !email.contains(char::is_whitespace)
+            && email
+                .find('@')
+                .is_some_and(|at| at > 0 && email[at..].contains('.'));
+        if !plausible {
+            self.notice = Some(Notice {
+                text: i18n::t().email_invalid.to_owned(),
+            });
+            return None;
+        }
+        let conversation_id = self.conversation_id?;
+        self.notice = None;
+        self.email_left = Some(email.to_owned());
+        Some(ClientFrame::LeaveEmail {
+            conversation_id,
+            email: email.to_owned(),
+        })
+    }
+
     fn error(&mut self, err: ErrorBody) {
+        if err.code == nexus_shared::ErrorCode::Validation {
+            // The server refused the address: ask again.
+            self.email_left = None;
+        }
         if let Some(id) = &err.client_msg_id
             && let Some(e) = self.entry_mut(id)
         {
@@ -725,6 +834,99 @@ mod tests {
         assert_eq!(chat.unacked(), ["c1"]);
         assert!(chat.notice.is_none());
         assert!(!chat.retry("c1"));
+    }
+
+    #[test]
+    fn offline_asks_for_an_email_once() {
+        let mut chat = Chat::default();
+        chat.welcome(welcome(
+            vec![msg(1, Author::Visitor, "x")],
+            ConversationState::Ai,
+        ));
+        chat.apply(ServerFrame::Offline {
+            conversation_id: CONV,
+            message: "We'll answer by email within a day.".into(),
+        });
+        assert!(chat.offline_note.is_some());
+        assert_eq!(chat.leave_email("not an address"), None);
+        assert!(chat.notice.is_some() && chat.email_left.is_none());
+        assert_eq!(
+            chat.leave_email(" ada@example.com "),
+            Some(ClientFrame::LeaveEmail {
+                conversation_id: CONV,
+                email: "ada@example.com".into()
+            })
+        );
+        assert_eq!(chat.email_left.as_deref(), Some("ada@example.com"));
+        assert_eq!(chat.flags(), "offline email-left ");
+        chat.apply(ServerFrame::Error(ErrorBody::new(
+            ErrorCode::Validation,
+            "bad",
+        )));
+        assert_eq!(chat.email_left, None);
+    }
+
+    #[test]
+    fn history_opens_an_older_conversation_or_a_new_one() {
+        let mut chat = Chat::default();
+        chat.welcome(welcome(
+            vec![msg(1, Author::Visitor, "now")],
+            ConversationState::Ai,
+        ));
+        chat.history = Some(Vec::new());
+        let old = Uuid::from_u128(99);
+        assert_eq!(
+            chat.switch_to(Some(old)),
+            ClientFrame::Resume {
+                conversation_id: old,
+                after_seq: 0
+            }
+        );
+        assert!(chat.entries.is_empty() && chat.history.is_none());
+        let mut m = msg(1, Author::Ai, "older answer");
+        m.conversation_id = old;
+        chat.apply(ServerFrame::History {
+            conversation_id: old,
+            messages: vec![m],
+            has_more: false,
+        });
+        assert_eq!(bodies(&chat), ["older answer"]);
+        assert_eq!(chat.switch_to(None), ClientFrame::NewConversation);
+        assert_eq!(chat.conversation_id, None);
+        assert_eq!(chat.show_greeting, Some(true));
+    }
+
+    #[test]
+    fn streaming_grows_then_the_message_replaces_it() {
+        let mut chat = Chat::default();
+        chat.welcome(welcome(
+            vec![msg(1, Author::Visitor, "q")],
+            ConversationState::Ai,
+        ));
+        for text in ["You can", "You can return it"] {
+            chat.apply(ServerFrame::Streaming(nexus_shared::Streaming {
+                conversation_id: CONV,
+                text: text.into(),
+            }));
+            assert_eq!(chat.streaming.as_deref(), Some(text));
+        }
+        chat.apply(ServerFrame::Message(msg(
+            2,
+            Author::Ai,
+            "You can return it within 30 days.",
+        )));
+        assert_eq!(chat.streaming, None);
+        assert_eq!(bodies(&chat), ["q", "You can return it within 30 days."]);
+        chat.apply(ServerFrame::Streaming(nexus_shared::Streaming {
+            conversation_id: CONV,
+            text: "Let me".into(),
+        }));
+        chat.apply(ServerFrame::Typing {
+            conversation_id: CONV,
+            author: Author::Ai,
+            typing: false,
+        });
+        assert_eq!(chat.streaming, None);
     }
 
     #[test]

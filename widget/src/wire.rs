@@ -12,9 +12,9 @@
 //! breaks them, not the widget in production.
 
 use nexus_shared::{
-    AgentRef, Auth, Author, Autonomy, Choice, ClientFrame, ConversationState, ConversationView,
-    ErrorBody, ErrorCode, HandoffReason, Message, Presence, ServerFrame, Session, SiteInfo, Source,
-    StateChange, Transition, Welcome,
+    AgentRef, Auth, Author, Autonomy, Choice, ClientFrame, ConversationState, ConversationSummary,
+    ConversationView, ErrorBody, ErrorCode, HandoffReason, Message, Presence, ServerFrame, Session,
+    SiteInfo, Source, StateChange, Transition, Welcome,
 };
 use uuid::Uuid;
 
@@ -295,6 +295,22 @@ fn welcome<J: Json>(v: &J) -> Option<Welcome> {
     })
 }
 
+/// An entry of the visitor's history list (only what the list shows).
+fn summary<J: Json>(v: &J) -> Option<ConversationSummary> {
+    Some(ConversationSummary {
+        id: uuid(v, "id")?,
+        state: state(v, "state")?,
+        assignee: None,
+        handoff_reason: None,
+        last_seq: uint(v, "last_seq")?,
+        preview: string(v, "preview").unwrap_or_default(),
+        created_at: int(v, "created_at")?,
+        updated_at: int(v, "updated_at")?,
+        waiting_since: None,
+        visitor: nexus_shared::VisitorInfo::default(),
+    })
+}
+
 pub(crate) fn error_code(code: &str) -> ErrorCode {
     match code {
         "bad_frame" => ErrorCode::BadFrame,
@@ -374,6 +390,13 @@ pub fn decode<J: Json>(v: &J) -> Option<ServerFrame> {
             agent: d.get("agent").as_ref().and_then(agent),
             status: string(d, "status").as_deref().and_then(presence),
             agents_online: u32::try_from(uint(d, "agents_online")?).ok()?,
+        },
+        "streaming" => ServerFrame::Streaming(nexus_shared::Streaming {
+            conversation_id: uuid(d, "conversation_id")?,
+            text: string(d, "text")?,
+        }),
+        "conversations" => ServerFrame::Conversations {
+            conversations: list(d, "conversations", summary)?,
         },
         "offline" => ServerFrame::Offline {
             conversation_id: uuid(d, "conversation_id")?,
@@ -477,7 +500,7 @@ pub fn encode(f: &ClientFrame) -> Option<String> {
                 site_key,
                 visitor_token,
                 conversation_id,
-                identity: None,
+                identity,
                 page_url,
                 locale,
             } = &hello.auth
@@ -493,8 +516,20 @@ pub fn encode(f: &ClientFrame) -> Option<String> {
                     conversation_id.as_ref().map(id).as_deref(),
                 )
                 .opt_str("page_url", page_url.as_deref())
-                .opt_str("locale", locale.as_deref())
-                .done();
+                .opt_str("locale", locale.as_deref());
+            let auth = match identity {
+                Some(who) => auth.raw(
+                    "identity",
+                    &Obj::new()
+                        .str("id", &who.id)
+                        .opt_str("name", who.name.as_deref())
+                        .opt_str("email", who.email.as_deref())
+                        .opt_str("hash", who.hash.as_deref())
+                        .done(),
+                ),
+                None => auth,
+            }
+            .done();
             let data = Obj::new()
                 .num("protocol_version", u64::from(hello.protocol_version))
                 .raw("auth", &auth)
@@ -580,7 +615,19 @@ pub fn encode(f: &ClientFrame) -> Option<String> {
                 .done();
             frame("csat", Some(data))
         }
+        ClientFrame::LeaveEmail {
+            conversation_id,
+            email,
+        } => {
+            let data = Obj::new()
+                .str("conversation_id", &id(conversation_id))
+                .str("email", email)
+                .done();
+            frame("leave_email", Some(data))
+        }
         ClientFrame::Ping => frame("ping", None),
+        ClientFrame::NewConversation => frame("new_conversation", None),
+        ClientFrame::ListConversations => frame("list_conversations", None),
         _ => return None,
     })
 }
@@ -762,6 +809,24 @@ mod tests {
             conversation_id: CONV,
             message: "Back at 9:00.".into(),
         });
+        round_trip(ServerFrame::Conversations {
+            conversations: vec![nexus_shared::ConversationSummary {
+                id: CONV,
+                state: ConversationState::Resolved,
+                assignee: None,
+                handoff_reason: None,
+                last_seq: 4,
+                preview: "Thanks!".into(),
+                created_at: 1,
+                updated_at: 2,
+                waiting_since: None,
+                visitor: nexus_shared::VisitorInfo::default(),
+            }],
+        });
+        round_trip(ServerFrame::Streaming(nexus_shared::Streaming {
+            conversation_id: CONV,
+            text: "You can \"return\"".into(),
+        }));
         round_trip(ServerFrame::Pong);
     }
 
@@ -849,14 +914,23 @@ mod tests {
 
     #[test]
     fn writes_every_frame_a_visitor_sends() {
-        for (token, conversation) in [(None, None), (Some("tok".to_owned()), Some(CONV))] {
+        let ada = nexus_shared::Identity {
+            id: "u-1 \"x\"".into(),
+            name: Some("Ada".into()),
+            email: Some("ada@example.com".into()),
+            hash: Some("ab12".into()),
+        };
+        for (token, conversation, identity) in [
+            (None, None, None),
+            (Some("tok".to_owned()), Some(CONV), Some(ada)),
+        ] {
             server_reads(ClientFrame::Hello(Hello {
                 protocol_version: PROTOCOL_VERSION,
                 auth: Auth::Visitor {
                     site_key: "demo".into(),
                     visitor_token: token,
                     conversation_id: conversation,
-                    identity: None,
+                    identity,
                     page_url: Some("https://shop.example/?q=\"x\"&y=1".into()),
                     locale: Some("de-CH".into()),
                 },
@@ -901,7 +975,18 @@ mod tests {
                 comment,
             });
         }
+        server_reads(ClientFrame::LeaveEmail {
+            conversation_id: CONV,
+            email: "ada@example.com".into(),
+        });
         server_reads(ClientFrame::Ping);
-        assert_eq!(encode(&ClientFrame::NewConversation), None);
+        server_reads(ClientFrame::NewConversation);
+        server_reads(ClientFrame::ListConversations);
+        assert_eq!(
+            encode(&ClientFrame::Watch {
+                conversation_id: CONV
+            }),
+            None
+        );
     }
 }

@@ -111,6 +111,13 @@ fn build_bundle(ws: &Workspace, bundle: &Bundle) -> Result<(serde_json::Value, V
     if !bundle.features.is_empty() {
         build.args(["--features", bundle.features]);
     }
+    // Panic locations name source files: ship `crates/leptos-0.8.23/src/…` rather than this
+    // machine's paths (shorter, too). With `--target`, these flags reach only the wasm.
+    if std::env::var_os("RUSTFLAGS").is_none()
+        && std::env::var_os("CARGO_ENCODED_RUSTFLAGS").is_none()
+    {
+        build.env("CARGO_ENCODED_RUSTFLAGS", remap_flags(ws).join("\u{1f}"));
+    }
     check(&mut build)?;
     let wasm_in = ws
         .target_dir
@@ -125,7 +132,11 @@ fn build_bundle(ws: &Workspace, bundle: &Bundle) -> Result<(serde_json::Value, V
         .with_context(|| format!("reading widget/{}", bundle.loader_src))?;
 
     let (js, wasm) = bindgen(ws, &wasm_in)?;
+    let wasm = drop_exports(&wasm, UNUSED_EXPORTS)?;
     let wasm = optimise(ws, wasm)?;
+    let js = trim_glue(&String::from_utf8(js)?, &import_names(&wasm)?);
+    let (wasm, renamed) = shorten_names(&wasm)?;
+    let js = rename_identifiers(&js, &renamed)?.into_bytes();
 
     let hash = {
         let mut h = Sha256::new();
@@ -177,6 +188,27 @@ fn build_bundle(ws: &Workspace, bundle: &Bundle) -> Result<(serde_json::Value, V
     Ok((entry, sizes))
 }
 
+/// `--remap-path-prefix` for the crate sources of every registry and for the workspace.
+fn remap_flags(ws: &Workspace) -> Vec<String> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let mut flags = Vec::new();
+    if let Some(Ok(registries)) = cargo_home.map(|h| fs::read_dir(h.join("registry").join("src"))) {
+        for registry in registries.flatten() {
+            flags.push(format!(
+                "--remap-path-prefix={}=crates",
+                registry.path().display()
+            ));
+        }
+    }
+    flags.push(format!(
+        "--remap-path-prefix={}=nexus-flow",
+        ws.root.display()
+    ));
+    flags
+}
+
 /// Runs wasm-bindgen; returns the JS glue and the wasm.
 fn bindgen(ws: &Workspace, wasm_in: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     let out = ws.target_dir.join("widget-bindgen");
@@ -203,6 +235,332 @@ fn bindgen(ws: &Workspace, wasm_in: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((js, wasm))
 }
 
+/// Exports no page ever calls: the `ReadableStream` adapters of `wasm-streams`, which leptos'
+/// `server_fn` links in (`#[wasm_bindgen]` exports are never dead code to the linker). Dropped
+/// before `wasm-opt`, which then removes the code only they reach.
+const UNUSED_EXPORTS: &[&str] = &["intounderlying", "__wbg_intounderlying"];
+
+/// Reads an unsigned LEB128 number at `*pos`.
+fn leb(bytes: &[u8], pos: &mut usize) -> Result<u32> {
+    let (mut value, mut shift) = (0u32, 0);
+    loop {
+        let byte = *bytes.get(*pos).context("truncated wasm")?;
+        *pos += 1;
+        value |= u32::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Ok(value);
+        }
+        shift += 7;
+        if shift > 28 {
+            bail!("bad LEB128 number in the wasm");
+        }
+    }
+}
+
+fn push_leb(out: &mut Vec<u8>, mut value: u32) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The sections of a wasm module: `(id, body range)`.
+fn sections(wasm: &[u8]) -> Result<Vec<(u8, std::ops::Range<usize>)>> {
+    if wasm.get(..4) != Some(b"\0asm") {
+        bail!("not a wasm module");
+    }
+    let mut pos = 8;
+    let mut out = Vec::new();
+    while pos < wasm.len() {
+        let id = wasm[pos];
+        pos += 1;
+        let size = leb(wasm, &mut pos)? as usize;
+        if pos + size > wasm.len() {
+            bail!("truncated wasm section {id}");
+        }
+        out.push((id, pos..pos + size));
+        pos += size;
+    }
+    Ok(out)
+}
+
+/// One name of the export or import section at `*pos`.
+fn name<'a>(wasm: &'a [u8], pos: &mut usize) -> Result<&'a str> {
+    let len = leb(wasm, pos)? as usize;
+    let name = wasm.get(*pos..*pos + len).context("truncated wasm")?;
+    *pos += len;
+    Ok(std::str::from_utf8(name)?)
+}
+
+/// `wasm` without the exports whose names start with one of `prefixes`.
+fn drop_exports(wasm: &[u8], prefixes: &[&str]) -> Result<Vec<u8>> {
+    let mut out = wasm[..8].to_vec();
+    for (id, range) in sections(wasm)? {
+        let mut body = Vec::new();
+        if id == 7 {
+            let mut pos = range.start;
+            let count = leb(wasm, &mut pos)?;
+            let mut kept = Vec::new();
+            let mut n = 0;
+            for _ in 0..count {
+                let start = pos;
+                let export = name(wasm, &mut pos)?;
+                pos += 1;
+                leb(wasm, &mut pos)?;
+                if !prefixes.iter().any(|p| export.starts_with(p)) {
+                    kept.extend_from_slice(&wasm[start..pos]);
+                    n += 1;
+                }
+            }
+            push_leb(&mut body, n);
+            body.extend_from_slice(&kept);
+        } else {
+            body.extend_from_slice(&wasm[range]);
+        }
+        out.push(id);
+        push_leb(&mut out, u32::try_from(body.len())?);
+        out.extend_from_slice(&body);
+    }
+    Ok(out)
+}
+
+/// The field names of the module's imports.
+fn import_names(wasm: &[u8]) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for (id, range) in sections(wasm)? {
+        if id != 2 {
+            continue;
+        }
+        let mut pos = range.start;
+        for _ in 0..leb(wasm, &mut pos)? {
+            name(wasm, &mut pos)?;
+            names.push(name(wasm, &mut pos)?.to_owned());
+            let kind = wasm[pos];
+            pos += 1;
+            match kind {
+                0 => {
+                    leb(wasm, &mut pos)?;
+                }
+                1 => {
+                    pos += 1;
+                    let flags = leb(wasm, &mut pos)?;
+                    leb(wasm, &mut pos)?;
+                    if flags & 1 == 1 {
+                        leb(wasm, &mut pos)?;
+                    }
+                }
+                2 => {
+                    let flags = leb(wasm, &mut pos)?;
+                    leb(wasm, &mut pos)?;
+                    if flags & 1 == 1 {
+                        leb(wasm, &mut pos)?;
+                    }
+                }
+                3 => pos += 2,
+                _ => bail!("unknown import kind {kind}"),
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Is `name` one of wasm-bindgen's hashed names (`__wbg_createElement_de4a31ed2fb252be`,
+/// `…_invoke__h0d31da1a857d1f5f`, `…_h0d31da1a857d1f5f_16`)?
+fn is_hashed(name: &str) -> bool {
+    let name = match name.rsplit_once('_') {
+        Some((head, tail)) if !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) => head,
+        _ => name,
+    };
+    let Some((_, hash)) = name.rsplit_once('_') else {
+        return false;
+    };
+    let hash = hash.strip_prefix('h').unwrap_or(hash);
+    hash.len() == 16 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The `n`th short name: `_N0`, `_N1`, … `_Nz`, `_N10`, …
+fn short_name(mut n: usize) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut digits = Vec::new();
+    loop {
+        digits.push(DIGITS[n % 36]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    format!("_N{}", String::from_utf8_lossy(&digits))
+}
+
+/// `(old name, new name)` pairs.
+type Renaming = Vec<(String, String)>;
+
+/// Renames the module's hashed import and export names (random hex compresses badly, and each
+/// is written twice: in the wasm and in the glue) to short ones. Returns the new module and
+/// the renaming, for [`rename_identifiers`].
+fn shorten_names(wasm: &[u8]) -> Result<(Vec<u8>, Renaming)> {
+    let mut renamed: Renaming = Vec::new();
+    let mut rename = |name: &str| -> String {
+        if !is_hashed(name) {
+            return name.to_owned();
+        }
+        if let Some((_, short)) = renamed.iter().find(|(old, _)| old == name) {
+            return short.clone();
+        }
+        let short = short_name(renamed.len());
+        renamed.push((name.to_owned(), short.clone()));
+        short
+    };
+    let mut out = wasm[..8].to_vec();
+    for (id, range) in sections(wasm)? {
+        let mut body = Vec::new();
+        if id == 2 || id == 7 {
+            let mut pos = range.start;
+            let count = leb(wasm, &mut pos)?;
+            push_leb(&mut body, count);
+            for _ in 0..count {
+                if id == 2 {
+                    let module = name(wasm, &mut pos)?;
+                    push_leb(&mut body, u32::try_from(module.len())?);
+                    body.extend_from_slice(module.as_bytes());
+                }
+                let field = rename(name(wasm, &mut pos)?);
+                push_leb(&mut body, u32::try_from(field.len())?);
+                body.extend_from_slice(field.as_bytes());
+                let start = pos;
+                let kind = *wasm.get(pos).context("truncated wasm")?;
+                pos += 1;
+                match (id, kind) {
+                    (7, _) | (2, 0) => {
+                        leb(wasm, &mut pos)?;
+                    }
+                    (2, 1) | (2, 2) => {
+                        if kind == 1 {
+                            pos += 1;
+                        }
+                        let flags = leb(wasm, &mut pos)?;
+                        leb(wasm, &mut pos)?;
+                        if flags & 1 == 1 {
+                            leb(wasm, &mut pos)?;
+                        }
+                    }
+                    (2, 3) => pos += 2,
+                    _ => bail!("unknown import kind {kind}"),
+                }
+                body.extend_from_slice(&wasm[start..pos]);
+            }
+        } else {
+            body.extend_from_slice(&wasm[range]);
+        }
+        out.push(id);
+        push_leb(&mut out, u32::try_from(body.len())?);
+        out.extend_from_slice(&body);
+    }
+    Ok((out, renamed))
+}
+
+/// `js` with every identifier renamed as `renamed` says. An error when a new name is already
+/// an identifier of the glue.
+fn rename_identifiers(js: &str, renamed: &[(String, String)]) -> Result<String> {
+    let is_start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == '$';
+    let is_part = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+    let mut out = String::with_capacity(js.len());
+    let mut rest = js;
+    while let Some(start) = rest.find(is_start) {
+        // Not the tail of a number or of another identifier.
+        let glued = rest[..start].chars().last().is_some_and(is_part);
+        let len = rest[start..]
+            .find(|c| !is_part(c))
+            .unwrap_or(rest.len() - start);
+        let word = &rest[start..start + len];
+        out.push_str(&rest[..start]);
+        match renamed.iter().find(|(old, _)| old == word) {
+            Some((_, short)) if !glued => out.push_str(short),
+            _ => {
+                if renamed.iter().any(|(_, short)| short == word) {
+                    bail!("the glue already has an identifier {word}");
+                }
+                out.push_str(word);
+            }
+        }
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The wasm-bindgen glue without what the optimised wasm no longer needs: the classes of the
+/// dropped exports and the imports `wasm-opt` removed; and without doc comments and indentation.
+/// Relies on wasm-bindgen's layout (one import per `        name: function(…) {` … `        },`
+/// block, classes as `export class X {` … `}` at the start of a line, no multi-line strings),
+/// which the browser tests exercise on every build.
+fn trim_glue(js: &str, imports: &[String]) -> String {
+    let mut out = String::with_capacity(js.len());
+    let mut skip_until: Option<&str> = None;
+    let mut skip_lines = 0;
+    let mut in_doc = false;
+    for line in js.lines() {
+        if skip_lines > 0 {
+            skip_lines -= 1;
+            continue;
+        }
+        if let Some(end) = skip_until {
+            // The block's closing line (`}`, `        },` or `        }, arguments); },`).
+            if line.starts_with(end) {
+                skip_until = None;
+            }
+            continue;
+        }
+        let trimmed = line.trim();
+        if in_doc {
+            in_doc = !trimmed.ends_with("*/");
+            continue;
+        }
+        if trimmed.starts_with("/*") {
+            in_doc = !trimmed.ends_with("*/");
+            continue;
+        }
+        if trimmed.is_empty() || trimmed.starts_with("//") {
+            continue;
+        }
+        let unused_class = line.starts_with("export class IntoUnderlying");
+        let unused_line = line.starts_with("if (Symbol.dispose) IntoUnderlying")
+            || line.starts_with("const __wbindgen_enum_ReadableStreamType");
+        if unused_class {
+            skip_until = Some("}");
+            continue;
+        }
+        if unused_line {
+            continue;
+        }
+        if line.starts_with("const IntoUnderlying") && line.contains("Finalization = ") {
+            // Three lines: the condition, the stub and the registry.
+            skip_lines = 2;
+            continue;
+        }
+        if let Some(import) = line.strip_prefix("        ")
+            && let Some((field, _)) = import.split_once(": function(")
+            && !field.contains(' ')
+            && !imports.iter().any(|i| i == field)
+        {
+            // A block on one line is left alone (none so far).
+            if line.ends_with('{') {
+                skip_until = Some("        }");
+                continue;
+            }
+        }
+        out.push_str(trimmed);
+        out.push('\n');
+    }
+    out
+}
+
 /// `wasm-opt -Oz`, when installed; otherwise the wasm as it is, with a warning.
 fn optimise(ws: &Workspace, wasm: Vec<u8>) -> Result<Vec<u8>> {
     let bin = ws.wasm_opt();
@@ -218,15 +576,18 @@ fn optimise(ws: &Workspace, wasm: Vec<u8>) -> Result<Vec<u8>> {
     let input = dir.join("opt-in.wasm");
     let output = dir.join("opt-out.wasm");
     fs::write(&input, &wasm)?;
-    eprintln!("widget: wasm-opt -Oz");
+    eprintln!("widget: wasm-opt -Oz --converge");
     check(
         Command::new(&bin)
             .arg(&input)
             .arg("-o")
             .arg(&output)
             // The features rustc enables by default for wasm32-unknown-unknown.
+            // `--low-memory-unused`: the lowest 1 KiB is the far end of Rust's stack.
             .args([
                 "-Oz",
+                "--converge",
+                "--low-memory-unused",
                 "--enable-bulk-memory",
                 "--enable-nontrapping-float-to-int",
                 "--enable-sign-ext",
@@ -430,6 +791,69 @@ mod tests {
             ".a,.b > .c{color:red;margin:calc(1px - 2px)}@media (max-width:480px)\
              {.d:not(:last-child){font:1px \"Segoe UI\"}}"
         );
+    }
+
+    #[test]
+    fn trim_glue_drops_unused_imports_and_classes_only() {
+        let glue = "export class IntoUnderlyingSink {\n    free() {\n        x();\n    }\n}\n\
+            /**\n * doc\n */\nfunction __wbg_get_imports() {\n    const import0 = {\n\
+            \x20       __wbg_gone_1: function() { return handleError(function (arg0) {\n\
+            \x20           arg0.gone();\n        }, arguments); },\n\
+            \x20       __wbg_kept_2: function(arg0) {\n            return arg0.kept;\n        },\n\
+            \x20   };\n}\n";
+        assert_eq!(
+            trim_glue(glue, &["__wbg_kept_2".to_owned()]),
+            "function __wbg_get_imports() {\nconst import0 = {\n__wbg_kept_2: function(arg0) {\n\
+             return arg0.kept;\n},\n};\n}\n"
+        );
+    }
+
+    #[test]
+    fn dropping_exports_keeps_a_valid_module() {
+        // (module (func) (export "keep" (func 0)) (export "intounderlyingsink_free" (func 0)))
+        let wasm: &[u8] = &[
+            0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 7, 34, 2, 4, 107, 101, 101,
+            112, 0, 0, 23, 105, 110, 116, 111, 117, 110, 100, 101, 114, 108, 121, 105, 110, 103,
+            115, 105, 110, 107, 95, 102, 114, 101, 101, 0, 0, 10, 4, 1, 2, 0, 11,
+        ];
+        let out = drop_exports(wasm, UNUSED_EXPORTS).unwrap();
+        let exports: Vec<u8> = vec![7, 8, 1, 4, 107, 101, 101, 112, 0, 0];
+        assert!(out.windows(exports.len()).any(|w| w == exports), "{out:?}");
+        assert_eq!(out.len(), wasm.len() - 26);
+        assert!(import_names(&out).unwrap().is_empty());
+    }
+
+    #[test]
+    fn hashed_names_become_short_in_the_wasm_and_the_glue() {
+        assert!(is_hashed("__wbg_createElement_de4a31ed2fb252be"));
+        assert!(is_hashed(
+            "wasm_bindgen__convert__closures_____invoke__h0d31da1a857d1f5f_16"
+        ));
+        assert!(!is_hashed("__wbindgen_malloc"));
+        assert!(!is_hashed("mount"));
+        assert_eq!(short_name(0), "_N0");
+        assert_eq!(short_name(37), "_N11");
+        // (module (import "m" "__wbg_f_0123456789abcdef" (func)) (export "mount" ...))
+        let mut wasm = vec![0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0];
+        let field = b"__wbg_f_0123456789abcdef";
+        let mut import = vec![1, 1, b'm', field.len() as u8];
+        import.extend_from_slice(field);
+        import.extend_from_slice(&[0, 0]);
+        wasm.push(2);
+        wasm.push(import.len() as u8);
+        wasm.extend_from_slice(&import);
+        let (out, renamed) = shorten_names(&wasm).unwrap();
+        assert_eq!(import_names(&out).unwrap(), ["_N0"]);
+        assert_eq!(
+            renamed,
+            [("__wbg_f_0123456789abcdef".to_owned(), "_N0".to_owned())]
+        );
+        let glue = "x.__wbg_f_0123456789abcdef = function() {}; a__wbg_f_0123456789abcdef;";
+        assert_eq!(
+            rename_identifiers(glue, &renamed).unwrap(),
+            "x._N0 = function() {}; a__wbg_f_0123456789abcdef;"
+        );
+        assert!(rename_identifiers("let _N0;", &renamed).is_err());
     }
 
     #[test]
