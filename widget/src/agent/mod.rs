@@ -6,7 +6,14 @@
 //! * [`wire`]: the agent-only frames.
 //! * [`net`]: login, the socket, notifications.
 //! * [`view`]: the components.
+//! * [`data`]: the console's REST payloads and form checks, as plain data.
+//! * [`api`]: the console's REST calls.
+//! * [`charts`]: the analytics page's SVG charts.
 
+pub mod api;
+pub mod charts;
+pub mod console;
+pub mod data;
 pub mod model;
 pub mod net;
 pub mod view;

@@ -6,9 +6,12 @@ use std::collections::HashMap;
 
 use nexus_shared::{
     AgentRef, Author, ClientFrame, ConversationState, ConversationSummary, Draft, ErrorBody,
-    ErrorCode, HandoffReason, Message, Millis, Note, Presence, ServerFrame, Session,
+    ErrorCode, HandoffReason, Message, Millis, Note, Presence, Role, ServerFrame, Session,
 };
 use uuid::Uuid;
+
+/// No input for this long sets an online agent away.
+pub const IDLE_AFTER_MS: Millis = 5 * 60_000;
 
 /// The inbox tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +53,11 @@ impl Tab {
 #[derive(Debug, Clone, Default)]
 pub struct Desk {
     pub me: Option<AgentRef>,
+    /// Owners also see the console (settings, knowledge base, analytics).
+    pub role: Option<Role>,
     pub presence: Option<Presence>,
+    /// The agent went away by being idle (not by choice): activity brings them back.
+    pub auto_away: bool,
     pub inbox: Vec<ConversationSummary>,
     /// The highest sequence number the agent has seen, per conversation.
     seen: HashMap<Uuid, u64>,
@@ -107,6 +114,35 @@ impl Desk {
 
     pub fn summary(&self, id: Uuid) -> Option<&ConversationSummary> {
         self.inbox.iter().find(|s| s.id == id)
+    }
+
+    pub fn is_owner(&self) -> bool {
+        self.role == Some(Role::Owner)
+    }
+
+    /// Automatic presence after `idle_ms` without input: online agents go away after
+    /// [`IDLE_AFTER_MS`]; those it sent away come back with the next input. Returns the
+    /// status to send, if it changes. A presence the agent chose is left alone.
+    pub fn idle(&mut self, idle_ms: Millis) -> Option<Presence> {
+        let now_idle = idle_ms >= IDLE_AFTER_MS;
+        match self.presence {
+            Some(Presence::Online) if now_idle => {
+                self.auto_away = true;
+                self.presence = Some(Presence::Away);
+            }
+            Some(Presence::Away) if self.auto_away && !now_idle => {
+                self.auto_away = false;
+                self.presence = Some(Presence::Online);
+            }
+            _ => return None,
+        }
+        self.presence
+    }
+
+    /// The agent picks a presence: no automatic change undoes it.
+    pub fn choose_presence(&mut self, status: Presence) {
+        self.presence = Some(status);
+        self.auto_away = false;
     }
 
     pub fn is_mine(&self) -> bool {
@@ -171,8 +207,9 @@ impl Desk {
     pub fn apply(&mut self, frame: ServerFrame, now: Millis) -> Option<ConversationSummary> {
         match frame {
             ServerFrame::Welcome(welcome) => {
-                if let Session::Agent { agent, .. } = welcome.session {
+                if let Session::Agent { agent, role } = welcome.session {
                     self.me = Some(agent);
+                    self.role = Some(role);
                 }
                 self.presence.get_or_insert(Presence::Online);
                 self.welcomed_at = now;
@@ -418,6 +455,20 @@ mod tests {
         let frames = d.open(Uuid::from_u128(9));
         assert_eq!(frames.len(), 2);
         assert_eq!(d.unread(&s), 0, "what was read stays read");
+    }
+
+    #[test]
+    fn idle_agents_go_away_and_come_back() {
+        let mut d = desk();
+        d.presence = Some(Presence::Online);
+        assert_eq!(d.idle(60_000), None);
+        assert_eq!(d.idle(IDLE_AFTER_MS), Some(Presence::Away));
+        assert_eq!(d.idle(IDLE_AFTER_MS + 1), None, "said once");
+        assert_eq!(d.idle(0), Some(Presence::Online), "input brings them back");
+        d.choose_presence(Presence::Away);
+        assert_eq!(d.idle(0), None, "a chosen away stays");
+        d.choose_presence(Presence::Online);
+        assert_eq!(d.idle(IDLE_AFTER_MS), Some(Presence::Away));
     }
 
     #[test]

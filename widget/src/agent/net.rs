@@ -225,6 +225,12 @@ fn has_notifications() -> bool {
     web_sys::window().is_some_and(|w| Reflect::has(&w, &"Notification".into()).unwrap_or(false))
 }
 
+/// Whether the browser has not been asked yet whether this page may notify.
+pub fn permission_pending() -> bool {
+    has_notifications()
+        && web_sys::Notification::permission() == web_sys::NotificationPermission::Default
+}
+
 /// Asks for permission to show desktop notifications (call from a click).
 pub fn ask_permission() {
     if has_notifications()

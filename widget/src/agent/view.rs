@@ -8,6 +8,10 @@ use nexus_shared::{Author, ClientFrame, ConversationState, DraftDecision, Presen
 use uuid::Uuid;
 
 use super::App;
+use super::api;
+use super::charts::AnalyticsPage;
+use super::console::{KnowledgePage, Page, SettingsPage};
+use super::data::{Canned, HandoffSummary, canned, canned_matches, handoff_summary};
 use super::model::{Tab, reason_text, state_text, waited};
 use super::net;
 use crate::browser;
@@ -91,15 +95,53 @@ fn Desk(app: App) -> impl IntoView {
     let status = app.status;
     let tab = RwSignal::new(Tab::Waiting);
     let now = RwSignal::new(browser::now());
-    let ticker = set_interval_with_handle(
-        move || now.set(browser::now()),
-        std::time::Duration::from_secs(15),
-    );
+    // Presence follows activity: no input for a while sets the agent away, input brings
+    // them back (see `Desk::idle`).
+    let last_input = StoredValue::new(browser::now());
+    let idle_check = {
+        let app = app.clone();
+        move || {
+            let idle = browser::now() - last_input.get_value();
+            let mut change = None;
+            desk.update(|d| change = d.idle(idle));
+            if let Some(status) = change {
+                app.send(ClientFrame::SetPresence { status });
+            }
+        }
+    };
+    let ticker = {
+        let idle_check = idle_check.clone();
+        set_interval_with_handle(
+            move || {
+                now.set(browser::now());
+                idle_check();
+            },
+            std::time::Duration::from_secs(15),
+        )
+    };
+    let listeners: Vec<_> = ["keydown", "pointerdown", "pointermove", "wheel"]
+        .into_iter()
+        .map(|kind| {
+            let idle_check = idle_check.clone();
+            window_event_listener_untyped(kind, move |_| {
+                last_input.set_value(browser::now());
+                if desk.with_untracked(|d| d.auto_away) {
+                    idle_check();
+                }
+            })
+        })
+        .collect();
     on_cleanup(move || {
         if let Ok(t) = ticker {
             t.clear();
         }
+        for l in listeners {
+            l.remove();
+        }
     });
+    let page = RwSignal::new(Page::Inbox);
+    let owner = Memo::new(move |_| desk.with(|d| d.is_owner()));
+    let ask = RwSignal::new(net::permission_pending());
     let me = move || desk.with(|d| d.me.as_ref().map(|a| a.name.clone()).unwrap_or_default());
     let presence = move || desk.with(|d| d.presence.unwrap_or(Presence::Online));
     let toggle = {
@@ -110,7 +152,7 @@ fn Desk(app: App) -> impl IntoView {
             } else {
                 Presence::Online
             };
-            desk.update(|d| d.presence = Some(status));
+            desk.update(|d| d.choose_presence(status));
             app.send(ClientFrame::SetPresence { status });
         }
     };
@@ -143,10 +185,54 @@ fn Desk(app: App) -> impl IntoView {
         .collect_view();
     let items = move || desk.with(|d| d.tab(tab.get()));
     let open_app = app.clone();
+    let nav = move |p: Page, label: &'static str, testid: &'static str| {
+        view! {
+            <button
+                class="na-nav-item"
+                data-testid=testid
+                aria-current=move || (page.get() == p).then_some("page")
+                on:click=move |_| page.set(p)
+            >
+                {label}
+            </button>
+        }
+    };
+    let console_app = app.clone();
+    let console = move || match page.get() {
+        Page::Settings if owner.get() => {
+            view! { <SettingsPage app=console_app.clone() /> }.into_any()
+        }
+        Page::Knowledge if owner.get() => {
+            view! { <KnowledgePage app=console_app.clone() page=page /> }.into_any()
+        }
+        Page::Analytics if owner.get() => {
+            view! { <AnalyticsPage app=console_app.clone() /> }.into_any()
+        }
+        _ => ().into_any(),
+    };
     view! {
         <div class="na-desk">
             <header class="na-top">
                 <strong class="na-brand">"Nexus Flow"</strong>
+                <nav class="na-nav" aria-label="Sections">
+                    {nav(Page::Inbox, "Inbox", "nav-inbox")}
+                    {move || owner.get().then(|| view! {
+                        {nav(Page::Settings, "Settings", "nav-settings")}
+                        {nav(Page::Knowledge, "Knowledge base", "nav-knowledge")}
+                        {nav(Page::Analytics, "Analytics", "nav-analytics")}
+                    })}
+                </nav>
+                <button
+                    class="na-plain-dark"
+                    data-testid="enable-notifications"
+                    hidden=move || !ask.get()
+                    on:click=move |_| {
+                        net::ask_permission();
+                        ask.set(false);
+                    }
+                >
+                    "Enable notifications"
+                </button>
                 <span class="na-me" data-testid="agent-name">{me}</span>
                 <span class="na-status" data-testid="connection-status" data-status=move || status.get().code()>
                     {move || status.get().text()}
@@ -161,6 +247,7 @@ fn Desk(app: App) -> impl IntoView {
                 </button>
                 <button class="na-logout" on:click=logout>"Log out"</button>
             </header>
+            <div class="na-inbox-view" hidden=move || page.get() != Page::Inbox>
             <nav class="na-side">
                 <div class="na-tabs" role="tablist">{tabs}</div>
                 <ul class="na-inbox" data-testid="inbox">
@@ -212,6 +299,8 @@ fn Desk(app: App) -> impl IntoView {
                 <p class="na-empty" hidden=move || !items().is_empty()>"Nothing here right now."</p>
             </nav>
             <Conversation app=app />
+            </div>
+            {console}
         </div>
     }
 }
@@ -342,19 +431,116 @@ fn Conversation(app: App) -> impl IntoView {
         desk.with(|d| {
             let s = d.open.and_then(|id| d.summary(id))?;
             let v = &s.visitor;
+            let user = match (&v.name, &v.email) {
+                (Some(n), Some(e)) => Some(format!("{n} <{e}>")),
+                (n, e) => n.clone().or_else(|| e.clone()),
+            };
             let parts: Vec<String> = [
-                v.name.clone(),
-                v.email.clone(),
-                v.page_url.clone().map(|p| format!("on {p}")),
-                v.locale.clone(),
+                user.map(|u| format!("User: {u}")),
+                v.page_url.clone().map(|p| format!("Page: {p}")),
+                v.locale.clone().map(|l| format!("Locale: {l}")),
             ]
             .into_iter()
             .flatten()
             .collect();
-            Some(parts.join(" · "))
+            Some(if parts.is_empty() {
+                "Anonymous visitor".to_owned()
+            } else {
+                parts.join(" · ")
+            })
         })
     };
     let draft_app = app.clone();
+
+    // The handoff summary of a conversation that waits for or is with a person.
+    let summary: RwSignal<Option<HandoffSummary>> = RwSignal::new(None);
+    let summary_key = Memo::new(move |_| desk.with(|d| (d.open, d.state)));
+    {
+        let app = app.clone();
+        Effect::new(move |_| {
+            let (open, state) = summary_key.get();
+            let Some(id) = open.filter(|_| {
+                matches!(
+                    state,
+                    Some(ConversationState::Waiting | ConversationState::Human)
+                )
+            }) else {
+                summary.set(None);
+                return;
+            };
+            let app = app.clone();
+            leptos::task::spawn_local(async move {
+                let path = format!("/conversations/{}/summary", crate::wire::uuid_string(&id));
+                let got = api::call(&app, "GET", &path, None)
+                    .await
+                    .ok()
+                    .and_then(|v| handoff_summary(&v));
+                if app.desk.with_untracked(|d| d.open) == Some(id) {
+                    summary.set(got);
+                }
+            });
+        });
+    }
+    let insert_suggested = move |_| {
+        let text = summary.with_untracked(|s| s.as_ref().and_then(|s| s.suggested_reply.clone()));
+        if let (Some(text), Some(el)) = (text, reply.get_untracked()) {
+            el.set_value(&text);
+            let _ = el.focus();
+        }
+    };
+
+    // Canned responses: the picker opens with its button or with `/` in the composer.
+    let canned_all: RwSignal<Vec<Canned>> = RwSignal::new(Vec::new());
+    {
+        let app = app.clone();
+        leptos::task::spawn_local(async move {
+            if let Ok(v) = api::call(&app, "GET", "/canned", None).await {
+                canned_all.set(api::items(&v, canned));
+            }
+        });
+    }
+    let picker: RwSignal<Option<String>> = RwSignal::new(None);
+    let matches = move || {
+        picker.with(|f| {
+            f.as_ref().map(|f| {
+                canned_all.with(|all| {
+                    canned_matches(all, f)
+                        .into_iter()
+                        .take(8)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+            })
+        })
+    };
+    let pick = move |c: &Canned| {
+        if let Some(el) = reply.get_untracked() {
+            el.set_value(&c.body);
+            let _ = el.focus();
+        }
+        picker.set(None);
+    };
+    let on_compose = move |_| {
+        let value = reply.get_untracked().map(|e| e.value()).unwrap_or_default();
+        match value.strip_prefix('/') {
+            Some(filter) if !filter.contains('\n') => picker.set(Some(filter.to_owned())),
+            _ => {
+                if picker.with_untracked(|p| p.as_deref().is_some_and(|f| !f.is_empty())) {
+                    picker.set(None);
+                }
+            }
+        }
+    };
+    let on_compose_key = move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+        "Escape" if picker.with_untracked(Option::is_some) => picker.set(None),
+        "Enter" => {
+            if let Some(first) = matches().and_then(|m| m.into_iter().next()) {
+                ev.prevent_default();
+                pick(&first);
+            }
+        }
+        _ => {}
+    };
 
     view! {
         <main class="na-main" hidden=move || open().is_none()>
@@ -366,7 +552,7 @@ fn Conversation(app: App) -> impl IntoView {
                         _ => String::new(),
                     })}
                 </h2>
-                <p class="na-visitor">{move || visitor().unwrap_or_default()}</p>
+                <p class="na-visitor" data-testid="visitor-info">{move || visitor().unwrap_or_default()}</p>
                 <div class="na-actions">
                     <button
                         data-testid="take-over"
@@ -380,6 +566,39 @@ fn Conversation(app: App) -> impl IntoView {
                     </button>
                 </div>
             </header>
+            {move || summary.get().map(|s| {
+                let reason = s.reason.as_ref().map(reason_text).unwrap_or_else(|| "—".into());
+                let answered = if s.ai_answered.is_empty() {
+                    "Nothing yet.".to_owned()
+                } else {
+                    s.ai_answered.join("\n\n")
+                };
+                let source = s.suggested_source.map(|src| format!("From the knowledge base: {}", src.title));
+                let has_reply = s.suggested_reply.is_some();
+                view! {
+                    <section class="na-summary" data-testid="handoff-summary" aria-label="Handoff summary">
+                        <h3>"Handoff summary"</h3>
+                        <dl>
+                            <dt>"The visitor wants"</dt>
+                            <dd data-testid="summary-wants">{s.wants}</dd>
+                            <dt>"Why a person"</dt>
+                            <dd data-testid="summary-reason">{reason}</dd>
+                            <dt>"The AI answered"</dt>
+                            <dd class="na-lines" data-testid="summary-answered">{answered}</dd>
+                        </dl>
+                        <div class="na-suggested" hidden=!has_reply>
+                            <span class="na-author">"Suggested reply"</span>
+                            <p class="na-body" data-testid="summary-suggested">{s.suggested_reply.unwrap_or_default()}</p>
+                            <span class="na-muted">{source}</span>
+                            <div class="na-actions">
+                                <button type="button" data-testid="insert-suggested" on:click=insert_suggested>
+                                    "Insert suggested reply"
+                                </button>
+                            </div>
+                        </div>
+                    </section>
+                }
+            })}
             <p class="na-error" role="alert" data-testid="agent-notice" hidden=move || notice().is_none()>
                 {move || notice().unwrap_or_default()}
             </p>
@@ -447,8 +666,40 @@ fn Conversation(app: App) -> impl IntoView {
                     }
                 />
             </div>
+            <ul class="na-canned" data-testid="canned-picker" role="listbox" hidden=move || picker.with(Option::is_none)>
+                {move || match matches() {
+                    Some(m) if !m.is_empty() => m.into_iter().map(|c| {
+                        let chosen = c.clone();
+                        view! {
+                            <li>
+                                <button type="button" class="na-canned-item" data-testid="canned-item" on:click=move |_| pick(&chosen)>
+                                    <strong>{c.title}</strong>
+                                    <span class="na-muted">{c.body}</span>
+                                </button>
+                            </li>
+                        }
+                    }).collect_view().into_any(),
+                    _ => view! { <li class="na-muted">"No canned response matches."</li> }.into_any(),
+                }}
+            </ul>
             <form class="na-composer" on:submit=send_reply>
-                <textarea data-testid="agent-input" node_ref=reply placeholder="Reply to the visitor…" aria-label="Reply"></textarea>
+                <textarea
+                    data-testid="agent-input"
+                    node_ref=reply
+                    placeholder="Reply to the visitor… (type / for canned responses)"
+                    aria-label="Reply"
+                    on:input=on_compose
+                    on:keydown=on_compose_key
+                ></textarea>
+                <button
+                    type="button"
+                    class="na-plain"
+                    data-testid="canned-open"
+                    title="Canned responses"
+                    on:click=move |_| picker.update(|p| *p = if p.is_some() { None } else { Some(String::new()) })
+                >
+                    "Canned"
+                </button>
                 <button type="submit" data-testid="agent-send">"Send"</button>
             </form>
             <form class="na-composer na-note-form" on:submit=send_note>

@@ -1,0 +1,359 @@
+//! The agent's conversation view in a real headless Chromium, next to a visitor in a second
+//! one: the handoff summary (what the visitor wants, why a person, a suggested reply), the
+//! suggested reply inserted, edited and sent (the visitor sees the edited text), the canned
+//! responses picker opened with `/`, and the visitor's details.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use fantoccini::key::Key;
+use nexus_shared::Role;
+use nexus_tests::browser::{Browser, probe};
+use nexus_tests::{TestServer, widget_dir};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "a long test password";
+
+fn page(css: &str, expr: &str) -> String {
+    format!(
+        "const e = document.querySelector({css:?});
+         return e && e.offsetParent !== null ? ({expr}) : null;"
+    )
+}
+
+fn testid(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+async fn element(browser: &Browser, id: &str) -> fantoccini::elements::Element {
+    browser
+        .client
+        .find(Locator::Css(&testid(id)))
+        .await
+        .unwrap_or_else(|e| panic!("no [data-testid={id}] on the page: {e}"))
+}
+
+async fn click(browser: &Browser, id: &str) {
+    element(browser, id)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {id}: {e}"));
+}
+
+async fn type_into(browser: &Browser, id: &str, text: &str) {
+    let el = element(browser, id).await;
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn input_value(browser: &Browser) -> String {
+    browser
+        .js(&page(&testid("agent-input"), "e.value"), vec![])
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn visitor_says(visitor: &Browser, text: &str) {
+    let input = visitor.widget_element("input").await;
+    input.send_keys(text).await.unwrap();
+    visitor.widget_element("send").await.click().await.unwrap();
+}
+
+#[tokio::test]
+async fn agent_inserts_edits_and_sends_the_suggested_reply_and_uses_canned_responses() {
+    assert!(
+        widget_dir().join("agent.js").exists(),
+        "the agent app is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
+        widget_dir().display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let widget = widget_snapshot(dir.path());
+    let server = TestServer::start_with(&dir.path().join("nexus.db"), &widget).await;
+    let store = server.state.store.as_ref();
+    let site = store.site_by_key("demo").await.unwrap().expect("demo site");
+    for (email, name, role) in [
+        ("olga@demo.test", "Olga", Role::Owner),
+        ("ana@demo.test", "Ana", Role::Agent),
+    ] {
+        nexus_server::auth::add_user(store, site.id, email, name, role, PASSWORD)
+            .await
+            .expect("account");
+    }
+    // The owner writes a canned response over the API.
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"site_key": "demo", "email": "olga@demo.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created = http
+        .post(server.url("/api/v1/canned"))
+        .bearer_auth(login["token"].as_str().unwrap())
+        .json(&json!({"title": "Thanks for waiting", "body": "Thanks for waiting, I am on it."}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+
+    let (agent, visitor) = tokio::join!(Browser::start(1280, 1000), Browser::start(420, 760));
+
+    // The visitor asks something the AI answers, then asks for a person.
+    visitor.client.goto(&server.url("/")).await.unwrap();
+    open_widget(&visitor).await;
+    visitor_says(&visitor, "How do I cancel my order?").await;
+    visitor
+        .wait_for("the AI's answer", WAIT, &probe_css_ai())
+        .await;
+    visitor_says(&visitor, "I want to talk to a human").await;
+    visitor
+        .wait_for(
+            "the handoff banner",
+            WAIT,
+            &probe("handoff-banner", "e.offsetParent !== null"),
+        )
+        .await;
+
+    // The agent logs in and opens the waiting conversation.
+    agent.client.goto(&server.url("/agent")).await.unwrap();
+    agent
+        .wait_for(
+            "the login form",
+            WAIT,
+            &page(&testid("agent-login"), "true"),
+        )
+        .await;
+    type_into(&agent, "agent-email", "ana@demo.test").await;
+    type_into(&agent, "agent-password", PASSWORD).await;
+    click(&agent, "agent-submit").await;
+    agent
+        .wait_for(
+            "the escalation in the inbox",
+            WAIT,
+            &page("[data-testid=inbox-item][data-state=waiting]", "true"),
+        )
+        .await;
+    agent
+        .client
+        .find(Locator::Css("[data-testid=inbox-item][data-state=waiting]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The summary says what the visitor wants, why a person, and suggests a reply.
+    let wants = agent
+        .wait_for(
+            "the handoff summary",
+            WAIT,
+            &page(&testid("summary-wants"), "e.innerText"),
+        )
+        .await;
+    assert_eq!(wants, "How do I cancel my order?");
+    let reason = agent
+        .js(&page(&testid("summary-reason"), "e.innerText"), vec![])
+        .await;
+    assert_eq!(reason, "Visitor asked for a person");
+    let answered = agent
+        .js(&page(&testid("summary-answered"), "e.innerText"), vec![])
+        .await;
+    assert!(
+        !answered
+            .as_str()
+            .unwrap_or_default()
+            .contains("Nothing yet"),
+        "the AI's earlier answer is listed: {answered}"
+    );
+    let suggested = agent
+        .wait_for(
+            "the suggested reply",
+            WAIT,
+            &page(&testid("summary-suggested"), "e.innerText"),
+        )
+        .await;
+    let suggested = suggested.as_str().unwrap_or_default().to_owned();
+    assert!(!suggested.trim().is_empty());
+    let info = agent
+        .js(&page(&testid("visitor-info"), "e.innerText"), vec![])
+        .await;
+    assert!(
+        info.as_str().unwrap_or_default().contains("Page: "),
+        "the visitor's page is shown: {info}"
+    );
+
+    click(&agent, "take-over").await;
+    agent
+        .wait_for(
+            "the conversation to be the agent's",
+            WAIT,
+            &page(
+                &testid("conversation-state"),
+                "e.getAttribute('data-state') === 'human'",
+            ),
+        )
+        .await;
+
+    // `/` opens the canned responses; Enter picks the first match.
+    type_into(&agent, "agent-input", "/thanks").await;
+    let items = agent
+        .wait_for(
+            "the canned responses picker",
+            WAIT,
+            &page(
+                &testid("canned-picker"),
+                "Array.from(e.querySelectorAll('[data-testid=\"canned-item\"]')).map(i => i.innerText)",
+            ),
+        )
+        .await;
+    assert_eq!(items.as_array().map(Vec::len), Some(1), "{items}");
+    element(&agent, "agent-input")
+        .await
+        .send_keys(&char::from(Key::Enter).to_string())
+        .await
+        .unwrap();
+    agent
+        .wait_for(
+            "the canned response in the composer",
+            WAIT,
+            &page(
+                &testid("agent-input"),
+                "e.value === 'Thanks for waiting, I am on it.'",
+            ),
+        )
+        .await;
+    assert!(
+        agent
+            .js(&page(&testid("canned-picker"), "true"), vec![])
+            .await
+            .is_null(),
+        "the picker closes"
+    );
+
+    // The suggested reply replaces the draft, is edited, and sent.
+    click(&agent, "insert-suggested").await;
+    assert_eq!(input_value(&agent).await.trim(), suggested.trim());
+    agent
+        .js(
+            "document.querySelector('[data-testid=\"handoff-summary\"]').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await;
+    agent.screenshot("console-conversation-summary").await;
+    element(&agent, "agent-input")
+        .await
+        .send_keys(" Ana will check it for you.")
+        .await
+        .unwrap();
+    let edited = input_value(&agent).await;
+    assert!(
+        edited.ends_with(" Ana will check it for you.") && edited.len() > suggested.len(),
+        "the inserted reply is editable: {edited}"
+    );
+    click(&agent, "agent-send").await;
+    let seen = visitor
+        .wait_for(
+            "the edited reply in the widget",
+            WAIT,
+            &probe_css_last_agent(),
+        )
+        .await;
+    let seen = seen.as_str().unwrap_or_default().to_owned();
+    assert!(
+        seen.contains("Ana will check it for you.")
+            && seen.contains(suggested.lines().next().unwrap_or_default().trim()),
+        "the visitor sees the edited reply: {seen}"
+    );
+
+    agent.close().await;
+    visitor.close().await;
+    server.stop().await;
+}
+
+/// JS: whether the widget shows an AI message.
+fn probe_css_ai() -> String {
+    "const r = document.querySelector('#nexus-flow-root');
+     return !!(r && r.shadowRoot && r.shadowRoot.querySelector('[data-testid=\"message\"][data-author=\"ai\"]'));"
+        .to_owned()
+}
+
+/// JS: the text of the widget's last agent message, or null.
+fn probe_css_last_agent() -> String {
+    "const r = document.querySelector('#nexus-flow-root');
+     const all = r && r.shadowRoot ? r.shadowRoot.querySelectorAll('[data-testid=\"message\"][data-author=\"agent\"]') : [];
+     return all.length ? all[all.length - 1].innerText : null;"
+        .to_owned()
+}
+
+/// Opens the visitor's widget (clicking the launcher again should the first click land
+/// before the app listens) and waits for its connection.
+async fn open_widget(visitor: &Browser) {
+    visitor
+        .wait_for("the launcher", WAIT, &probe("launcher", "true"))
+        .await;
+    for _ in 0..20 {
+        let open = visitor
+            .js(
+                &probe("launcher", "e.getAttribute('aria-expanded') === 'true'"),
+                vec![],
+            )
+            .await;
+        if open == true {
+            break;
+        }
+        visitor
+            .widget_element("launcher")
+            .await
+            .click()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    visitor
+        .wait_for(
+            "the visitor to be online",
+            WAIT,
+            &probe(
+                "connection-status",
+                "e.getAttribute('data-status') === 'online'",
+            ),
+        )
+        .await;
+}
+
+/// A copy of the widget build for this test: other builds may rewrite `target/widget` while
+/// the test runs. Taken when the loaders and the files they name agree.
+fn widget_snapshot(dir: &std::path::Path) -> std::path::PathBuf {
+    let to = dir.join("widget");
+    for _ in 0..100 {
+        let _ = std::fs::remove_dir_all(&to);
+        std::fs::create_dir_all(&to).unwrap();
+        if let Ok(entries) = std::fs::read_dir(widget_dir()) {
+            for e in entries.flatten() {
+                let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+            }
+        }
+        let whole = ["agent.js", "widget.js"].iter().all(|loader| {
+            std::fs::read_to_string(to.join(loader)).is_ok_and(|text| {
+                text.split(['\'', '"'])
+                    .filter(|t| {
+                        t.starts_with("nexus-")
+                            && [".js", ".css", ".wasm"].iter().any(|x| t.ends_with(x))
+                    })
+                    .all(|name| to.join(name).exists())
+            })
+        });
+        if whole {
+            return to;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("no complete widget build in {}", widget_dir().display());
+}
