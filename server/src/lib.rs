@@ -106,7 +106,9 @@ pub async fn build_state(
         connections: Arc::default(),
         shutdown,
         llm: None,
-        webhooks: Arc::new(webhooks::Dispatcher::start(std::time::Duration::from_secs(1))),
+        webhooks: Arc::new(webhooks::Dispatcher::start(std::time::Duration::from_secs(
+            1,
+        ))),
     })
 }
 

@@ -1096,10 +1096,11 @@ impl Store for SqliteStore {
     }
 
     async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::privacy::Csat>> {
-        let row = sqlx::query("SELECT score, comment, created_at FROM csat WHERE conversation_id = ?")
-            .bind(conversation_id.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
+        let row =
+            sqlx::query("SELECT score, comment, created_at FROM csat WHERE conversation_id = ?")
+                .bind(conversation_id.to_string())
+                .fetch_optional(&self.reader)
+                .await?;
         row.map(|row| {
             let score: i64 = row.try_get("score")?;
             Ok(crate::privacy::Csat {
