@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::chat::{publish, validate_client_msg_id};
 use crate::error::store_error_body;
-use crate::store::{Committed, Conversation, NewMessage, Op, User, notice_for, now_ms};
+use crate::store::{Committed, Conversation, NewMessage, Op, User, now_ms};
 
 /// Loads a conversation of the agent's own site. Conversations of other sites are reported
 /// as missing, not as forbidden, so their ids are not confirmed.
@@ -34,10 +34,15 @@ async fn transition(
     conversation_id: Uuid,
     transition: Transition,
 ) -> Result<Committed, ErrorBody> {
-    let notice = notice_for(&transition);
     let committed = state
         .store
-        .commit(conversation_id, Op::Transition { transition, notice })
+        .commit(
+            conversation_id,
+            Op::Transition {
+                transition,
+                notice: None,
+            },
+        )
         .await
         .map_err(|e| store_error_body(&e))?;
     publish(state, &committed);
@@ -280,12 +285,29 @@ pub async fn review_draft(
 /// How long an agent may be idle (no frame, not even a ping) before they show as away.
 pub const DEFAULT_IDLE_AWAY: Duration = Duration::from_secs(5 * 60);
 
+/// How often an instance re-announces its agents' presence to the other instances.
+pub const DEFAULT_PRESENCE_REFRESH: Duration = Duration::from_secs(15);
+/// How long another instance's announcement counts when it is not refreshed (so the agents of
+/// a killed instance drop out).
+pub const DEFAULT_PRESENCE_EXPIRY: Duration = Duration::from_secs(45);
+
 /// Who is online, per site. An agent is online while at least one of their connections is
 /// open and they have not set themselves away; an agent idle for the idle time (see
 /// [`PresenceBoard::set_idle_after`]) shows as away until their next activity.
+///
+/// With several instances on one PostgreSQL database, the board also holds the agents other
+/// instances announce (see [`crate::fanout`]): [`PresenceBoard::online`] counts an agent online
+/// here or in an unexpired announcement, once. Round-robin auto-assignment
+/// ([`PresenceBoard::next_online`]) stays among this instance's own agents.
 #[derive(Default)]
 pub struct PresenceBoard {
     sites: Mutex<HashMap<Uuid, SiteAgents>>,
+    /// Agents announced by other instances, per site.
+    remote: Mutex<HashMap<Uuid, RemoteAgents>>,
+    /// The re-announcement interval in milliseconds; 0 means [`DEFAULT_PRESENCE_REFRESH`].
+    refresh_ms: AtomicU64,
+    /// The expiry of announcements in milliseconds; 0 means [`DEFAULT_PRESENCE_EXPIRY`].
+    expiry_ms: AtomicU64,
     /// The agent who got the last auto-assigned conversation, per site (round robin).
     last_assigned: Mutex<HashMap<Uuid, Uuid>>,
     /// The idle time in milliseconds; 0 means [`DEFAULT_IDLE_AWAY`].
@@ -306,6 +328,9 @@ struct AgentPresence {
 }
 
 type SiteAgents = HashMap<Uuid, AgentPresence>;
+
+/// Agents of a site announced by other instances: (instance, agent) → (status, when heard).
+type RemoteAgents = HashMap<(Uuid, Uuid), (Presence, Instant)>;
 
 impl PresenceBoard {
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<Uuid, SiteAgents>) -> R) -> R {
@@ -370,16 +395,103 @@ impl PresenceBoard {
         });
     }
 
+    /// Agents of the site online on this instance or, per an unexpired announcement, on
+    /// another one; an agent connected to several instances counts once.
     pub fn online(&self, site: Uuid) -> u32 {
-        self.with(|sites| {
-            sites.get(&site).map_or(0, |agents| {
-                let n = agents
+        let mut online: std::collections::HashSet<Uuid> = self.with(|sites| {
+            sites.get(&site).map_or_else(Default::default, |agents| {
+                agents
                     .values()
                     .filter(|a| a.status == Presence::Online)
-                    .count();
-                u32::try_from(n).unwrap_or(u32::MAX)
+                    .map(|a| a.agent.id)
+                    .collect()
             })
+        });
+        let expiry = self.presence_expiry();
+        let now = Instant::now();
+        if let Some(remote) = self.remote_lock().get(&site) {
+            online.extend(
+                remote
+                    .iter()
+                    .filter(|(_, (status, heard))| {
+                        *status == Presence::Online
+                            && now.saturating_duration_since(*heard) < expiry
+                    })
+                    .map(|((_, agent), _)| *agent),
+            );
+        }
+        u32::try_from(online.len()).unwrap_or(u32::MAX)
+    }
+
+    fn remote_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RemoteAgents>> {
+        self.remote
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Another instance announced an agent's presence (`Offline` removes it).
+    pub fn remote_set(&self, instance: Uuid, site: Uuid, agent: Uuid, status: Presence) {
+        let mut remote = self.remote_lock();
+        let agents = remote.entry(site).or_default();
+        if status == Presence::Offline {
+            agents.remove(&(instance, agent));
+        } else {
+            agents.insert((instance, agent), (status, Instant::now()));
+        }
+    }
+
+    /// Another instance re-announced all its agents of a site: they replace what it said
+    /// before. Expired entries of every instance are dropped on the way.
+    pub fn remote_refresh(&self, instance: Uuid, site: Uuid, agents: &[(Uuid, Presence)]) {
+        let expiry = self.presence_expiry();
+        let now = Instant::now();
+        let mut remote = self.remote_lock();
+        let entries = remote.entry(site).or_default();
+        entries.retain(|(from, _), (_, heard)| {
+            *from != instance && now.saturating_duration_since(*heard) < expiry
+        });
+        for (agent, status) in agents {
+            if *status != Presence::Offline {
+                entries.insert((instance, *agent), (*status, now));
+            }
+        }
+        remote.retain(|_, entries| !entries.is_empty());
+    }
+
+    /// This instance's agents per site, with their status (what it announces).
+    pub fn local_snapshot(&self) -> Vec<(Uuid, Vec<(Uuid, Presence)>)> {
+        self.with(|sites| {
+            sites
+                .iter()
+                .filter(|(_, agents)| !agents.is_empty())
+                .map(|(site, agents)| {
+                    let list = agents.values().map(|a| (a.agent.id, a.status)).collect();
+                    (*site, list)
+                })
+                .collect()
         })
+    }
+
+    /// Sets how often this instance re-announces its agents and how long another instance's
+    /// announcement counts without a refresh.
+    pub fn set_presence_intervals(&self, refresh: Duration, expiry: Duration) {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.refresh_ms.store(ms(refresh), Ordering::Relaxed);
+        self.expiry_ms.store(ms(expiry), Ordering::Relaxed);
+    }
+
+    pub fn presence_refresh(&self) -> Duration {
+        match self.refresh_ms.load(Ordering::Relaxed) {
+            0 => DEFAULT_PRESENCE_REFRESH,
+            ms => Duration::from_millis(ms),
+        }
+    }
+
+    pub fn presence_expiry(&self) -> Duration {
+        match self.expiry_ms.load(Ordering::Relaxed) {
+            0 => DEFAULT_PRESENCE_EXPIRY,
+            ms => Duration::from_millis(ms),
+        }
     }
 
     /// The agent did something (any frame, a ping included). Returns `Online` when this
@@ -431,7 +543,9 @@ impl PresenceBoard {
     }
 
     /// The next online agent of the site in round-robin order (by id), remembered as the
-    /// last one assigned.
+    /// last one assigned. Only this instance's agents take part: agents connected to other
+    /// instances count as online (see [`PresenceBoard::online`]) but are not auto-assigned
+    /// from here.
     pub fn next_online(&self, site: Uuid) -> Option<AgentRef> {
         let mut online: Vec<AgentRef> = self.with(|sites| {
             sites.get(&site).map_or_else(Vec::new, |agents| {
@@ -631,6 +745,35 @@ mod tests {
         board.set(site, a.id, Presence::Away);
         assert_eq!(board.next_online(site), None);
         assert_eq!(board.next_online(Uuid::from_u128(999)), None, "other sites");
+    }
+
+    #[test]
+    fn remote_agents_count_once_until_their_announcement_expires() {
+        let board = PresenceBoard::default();
+        let site = Uuid::from_u128(100);
+        let (here, there) = (Uuid::from_u128(7), Uuid::from_u128(8));
+        let (a, b) = (agent(1, "a"), agent(2, "b"));
+        board.set_presence_intervals(Duration::from_millis(10), Duration::from_millis(200));
+        board.connect(site, &a);
+        board.remote_set(here, site, a.id, Presence::Online);
+        board.remote_set(there, site, a.id, Presence::Online);
+        assert_eq!(board.online(site), 1, "one agent on three instances");
+        board.remote_set(there, site, b.id, Presence::Away);
+        assert_eq!(board.online(site), 1, "away agents do not count");
+        board.remote_refresh(there, site, &[(b.id, Presence::Online)]);
+        assert_eq!(board.online(site), 2);
+        assert_eq!(board.online(Uuid::from_u128(999)), 0, "other sites");
+        assert_eq!(
+            board.next_online(site),
+            Some(a.clone()),
+            "assignment stays local"
+        );
+        board.remote_set(there, site, b.id, Presence::Offline);
+        assert_eq!(board.online(site), 1);
+        board.remote_set(there, site, b.id, Presence::Online);
+        board.disconnect(site, a.id);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(board.online(site), 0, "announcements expired");
     }
 
     #[test]

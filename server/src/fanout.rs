@@ -12,6 +12,14 @@
 //!   updates, drafts, notes) travels in the notification itself ([`Event::Conversation`],
 //!   [`Event::Site`]); a frame too large for a notification is written to `fanout_payloads`
 //!   and announced by row id.
+//! - Agent presence: every instance keeps the presence of the agents connected elsewhere, so
+//!   "agents online" (the visitor's welcome, the offline notice) counts the whole team. A
+//!   change travels as the `Presence` frame published to the site's agents; besides, each
+//!   instance re-announces all its agents every [`crate::agent::PresenceBoard::presence_refresh`]
+//!   ([`Event::Presence`]), and an announcement not refreshed within
+//!   [`crate::agent::PresenceBoard::presence_expiry`] no longer counts (a killed instance's
+//!   agents drop out). `NEXUS_FLOW_PRESENCE_REFRESH_MS` and `NEXUS_FLOW_PRESENCE_EXPIRY_MS`
+//!   override the defaults (15 s and 45 s).
 //! - Knowledge-base changes ([`Event::Kb`]) make every instance reload the site's entries into
 //!   its engine; settings changes ([`Event::Settings`]) need no action, as settings are read
 //!   from the store on use.
@@ -23,12 +31,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_shared::ServerFrame;
+use nexus_shared::{Presence, ServerFrame};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use crate::agent::PresenceBoard;
 use crate::engine::AnswerEngine;
 use crate::hub::{Hub, Remote};
 use crate::store::Store;
@@ -113,6 +122,17 @@ pub enum Event {
         #[serde(rename = "s")]
         site: Uuid,
     },
+    /// All the agents of a site connected to the origin instance, with their status
+    /// (re-announced periodically; replaces the origin's previous announcement).
+    #[serde(rename = "p")]
+    Presence {
+        #[serde(rename = "o")]
+        origin: Uuid,
+        #[serde(rename = "s")]
+        site: Uuid,
+        #[serde(rename = "a")]
+        agents: Vec<(Uuid, Presence)>,
+    },
     /// A site's settings changed.
     #[serde(rename = "settings")]
     Settings {
@@ -135,17 +155,19 @@ impl Event {
             | Self::Site { origin, .. }
             | Self::Stored { origin, .. }
             | Self::Kb { origin, .. }
+            | Self::Presence { origin, .. }
             | Self::Settings { origin, .. } => *origin,
         }
     }
 }
 
 /// Connects `hub` to the other instances on `pg`'s schema: starts the sender and the
-/// listener tasks. They stop when `shutdown` flips.
+/// listener tasks, and the periodic presence announcement. They stop when `shutdown` flips.
 pub fn start(
     pg: Arc<PgStore>,
     hub: Arc<Hub>,
     engine: Arc<dyn AnswerEngine>,
+    presence: Arc<PresenceBoard>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -153,8 +175,53 @@ pub fn start(
         tracing::warn!("the hub was already connected to a fan-out");
         return;
     }
+    let env_ms = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+    };
+    presence.set_presence_intervals(
+        env_ms("NEXUS_FLOW_PRESENCE_REFRESH_MS").unwrap_or_else(|| presence.presence_refresh()),
+        env_ms("NEXUS_FLOW_PRESENCE_EXPIRY_MS").unwrap_or_else(|| presence.presence_expiry()),
+    );
     tokio::spawn(send_loop(pg.clone(), hub.clone(), rx));
-    tokio::spawn(listen_loop(pg, hub, engine, shutdown));
+    tokio::spawn(announce_loop(
+        pg.clone(),
+        presence.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(listen_loop(pg, hub, engine, presence, shutdown));
+}
+
+/// Re-announces this instance's agents, per site, every refresh interval.
+async fn announce_loop(
+    pg: Arc<PgStore>,
+    presence: Arc<PresenceBoard>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let origin = pg.instance();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(presence.presence_refresh()) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        for (site, agents) in presence.local_snapshot() {
+            let event = Event::Presence {
+                origin,
+                site,
+                agents,
+            };
+            if let Err(e) = send(&pg, &event).await {
+                tracing::warn!(error = %e, "fan-out: could not announce agent presence");
+                break;
+            }
+        }
+    }
 }
 
 async fn send_loop(pg: Arc<PgStore>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Remote>) {
@@ -217,6 +284,7 @@ async fn listen_loop(
     pg: Arc<PgStore>,
     hub: Arc<Hub>,
     engine: Arc<dyn AnswerEngine>,
+    presence: Arc<PresenceBoard>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // A pool of one, only for the listener: it never competes with queries for a connection.
@@ -268,7 +336,14 @@ async fn listen_loop(
             };
             match next {
                 Ok(Some(notification)) => {
-                    handle(&pg, &hub, engine.as_ref(), notification.payload()).await;
+                    handle(
+                        &pg,
+                        &hub,
+                        engine.as_ref(),
+                        &presence,
+                        notification.payload(),
+                    )
+                    .await;
                 }
                 Ok(None) => {
                     tracing::warn!("fan-out listener lost its connection");
@@ -284,7 +359,13 @@ async fn listen_loop(
 }
 
 /// Handles one notification.
-pub async fn handle(pg: &PgStore, hub: &Hub, engine: &dyn AnswerEngine, payload: &str) {
+pub async fn handle(
+    pg: &PgStore,
+    hub: &Hub,
+    engine: &dyn AnswerEngine,
+    presence: &PresenceBoard,
+    payload: &str,
+) {
     let event: Event = match serde_json::from_str(payload) {
         Ok(event) => event,
         Err(e) => {
@@ -345,7 +426,29 @@ pub async fn handle(pg: &PgStore, hub: &Hub, engine: &dyn AnswerEngine, payload:
             frame,
             ..
         } => hub.publish_conversation_local(conversation, Arc::new(frame)),
-        Event::Site { site, frame, .. } => hub.publish_site_local(site, Arc::new(frame)),
+        Event::Site {
+            origin,
+            site,
+            mut frame,
+        } => {
+            if let ServerFrame::Presence {
+                agent: Some(agent),
+                status: Some(status),
+                agents_online,
+            } = &mut frame
+            {
+                // Remember the other instance's agent, and tell this instance's agents the
+                // count as seen from here.
+                presence.remote_set(origin, site, agent.id, *status);
+                *agents_online = presence.online(site);
+            }
+            hub.publish_site_local(site, Arc::new(frame));
+        }
+        Event::Presence {
+            origin,
+            site,
+            agents,
+        } => presence.remote_refresh(origin, site, &agents),
         Event::Kb { site, .. } => reload_kb(pg, engine, site).await,
         Event::Settings { site, .. } => {
             tracing::debug!(%site, "site settings changed on another instance");
@@ -414,6 +517,21 @@ mod tests {
         };
         let payload = event.to_payload();
         assert!(payload.len() < 200, "{payload}");
+        assert_eq!(serde_json::from_str::<Event>(&payload).unwrap(), event);
+    }
+
+    #[test]
+    fn presence_announcements_round_trip() {
+        let event = Event::Presence {
+            origin: Uuid::from_u128(1),
+            site: Uuid::from_u128(2),
+            agents: vec![
+                (Uuid::from_u128(3), Presence::Online),
+                (Uuid::from_u128(4), Presence::Away),
+            ],
+        };
+        let payload = event.to_payload();
+        assert!(payload.len() < 300, "{payload}");
         assert_eq!(serde_json::from_str::<Event>(&payload).unwrap(), event);
     }
 

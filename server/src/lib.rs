@@ -31,6 +31,7 @@ pub mod kb;
 pub mod kb_import;
 pub mod learn;
 pub mod metrics;
+pub mod notices;
 pub mod openapi;
 pub mod privacy;
 pub mod store;
@@ -91,9 +92,16 @@ pub async fn build_state(
         engine.load_site(site.id, entries);
     }
     let hub = Arc::new(Hub::new());
+    let presence: Arc<agent::PresenceBoard> = Arc::default();
     if let Some(pg) = postgres {
         // Several instances may share this database: fan out through it.
-        fanout::start(pg, hub.clone(), engine.clone(), shutdown.clone());
+        fanout::start(
+            pg,
+            hub.clone(),
+            engine.clone(),
+            presence.clone(),
+            shutdown.clone(),
+        );
     }
     let assets = Arc::new(assets::Assets::load(&config.widget_dir));
     Ok(AppState {
@@ -102,7 +110,7 @@ pub async fn build_state(
         hub,
         assets,
         throttle: Arc::default(),
-        presence: Arc::default(),
+        presence,
         connections: Arc::default(),
         shutdown,
         llm: None,

@@ -433,3 +433,89 @@ fn metric(text: &str, name: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
 }
+
+/// Agents online anywhere count everywhere: an agent on instance 2 is announced to instance 1,
+/// whose visitors are told someone is online and get no offline notice on escalation. Once
+/// instance 2 is killed and its announcement expires, instance 1 counts nobody and a visitor
+/// who asks for a human gets the offline notice. (Short presence intervals via
+/// `NEXUS_FLOW_PRESENCE_REFRESH_MS` / `NEXUS_FLOW_PRESENCE_EXPIRY_MS`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_online_on_another_instance_count_until_it_dies() {
+    if support::skipped() {
+        return;
+    }
+    let schema = Schema::create(&support::base_url()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let widget = dir.path().join("widget");
+    let env = [
+        ("NEXUS_FLOW_PRESENCE_REFRESH_MS", "200"),
+        ("NEXUS_FLOW_PRESENCE_EXPIRY_MS", "1500"),
+    ];
+    let one = Instance::start_env(&schema.url, &widget, &env).await;
+    let two = Instance::start_env(&schema.url, &widget, &env).await;
+    support::add_user(&schema.url, "ana@demo.test", "agent").await;
+    let ana_token = support::login(two.port, "ana@demo.test").await;
+    let (mut agent, _) = Ws::agent(&two.ws_url(), &ana_token).await;
+
+    // The announcement travels through PostgreSQL: poll instance 1 until it counts the agent.
+    let visitor_sees = |expect_online: bool| {
+        let url = one.ws_url();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let (visitor, welcome) = Ws::visitor(&url, None).await;
+                let online = welcome.site.expect("site info").agents_online;
+                if (online >= 1) == expect_online {
+                    return (visitor, online);
+                }
+                visitor.close().await;
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "instance 1 kept counting {online} agents online"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (mut visitor, online) = visitor_sees(true).await;
+    assert_eq!(online, 1, "one agent on instance 2");
+    let (c, _) = visitor.say(None, "v-1", "I want to talk to a human").await;
+    visitor
+        .until("waiting", state_is(c, ConversationState::Waiting))
+        .await;
+    visitor.drain(Duration::from_millis(1_500)).await;
+    assert!(
+        !visitor
+            .seen
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Offline { .. })),
+        "no offline notice while an agent is online on instance 2: {:#?}",
+        visitor.seen
+    );
+    // The agent on instance 2 sees the escalation from instance 1.
+    agent
+        .until("the escalation in the inbox", |f| match f {
+            ServerFrame::Conversation(s) if s.id == c => Some(()),
+            _ => None,
+        })
+        .await;
+
+    // Instance 2 dies without a word: its agent drops out once the announcement expires.
+    two.kill().await;
+    let (mut late, online) = visitor_sees(false).await;
+    assert_eq!(online, 0);
+    let (c2, _) = late.say(None, "v-2", "I want to talk to a human").await;
+    late.until("waiting", state_is(c2, ConversationState::Waiting))
+        .await;
+    late.until("the offline notice", |f| match f {
+        ServerFrame::Offline {
+            conversation_id, ..
+        } if *conversation_id == c2 => Some(()),
+        _ => None,
+    })
+    .await;
+
+    visitor.close().await;
+    late.close().await;
+    one.kill().await;
+}
