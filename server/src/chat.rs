@@ -15,31 +15,6 @@ use crate::engine::{Decision, KbEntry, Query, placeholders, policy};
 use crate::error::store_error_body;
 use crate::store::{Committed, Conversation, NewMessage, Op, Site, StoreError, Visitor};
 
-/// The visitor-facing notice recorded when a conversation is handed to a person.
-pub fn escalation_notice(reason: &HandoffReason) -> String {
-    match reason {
-        HandoffReason::VisitorAsked => {
-            "You asked for a person. Someone from the team will join you here.".into()
-        }
-        HandoffReason::LowConfidence => {
-            "I'm not sure about this one, so I'm bringing in a person from the team.".into()
-        }
-        HandoffReason::OutOfScope => {
-            "That's outside what I can answer, so I'm passing you to a person from the team.".into()
-        }
-        HandoffReason::Sensitive { .. } => {
-            "This needs a person from the team, so I'm passing your conversation on.".into()
-        }
-        HandoffReason::Frustration | HandoffReason::RepeatedFailure => {
-            "Sorry I couldn't help. I'm bringing in a person from the team.".into()
-        }
-        HandoffReason::EngineError => "Something went wrong on my side. A person from the team \
-            will answer you here; nothing you wrote is lost."
-            .into(),
-        _ => "A person from the team will answer you here.".into(),
-    }
-}
-
 /// Checks a client message id: non-empty, at most 64 bytes.
 pub fn validate_client_msg_id(id: &str) -> Result<(), ErrorBody> {
     if id.is_empty() || id.len() > limits::MAX_CLIENT_MSG_ID_BYTES {
@@ -621,7 +596,7 @@ pub async fn escalate(
     reason: HandoffReason,
 ) -> Option<Committed> {
     let op = Op::Transition {
-        notice: escalation_notice(&reason),
+        notice: None,
         transition: Transition::Escalated { reason },
     };
     match state.store.commit(conversation_id, op).await {

@@ -281,10 +281,11 @@ pub enum Op {
         message: NewMessage,
         reopen_to: ConversationState,
     },
-    /// Change state; the store records a system message with `notice` as its text.
+    /// Change state; the store records a system message with `notice` as its text (`None`:
+    /// the default notice for the transition, in the visitor's language).
     Transition {
         transition: Transition,
-        notice: String,
+        notice: Option<String>,
     },
 }
 
@@ -317,7 +318,7 @@ pub(crate) struct Plan {
 
 /// Runs the state machine for `op` against `snapshot`. Shared by every backend so they
 /// cannot disagree on what is allowed.
-pub(crate) fn plan(snapshot: &Snapshot, op: Op) -> Result<Plan, StateError> {
+pub(crate) fn plan(snapshot: &Snapshot, op: Op, locale: Option<&str>) -> Result<Plan, StateError> {
     let mut messages = Vec::new();
     let mut current = snapshot.clone();
     let mut escalation = None;
@@ -343,18 +344,19 @@ pub(crate) fn plan(snapshot: &Snapshot, op: Op) -> Result<Plan, StateError> {
         Op::Post { message, reopen_to } => {
             let author = message.author();
             if current.state == ConversationState::Resolved && author == Author::Visitor {
-                change(
-                    &mut current,
-                    Transition::Reopened { to: reopen_to },
-                    "Conversation reopened.".into(),
-                )?;
+                let reopened = Transition::Reopened { to: reopen_to };
+                let notice = notice_for(&reopened, locale);
+                change(&mut current, reopened, notice)?;
             } else if let Some(implied) = current.check_post(&author)? {
-                let notice = notice_for(&implied);
+                let notice = notice_for(&implied, locale);
                 change(&mut current, implied, notice)?;
             }
             messages.push(message);
         }
-        Op::Transition { transition, notice } => change(&mut current, transition, notice)?,
+        Op::Transition { transition, notice } => {
+            let notice = notice.unwrap_or_else(|| notice_for(&transition, locale));
+            change(&mut current, transition, notice)?
+        }
     }
     Ok(Plan {
         messages,
@@ -363,19 +365,9 @@ pub(crate) fn plan(snapshot: &Snapshot, op: Op) -> Result<Plan, StateError> {
     })
 }
 
-/// The default system notice for a transition.
-pub fn notice_for(transition: &Transition) -> String {
-    match transition {
-        Transition::Escalated { .. } => "Waiting for a person.".into(),
-        Transition::TakenOver { agent } => format!("{} joined the conversation.", agent.name),
-        Transition::Transferred { to, .. } => {
-            format!("{} took over the conversation.", to.name)
-        }
-        Transition::HandedBack { .. } => "You're back with the assistant.".into(),
-        Transition::Resolved { .. } => "Conversation resolved.".into(),
-        Transition::Reopened { .. } => "Conversation reopened.".into(),
-        _ => "Conversation updated.".into(),
-    }
+/// The default system notice for a transition, in the visitor's language.
+pub fn notice_for(transition: &Transition, locale: Option<&str>) -> String {
+    crate::notices::transition(transition, locale)
 }
 
 /// Persistence for everything the server keeps.
@@ -682,6 +674,7 @@ mod tests {
                 message: NewMessage::new(Author::Visitor, "one more thing"),
                 reopen_to: ConversationState::Ai,
             },
+            None,
         )
         .unwrap();
         assert_eq!(plan.after.state, ConversationState::Ai);
@@ -706,6 +699,7 @@ mod tests {
                 message: NewMessage::new(Author::Ai, "too late"),
                 reopen_to: ConversationState::Ai,
             },
+            None,
         )
         .unwrap_err();
         assert_eq!(err, StateError::AiSilenced(ConversationState::Human));

@@ -565,7 +565,7 @@ impl Store for SqliteStore {
             }
         }
 
-        let plan = plan(&before.snapshot, op)?;
+        let plan = plan(&before.snapshot, op, before.locale.as_deref())?;
         let now = now_ms();
         let mut seq = before.last_seq;
         let mut stored = Vec::with_capacity(plan.messages.len());
