@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -306,5 +306,116 @@ impl Browser {
             .issue_cmd(Cdp(json!({"cmd": cmd, "params": params})))
             .await
             .unwrap_or_else(|e| panic!("CDP {cmd} failed: {e}"))
+    }
+}
+
+/// Asserts that the widget is built (the browser tests load it from `target/widget`).
+pub fn assert_widget_built() {
+    assert!(
+        crate::widget_dir().join("manifest.json").exists(),
+        "the widget is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
+        crate::widget_dir().display()
+    );
+}
+
+/// JS returning `[author, delivery, text]` of every message bubble in the widget.
+pub const MESSAGES: &str = "const r = document.querySelector('#nexus-flow-root');
+    if (!r || !r.shadowRoot) return [];
+    return Array.from(r.shadowRoot.querySelectorAll('[data-testid=\"message\"]'))
+        .map(m => [m.getAttribute('data-author'), m.getAttribute('data-delivery'), m.innerText]);";
+
+/// A copy of the widget build for one test: other builds may rewrite `target/widget` while
+/// the test runs. Taken when the loaders and the files they name agree.
+pub fn widget_snapshot(dir: &Path) -> PathBuf {
+    let to = dir.join("widget");
+    for _ in 0..100 {
+        let _ = std::fs::remove_dir_all(&to);
+        std::fs::create_dir_all(&to).unwrap();
+        if let Ok(entries) = std::fs::read_dir(crate::widget_dir()) {
+            for e in entries.flatten() {
+                let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+            }
+        }
+        let whole = ["agent.js", "widget.js"].iter().all(|loader| {
+            std::fs::read_to_string(to.join(loader)).is_ok_and(|text| {
+                text.split(['\'', '"'])
+                    .filter(|t| {
+                        t.starts_with("nexus-")
+                            && [".js", ".css", ".wasm"].iter().any(|x| t.ends_with(x))
+                    })
+                    .all(|name| to.join(name).exists())
+            })
+        });
+        if whole {
+            return to;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!(
+        "no complete widget build in {}",
+        crate::widget_dir().display()
+    );
+}
+
+/// The visitor widget's set-up steps the browser tests share.
+impl Browser {
+    /// Waits until the widget's connection status is `status`.
+    pub async fn wait_status(&self, status: &str, wait: Duration) {
+        self.wait_for(
+            &format!("the connection to be {status}"),
+            wait,
+            &probe(
+                "connection-status",
+                &format!("e.getAttribute('data-status') === '{status}'"),
+            ),
+        )
+        .await;
+    }
+
+    /// Clicks the widget's launcher once it shows and waits until the connection is online.
+    pub async fn click_launcher(&self, wait: Duration) {
+        self.wait_for("the launcher", wait, &probe("launcher", "true"))
+            .await;
+        self.widget_element("launcher").await.click().await.unwrap();
+        self.wait_status("online", wait).await;
+    }
+
+    /// Types `text` into the widget's input and clicks send.
+    pub async fn send_message(&self, text: &str) {
+        self.widget_element("input")
+            .await
+            .send_keys(text)
+            .await
+            .unwrap();
+        self.widget_element("send").await.click().await.unwrap();
+    }
+
+    /// Opens the visitor's widget (clicking the launcher again should the first click land
+    /// before the app listens) and waits for its connection.
+    pub async fn open_widget(&self, wait: Duration) {
+        self.wait_for("the launcher", wait, &probe("launcher", "true"))
+            .await;
+        for _ in 0..20 {
+            let open = self
+                .js(
+                    &probe("launcher", "e.getAttribute('aria-expanded') === 'true'"),
+                    vec![],
+                )
+                .await;
+            if open == true {
+                break;
+            }
+            self.widget_element("launcher").await.click().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.wait_for(
+            "the visitor to be online",
+            wait,
+            &probe(
+                "connection-status",
+                "e.getAttribute('data-status') === 'online'",
+            ),
+        )
+        .await;
     }
 }

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod browser;
+pub mod http;
 pub mod pg;
 
 /// The workspace root (this crate lives in `tests/`).
@@ -264,6 +265,15 @@ impl WsClient {
         }
     }
 
+    /// Receives frames until the conversation's state becomes `state`.
+    pub async fn recv_state(&mut self, state: nexus_shared::ConversationState) {
+        self.recv_until(|f| match f {
+            ServerFrame::State { state: s, .. } if *s == state => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+
     /// Waits for the next `ack` and returns its conversation id; an `error` first is a
     /// test failure.
     pub async fn recv_ack(&mut self) -> uuid::Uuid {
@@ -286,6 +296,13 @@ impl WsClient {
         })
         .await
         .0
+    }
+
+    /// Sends a ping and waits for the pong: every frame sent before is handled.
+    pub async fn sync(&mut self) {
+        self.send(&ClientFrame::Ping).await;
+        self.recv_until(|f| matches!(f, ServerFrame::Pong).then_some(()))
+            .await;
     }
 
     pub async fn close(mut self) {

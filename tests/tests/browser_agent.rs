@@ -149,13 +149,7 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
             ),
         )
         .await;
-    visitor
-        .widget_element("input")
-        .await
-        .send_keys("I want to talk to a human")
-        .await
-        .unwrap();
-    visitor.widget_element("send").await.click().await.unwrap();
+    visitor.send_message("I want to talk to a human").await;
     visitor
         .wait_for(
             "the handoff banner",

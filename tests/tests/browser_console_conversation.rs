@@ -8,7 +8,7 @@ use std::time::Duration;
 use fantoccini::Locator;
 use fantoccini::key::Key;
 use nexus_shared::Role;
-use nexus_tests::browser::{Browser, probe};
+use nexus_tests::browser::{Browser, probe, widget_snapshot};
 use nexus_tests::{TestServer, widget_dir};
 use serde_json::{Value, json};
 
@@ -107,7 +107,7 @@ async fn agent_inserts_edits_and_sends_the_suggested_reply_and_uses_canned_respo
 
     // The visitor asks something the AI answers, then asks for a person.
     visitor.client.goto(&server.url("/")).await.unwrap();
-    open_widget(&visitor).await;
+    visitor.open_widget(WAIT).await;
     visitor_says(&visitor, "How do I cancel my order?").await;
     visitor
         .wait_for("the AI's answer", WAIT, &probe_css_ai())
@@ -290,70 +290,4 @@ fn probe_css_last_agent() -> String {
      const all = r && r.shadowRoot ? r.shadowRoot.querySelectorAll('[data-testid=\"message\"][data-author=\"agent\"]') : [];
      return all.length ? all[all.length - 1].innerText : null;"
         .to_owned()
-}
-
-/// Opens the visitor's widget (clicking the launcher again should the first click land
-/// before the app listens) and waits for its connection.
-async fn open_widget(visitor: &Browser) {
-    visitor
-        .wait_for("the launcher", WAIT, &probe("launcher", "true"))
-        .await;
-    for _ in 0..20 {
-        let open = visitor
-            .js(
-                &probe("launcher", "e.getAttribute('aria-expanded') === 'true'"),
-                vec![],
-            )
-            .await;
-        if open == true {
-            break;
-        }
-        visitor
-            .widget_element("launcher")
-            .await
-            .click()
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    visitor
-        .wait_for(
-            "the visitor to be online",
-            WAIT,
-            &probe(
-                "connection-status",
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
-}
-
-/// A copy of the widget build for this test: other builds may rewrite `target/widget` while
-/// the test runs. Taken when the loaders and the files they name agree.
-fn widget_snapshot(dir: &std::path::Path) -> std::path::PathBuf {
-    let to = dir.join("widget");
-    for _ in 0..100 {
-        let _ = std::fs::remove_dir_all(&to);
-        std::fs::create_dir_all(&to).unwrap();
-        if let Ok(entries) = std::fs::read_dir(widget_dir()) {
-            for e in entries.flatten() {
-                let _ = std::fs::copy(e.path(), to.join(e.file_name()));
-            }
-        }
-        let whole = ["agent.js", "widget.js"].iter().all(|loader| {
-            std::fs::read_to_string(to.join(loader)).is_ok_and(|text| {
-                text.split(['\'', '"'])
-                    .filter(|t| {
-                        t.starts_with("nexus-")
-                            && [".js", ".css", ".wasm"].iter().any(|x| t.ends_with(x))
-                    })
-                    .all(|name| to.join(name).exists())
-            })
-        });
-        if whole {
-            return to;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    panic!("no complete widget build in {}", widget_dir().display());
 }

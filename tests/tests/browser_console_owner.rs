@@ -9,7 +9,7 @@ use fantoccini::Locator;
 use fantoccini::key::Key;
 use nexus_server::learn::{self, Origin};
 use nexus_shared::{ClientFrame, Role, ServerFrame, Teach};
-use nexus_tests::browser::{Browser, probe};
+use nexus_tests::browser::{Browser, probe, widget_snapshot};
 use nexus_tests::{TestServer, WsClient, widget_dir};
 use serde_json::{Value, json};
 
@@ -229,7 +229,7 @@ async fn owner_changes_settings_the_visitor_sees_them_and_agents_cannot() {
 
     // The visitor's widget greets with the new text.
     visitor.client.goto(&server.url("/")).await.unwrap();
-    open_widget(&visitor).await;
+    visitor.open_widget(WAIT).await;
     visitor
         .wait_for(
             "the new greeting in the widget",
@@ -283,13 +283,7 @@ async fn owner_changes_settings_the_visitor_sees_them_and_agents_cannot() {
             ),
         )
         .await;
-    visitor
-        .widget_element("input")
-        .await
-        .send_keys("How do I cancel my order?")
-        .await
-        .unwrap();
-    visitor.widget_element("send").await.click().await.unwrap();
+    visitor.send_message("How do I cancel my order?").await;
     visitor
         .wait_for(
             "the handoff banner (autonomy off)",
@@ -654,70 +648,4 @@ async fn analytics_draws_the_traffic_as_charts_with_the_numbers() {
 
     owner.close().await;
     server.stop().await;
-}
-
-/// Opens the visitor's widget (clicking the launcher again should the first click land
-/// before the app listens) and waits for its connection.
-async fn open_widget(visitor: &Browser) {
-    visitor
-        .wait_for("the launcher", WAIT, &probe("launcher", "true"))
-        .await;
-    for _ in 0..20 {
-        let open = visitor
-            .js(
-                &probe("launcher", "e.getAttribute('aria-expanded') === 'true'"),
-                vec![],
-            )
-            .await;
-        if open == true {
-            break;
-        }
-        visitor
-            .widget_element("launcher")
-            .await
-            .click()
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    visitor
-        .wait_for(
-            "the visitor to be online",
-            WAIT,
-            &probe(
-                "connection-status",
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
-}
-
-/// A copy of the widget build for this test: other builds may rewrite `target/widget` while
-/// the test runs. Taken when the loaders and the files they name agree.
-fn widget_snapshot(dir: &std::path::Path) -> std::path::PathBuf {
-    let to = dir.join("widget");
-    for _ in 0..100 {
-        let _ = std::fs::remove_dir_all(&to);
-        std::fs::create_dir_all(&to).unwrap();
-        if let Ok(entries) = std::fs::read_dir(widget_dir()) {
-            for e in entries.flatten() {
-                let _ = std::fs::copy(e.path(), to.join(e.file_name()));
-            }
-        }
-        let whole = ["agent.js", "widget.js"].iter().all(|loader| {
-            std::fs::read_to_string(to.join(loader)).is_ok_and(|text| {
-                text.split(['\'', '"'])
-                    .filter(|t| {
-                        t.starts_with("nexus-")
-                            && [".js", ".css", ".wasm"].iter().any(|x| t.ends_with(x))
-                    })
-                    .all(|name| to.join(name).exists())
-            })
-        });
-        if whole {
-            return to;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    panic!("no complete widget build in {}", widget_dir().display());
 }

@@ -35,25 +35,7 @@ async fn visitor_rates_an_answer_and_the_resolved_conversation() {
     let browser = Browser::start(1280, 900).await;
 
     browser.client.goto(&server.url("/")).await.unwrap();
-    browser
-        .wait_for("the launcher", WAIT, &probe("launcher", "true"))
-        .await;
-    browser
-        .widget_element("launcher")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait_for(
-            "the connection to be online",
-            WAIT,
-            &probe(
-                "connection-status",
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
+    browser.click_launcher(WAIT).await;
     let input = browser.widget_element("input").await;
     input.send_keys("how can I cancel my order").await.unwrap();
     browser.widget_element("send").await.click().await.unwrap();

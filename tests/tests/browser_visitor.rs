@@ -53,16 +53,7 @@ async fn visitor_asks_gets_an_ai_answer_then_asks_for_a_person() {
         .await
         .unwrap();
     browser.wait_for("the panel", WAIT, &q("panel")).await;
-    browser
-        .wait_for(
-            "the connection to be online",
-            WAIT,
-            &probe(
-                "connection-status",
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
+    browser.wait_status("online", WAIT).await;
 
     let input = browser.widget_element("input").await;
     input.send_keys("how can I cancel my order").await.unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use nexus_tests::browser::{Browser, probe, probe_css};
+use nexus_tests::browser::{Browser, probe_css};
 use nexus_tests::{TestServer, widget_dir, workspace_root};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -40,25 +40,7 @@ async fn axe_finds_no_serious_violation_in_the_open_widget() {
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let browser = Browser::start(1280, 900).await;
     browser.client.goto(&server.url("/")).await.unwrap();
-    browser
-        .wait_for("the launcher", WAIT, &probe("launcher", "true"))
-        .await;
-    browser
-        .widget_element("launcher")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait_for(
-            "the connection to be online",
-            WAIT,
-            &probe(
-                "connection-status",
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
+    browser.click_launcher(WAIT).await;
     let input = browser.widget_element("input").await;
     input.send_keys("how can I cancel my order").await.unwrap();
     browser.widget_element("send").await.click().await.unwrap();

@@ -5,50 +5,10 @@
 
 use std::time::Duration;
 
-use nexus_tests::browser::{Browser, HostPage, probe};
-use nexus_tests::{TestServer, widget_dir};
+use nexus_tests::TestServer;
+use nexus_tests::browser::{Browser, HostPage, MESSAGES, assert_widget_built, probe};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn built() {
-    assert!(
-        widget_dir().join("manifest.json").exists(),
-        "the widget is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
-        widget_dir().display()
-    );
-}
-
-/// `[author, text]` of every message bubble.
-const MESSAGES: &str = "const r = document.querySelector('#nexus-flow-root');
-    if (!r || !r.shadowRoot) return [];
-    return Array.from(r.shadowRoot.querySelectorAll('[data-testid=\"message\"]'))
-        .map(m => [m.getAttribute('data-author'), m.getAttribute('data-delivery'), m.innerText]);";
-
-async fn open_and_wait_online(browser: &Browser) {
-    browser
-        .wait_for("the launcher", WAIT, &probe("launcher", "true"))
-        .await;
-    browser
-        .widget_element("launcher")
-        .await
-        .click()
-        .await
-        .unwrap();
-    wait_online(browser).await;
-}
-
-async fn wait_online(browser: &Browser) {
-    browser
-        .wait_for(
-            "the connection to be online",
-            WAIT,
-            &probe(
-                "connection-status",
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
-}
 
 async fn send(browser: &Browser, text: &str) {
     let input = browser.widget_element("input").await;
@@ -82,7 +42,7 @@ async fn token(browser: &Browser) -> String {
 
 #[tokio::test]
 async fn german_ui_then_a_refused_and_a_verified_identity() {
-    built();
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let store = server.state.store.clone();
@@ -95,7 +55,7 @@ async fn german_ui_then_a_refused_and_a_verified_identity() {
     let page = HostPage::embed(&server.url(""), "data-locale=\"de\"", "").await;
     let browser = Browser::start(1280, 900).await;
     browser.client.goto(&page.url).await.unwrap();
-    open_and_wait_online(&browser).await;
+    browser.click_launcher(WAIT).await;
 
     let placeholder = browser
         .js(&probe("input", "e.getAttribute('placeholder')"), vec![])
@@ -126,7 +86,7 @@ async fn german_ui_then_a_refused_and_a_verified_identity() {
         notice.as_str().unwrap_or_default().contains("Gast"),
         "the visitor reads that they were not verified: {notice}"
     );
-    wait_online(&browser).await;
+    browser.wait_status("online", WAIT).await;
     let guest = store
         .visitor_by_token(site.id, &guest_token)
         .await
@@ -152,7 +112,7 @@ async fn german_ui_then_a_refused_and_a_verified_identity() {
             ),
         )
         .await;
-    wait_online(&browser).await;
+    browser.wait_status("online", WAIT).await;
     send(&browser, "Ich bin Ada").await;
     let ada = store
         .visitor_by_token(site.id, &token(&browser).await)
@@ -172,7 +132,7 @@ fn probe_notice(expr: &str) -> String {
 
 #[tokio::test]
 async fn preload_fetches_the_app_when_idle_and_only_then() {
-    built();
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let browser = Browser::start(1280, 900).await;
@@ -217,13 +177,13 @@ async fn preload_fetches_the_app_when_idle_and_only_then() {
 
 #[tokio::test]
 async fn nobody_online_the_visitor_leaves_an_email() {
-    built();
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let page = HostPage::embed(&server.url(""), "", "").await;
     let browser = Browser::start(1280, 900).await;
     browser.client.goto(&page.url).await.unwrap();
-    open_and_wait_online(&browser).await;
+    browser.click_launcher(WAIT).await;
     send(&browser, "Where is my parcel?").await;
 
     // No agent is online: asking for a person brings the email form and the offline note.
@@ -325,13 +285,13 @@ async fn nobody_online_the_visitor_leaves_an_email() {
 
 #[tokio::test]
 async fn history_list_opens_an_older_conversation_and_starts_a_new_one() {
-    built();
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let page = HostPage::embed(&server.url(""), "", "").await;
     let browser = Browser::start(1280, 900).await;
     browser.client.goto(&page.url).await.unwrap();
-    open_and_wait_online(&browser).await;
+    browser.click_launcher(WAIT).await;
     send(&browser, "first conversation about returns").await;
 
     browser
@@ -435,13 +395,13 @@ async fn history_list_opens_an_older_conversation_and_starts_a_new_one() {
 
 #[tokio::test]
 async fn a_streamed_answer_grows_as_text_and_typing_off_clears_it() {
-    built();
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let page = HostPage::embed(&server.url(""), "", "").await;
     let browser = Browser::start(1280, 900).await;
     browser.client.goto(&page.url).await.unwrap();
-    open_and_wait_online(&browser).await;
+    browser.click_launcher(WAIT).await;
     send(&browser, "Where is my parcel?").await;
     let store = server.state.store.clone();
     let site = store.site_by_key("demo").await.unwrap().unwrap();

@@ -5,53 +5,13 @@
 
 use std::time::Duration;
 
-use nexus_tests::browser::{Browser, HostPage, probe};
+use nexus_tests::browser::{Browser, HostPage, MESSAGES, assert_widget_built, probe};
 use nexus_tests::{TestServer, widget_dir};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
 const ENTER: &str = "\u{E007}";
 const ESCAPE: &str = "\u{E00C}";
-
-fn built() {
-    assert!(
-        widget_dir().join("manifest.json").exists(),
-        "the widget is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
-        widget_dir().display()
-    );
-}
-
-/// `[author, delivery, text]` of every message bubble.
-const MESSAGES: &str = "const r = document.querySelector('#nexus-flow-root');
-    if (!r || !r.shadowRoot) return [];
-    return Array.from(r.shadowRoot.querySelectorAll('[data-testid=\"message\"]'))
-        .map(m => [m.getAttribute('data-author'), m.getAttribute('data-delivery'), m.innerText]);";
-
-async fn open(browser: &Browser) {
-    browser
-        .wait_for("the launcher", WAIT, &probe("launcher", "true"))
-        .await;
-    browser
-        .widget_element("launcher")
-        .await
-        .click()
-        .await
-        .unwrap();
-    wait_status(browser, "online").await;
-}
-
-async fn wait_status(browser: &Browser, status: &str) {
-    browser
-        .wait_for(
-            &format!("the connection to be {status}"),
-            WAIT,
-            &probe(
-                "connection-status",
-                &format!("e.getAttribute('data-status') === '{status}'"),
-            ),
-        )
-        .await;
-}
 
 async fn type_message(browser: &Browser, text: &str) {
     let input = browser.widget_element("input").await;
@@ -92,14 +52,14 @@ const MEASURE: &str = "const r = document.querySelector('#nexus-flow-root').shad
 
 #[tokio::test]
 async fn hostile_host_css_does_not_change_the_widget() {
-    built();
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let browser = Browser::start(1280, 900).await;
 
     let plain = HostPage::embed(&server.url(""), "", "").await;
     browser.client.goto(&plain.url).await.unwrap();
-    open(&browser).await;
+    browser.click_launcher(WAIT).await;
     let expected = browser.wait_for("the settled widget", WAIT, MEASURE).await;
 
     let hostile = HostPage::embed(
@@ -119,7 +79,7 @@ async fn hostile_host_css_does_not_change_the_widget() {
     )
     .await;
     browser.client.goto(&hostile.url).await.unwrap();
-    open(&browser).await;
+    browser.click_launcher(WAIT).await;
     let got = browser.wait_for("the settled widget", WAIT, MEASURE).await;
     assert_eq!(
         got, expected,
@@ -138,13 +98,13 @@ async fn hostile_host_css_does_not_change_the_widget() {
 
 #[tokio::test]
 async fn reload_resumes_the_conversation() {
-    built();
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let page = HostPage::embed(&server.url(""), "", "").await;
     let browser = Browser::start(1280, 900).await;
     browser.client.goto(&page.url).await.unwrap();
-    open(&browser).await;
+    browser.click_launcher(WAIT).await;
     type_message(&browser, "how can I cancel my order").await;
     wait_sent(&browser, "how can I cancel my order").await;
     browser
@@ -157,7 +117,7 @@ async fn reload_resumes_the_conversation() {
     let before = browser.js(MESSAGES, vec![]).await;
 
     browser.client.refresh().await.unwrap();
-    open(&browser).await;
+    browser.click_launcher(WAIT).await;
     let after = browser
         .wait_for(
             "the same conversation after the reload",
@@ -177,13 +137,13 @@ async fn reload_resumes_the_conversation() {
 
 #[tokio::test]
 async fn offline_and_back_sends_typed_messages_exactly_once() {
-    built();
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let page = HostPage::embed(&server.url(""), "", "").await;
     let browser = Browser::start(1280, 900).await;
     browser.client.goto(&page.url).await.unwrap();
-    open(&browser).await;
+    browser.click_launcher(WAIT).await;
     type_message(&browser, "first, while online").await;
     wait_sent(&browser, "first, while online").await;
 
@@ -196,7 +156,7 @@ async fn offline_and_back_sends_typed_messages_exactly_once() {
         .cdp("Network.emulateNetworkConditions", conditions(true))
         .await;
     server.stop().await;
-    wait_status(&browser, "offline").await;
+    browser.wait_status("offline", WAIT).await;
     for text in ["typed offline one", "typed offline two"] {
         type_message(&browser, text).await;
     }
@@ -216,7 +176,7 @@ async fn offline_and_back_sends_typed_messages_exactly_once() {
     browser
         .cdp("Network.emulateNetworkConditions", conditions(false))
         .await;
-    wait_status(&browser, "online").await;
+    browser.wait_status("online", WAIT).await;
     for text in ["typed offline one", "typed offline two"] {
         wait_sent(&browser, text).await;
     }
@@ -271,7 +231,7 @@ async fn offline_and_back_sends_typed_messages_exactly_once() {
 
 #[tokio::test]
 async fn phone_viewport_full_screen_panel_operated_by_keyboard() {
-    built();
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     // Headless Chromium windows are at least 500 px wide: emulate the phone's screen.
@@ -295,7 +255,7 @@ async fn phone_viewport_full_screen_panel_operated_by_keyboard() {
         .send_keys(ENTER)
         .await
         .unwrap();
-    wait_status(&browser, "online").await;
+    browser.wait_status("online", WAIT).await;
     browser
         .wait_for(
             "the focus in the input",

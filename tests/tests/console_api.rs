@@ -3,6 +3,7 @@
 //! notice, and the OpenAPI document.
 
 use nexus_shared::{Author, ClientFrame, ConversationState, Role, ServerFrame, Teach};
+use nexus_tests::http::{authed, get_json};
 use nexus_tests::{TestServer, WsClient, agent_login};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -51,20 +52,7 @@ async fn request_human(visitor: &mut WsClient, conversation_id: Uuid) {
     visitor
         .send(&ClientFrame::RequestHuman { conversation_id })
         .await;
-    visitor
-        .recv_until(|f| match f {
-            ServerFrame::State { state, .. } if *state == ConversationState::Waiting => Some(()),
-            _ => None,
-        })
-        .await;
-}
-
-/// Sends a ping and waits for the pong: every frame sent before is handled.
-async fn sync(client: &mut WsClient) {
-    client.send(&ClientFrame::Ping).await;
-    client
-        .recv_until(|f| matches!(f, ServerFrame::Pong).then_some(()))
-        .await;
+    visitor.recv_state(ConversationState::Waiting).await;
 }
 
 async fn import(server: &TestServer, token: &str, format: &str, body: &str) -> (StatusCode, Value) {
@@ -80,15 +68,7 @@ async fn import(server: &TestServer, token: &str, format: &str, body: &str) -> (
 }
 
 async fn kb_len(server: &TestServer, token: &str) -> usize {
-    let list: Vec<Value> = Client::new()
-        .get(server.url("/api/v1/kb"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = get_json(&Client::new(), server.url("/api/v1/kb"), token).await;
     list.len()
 }
 
@@ -116,115 +96,94 @@ async fn canned_script(server: TestServer) {
     let http = Client::new();
     let canned = json!({"title": "Refunds", "body": "Refunds take 5 days <b>not bold</b>."});
 
-    let r = http
-        .post(server.url("/api/v1/canned"))
-        .bearer_auth(&agent)
-        .json(&canned)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::POST,
+        server.url("/api/v1/canned"),
+        &agent,
+        Some(&canned),
+    )
+    .await;
     assert_eq!(r.status(), 403, "agents cannot write canned responses");
-    let r = http
-        .post(server.url("/api/v1/canned"))
-        .bearer_auth(&owner)
-        .json(&json!({"title": " ", "body": "x"}))
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::POST,
+        server.url("/api/v1/canned"),
+        &owner,
+        Some(&json!({"title": " ", "body": "x"})),
+    )
+    .await;
     assert_eq!(r.status(), 400);
-    let r = http
-        .post(server.url("/api/v1/canned"))
-        .bearer_auth(&owner)
-        .json(&canned)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::POST,
+        server.url("/api/v1/canned"),
+        &owner,
+        Some(&canned),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["body"], "Refunds take 5 days <b>not bold</b>.");
 
-    let list: Vec<Value> = http
-        .get(server.url("/api/v1/canned"))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = get_json(&http, server.url("/api/v1/canned"), &agent).await;
     assert_eq!(list.len(), 1, "agents read them");
     assert_eq!(list[0]["title"], "Refunds");
 
-    let r = http
-        .put(server.url(&format!("/api/v1/canned/{id}")))
-        .bearer_auth(&owner)
-        .json(&json!({"title": "Refunds", "body": "Refunds take 3 days."}))
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::PUT,
+        server.url(&format!("/api/v1/canned/{id}")),
+        &owner,
+        Some(&json!({"title": "Refunds", "body": "Refunds take 3 days."})),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 
     // Another site sees nothing and changes nothing.
-    let theirs: Vec<Value> = http
-        .get(server.url("/api/v1/canned"))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs: Vec<Value> = get_json(&http, server.url("/api/v1/canned"), &stranger).await;
     assert!(theirs.is_empty());
-    let r = http
-        .put(server.url(&format!("/api/v1/canned/{id}")))
-        .bearer_auth(&stranger)
-        .json(&json!({"title": "Mine", "body": "stolen"}))
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::PUT,
+        server.url(&format!("/api/v1/canned/{id}")),
+        &stranger,
+        Some(&json!({"title": "Mine", "body": "stolen"})),
+    )
+    .await;
     assert_eq!(r.status(), 404);
-    let r = http
-        .delete(server.url(&format!("/api/v1/canned/{id}")))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::DELETE,
+        server.url(&format!("/api/v1/canned/{id}")),
+        &stranger,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 404);
-    let r = http
-        .delete(server.url(&format!("/api/v1/canned/{id}")))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::DELETE,
+        server.url(&format!("/api/v1/canned/{id}")),
+        &agent,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 403);
 
-    let list: Vec<Value> = http
-        .get(server.url("/api/v1/canned"))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = get_json(&http, server.url("/api/v1/canned"), &agent).await;
     assert_eq!(list[0]["body"], "Refunds take 3 days.");
-    let r = http
-        .delete(server.url(&format!("/api/v1/canned/{id}")))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::DELETE,
+        server.url(&format!("/api/v1/canned/{id}")),
+        &owner,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 204);
-    let list: Vec<Value> = http
-        .get(server.url("/api/v1/canned"))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = get_json(&http, server.url("/api/v1/canned"), &owner).await;
     assert!(list.is_empty());
     let r = http.get(server.url("/api/v1/canned")).send().await.unwrap();
     assert_eq!(r.status(), 401, "a session is required");
@@ -285,15 +244,12 @@ async fn kb_import_markdown_csv_jsonl_with_line_errors_and_the_ai_answers_at_onc
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["imported"], 1);
     assert_eq!(report["errors"][0]["line"], 3);
-    let entry: Value = Client::new()
-        .get(server.url("/api/v1/kb/beans-origin"))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let entry: Value = get_json(
+        &Client::new(),
+        server.url("/api/v1/kb/beans-origin"),
+        &agent,
+    )
+    .await;
     assert_eq!(entry["examples"].as_array().unwrap().len(), 2);
 
     // A file that cannot be read at all stores nothing.
@@ -336,7 +292,7 @@ async fn analytics_script(server: TestServer) {
         comment: None,
     })
     .await;
-    sync(&mut v1).await;
+    v1.sync().await;
 
     // 2: the visitor asks for a person; an agent takes over, replies, resolves and teaches;
     // rated 3.
@@ -348,15 +304,7 @@ async fn analytics_script(server: TestServer) {
             conversation_id: c2,
         })
         .await;
-    agent
-        .recv_until(|f| match f {
-            ServerFrame::State {
-                state: ConversationState::Human,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    agent.recv_state(ConversationState::Human).await;
     agent
         .send(&ClientFrame::Send {
             conversation_id: Some(c2),
@@ -375,22 +323,14 @@ async fn analytics_script(server: TestServer) {
             }),
         })
         .await;
-    agent
-        .recv_until(|f| match f {
-            ServerFrame::State {
-                state: ConversationState::Resolved,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    agent.recv_state(ConversationState::Resolved).await;
     v2.send(&ClientFrame::Csat {
         conversation_id: c2,
         score: 3,
         comment: None,
     })
     .await;
-    sync(&mut v2).await;
+    v2.sync().await;
 
     // 3: escalated, nobody answers.
     let (mut v3, c3, answer) = ask(&server, "Which tram do I take to the harbour museum?").await;
@@ -401,30 +341,19 @@ async fn analytics_script(server: TestServer) {
     let http = Client::new();
     let url = |from: i64, to: i64| server.url(&format!("/api/v1/analytics?from={from}&to={to}"));
     let now = nexus_server::store::now_ms();
-    let r = http
-        .get(url(start - 1, now + 1))
-        .bearer_auth(&agent_token)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::GET,
+        url(start - 1, now + 1),
+        &agent_token,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 403, "owners only");
-    let r = http
-        .get(url(now, start))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::GET, url(now, start), &owner, None).await;
     assert_eq!(r.status(), 400);
 
-    let a: Value = http
-        .get(url(start - 1, now + 1))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a: Value = get_json(&http, url(start - 1, now + 1), &owner).await;
     assert_eq!(a["conversations"], 3, "{a}");
     assert_eq!(a["automated"], 1, "{a}");
     assert!((a["automation_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
@@ -448,15 +377,7 @@ async fn analytics_script(server: TestServer) {
     assert_eq!(sum("taught"), 1, "the teach on resolve: {a}");
 
     // A period before any of it is empty.
-    let empty: Value = http
-        .get(url(start - 10_000_000, start - 5_000_000))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let empty: Value = get_json(&http, url(start - 10_000_000, start - 5_000_000), &owner).await;
     assert_eq!(empty["conversations"], 0);
     assert_eq!(empty["csat"]["average"], Value::Null);
     assert_eq!(empty["first_response_ms"]["p50"], Value::Null);
@@ -471,13 +392,14 @@ async fn handoff_summary_says_what_the_visitor_wants_and_suggests_a_filled_reply
     let agent = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
     let stranger = agent_login(&server, "other", "sam@other.test", Role::Agent).await;
     let http = Client::new();
-    let r = http
-        .patch(server.url("/api/v1/site"))
-        .bearer_auth(&owner)
-        .json(&json!({"placeholders": {"City": "Hamburg"}}))
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &owner,
+        Some(&json!({"placeholders": {"City": "Hamburg"}})),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let md = format!("## {ROASTING}\nYes, we roast every bean in {{{{City}}}}.\n");
     assert_eq!(import(&server, &owner, "md", &md).await.0, 200);
@@ -490,22 +412,9 @@ async fn handoff_summary_says_what_the_visitor_wants_and_suggests_a_filled_reply
     request_human(&mut visitor, conversation).await;
 
     let path = format!("/api/v1/conversations/{conversation}/summary");
-    let r = http
-        .get(server.url(&path))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::GET, server.url(&path), &stranger, None).await;
     assert_eq!(r.status(), 404, "other sites do not see it");
-    let summary: Value = http
-        .get(server.url(&path))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: Value = get_json(&http, server.url(&path), &agent).await;
     assert_eq!(summary["wants"], ROASTING, "{summary}");
     assert_eq!(
         summary["ai_answered"],

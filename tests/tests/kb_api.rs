@@ -2,7 +2,9 @@
 //! the change at once; agents may read but not change; other sites see nothing.
 
 use nexus_shared::{Author, ConversationState, Role, ServerFrame};
+use nexus_tests::http::{authed, get_json};
 use nexus_tests::{TestServer, WsClient, agent_login};
+use reqwest::Method;
 use serde_json::json;
 
 async fn ask(server: &TestServer, question: &str) -> Result<String, ConversationState> {
@@ -46,33 +48,36 @@ async fn owners_edit_the_knowledge_base_and_the_ai_answers_from_it_at_once() {
         "answer": "Yes, we roast every bean in small batches in our own roastery.",
         "examples": [question, "who roasts your coffee", "is the coffee roasted in house"]
     });
-    let response = http
-        .post(server.url("/api/v1/kb"))
-        .bearer_auth(&agent)
-        .json(&entry)
-        .send()
-        .await
-        .unwrap();
+    let response = authed(
+        &http,
+        Method::POST,
+        server.url("/api/v1/kb"),
+        &agent,
+        Some(&entry),
+    )
+    .await;
     assert_eq!(
         response.status(),
         403,
         "agents cannot change the knowledge base"
     );
-    let response = http
-        .post(server.url("/api/v1/kb"))
-        .bearer_auth(&owner)
-        .json(&json!({"title": "", "answer": "x", "examples": []}))
-        .send()
-        .await
-        .unwrap();
+    let response = authed(
+        &http,
+        Method::POST,
+        server.url("/api/v1/kb"),
+        &owner,
+        Some(&json!({"title": "", "answer": "x", "examples": []})),
+    )
+    .await;
     assert_eq!(response.status(), 400, "invalid entries are refused");
-    let response = http
-        .post(server.url("/api/v1/kb"))
-        .bearer_auth(&owner)
-        .json(&entry)
-        .send()
-        .await
-        .unwrap();
+    let response = authed(
+        &http,
+        Method::POST,
+        server.url("/api/v1/kb"),
+        &owner,
+        Some(&entry),
+    )
+    .await;
     assert_eq!(response.status(), 201);
     let created: serde_json::Value = response.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
@@ -83,28 +88,22 @@ async fn owners_edit_the_knowledge_base_and_the_ai_answers_from_it_at_once() {
     );
 
     // Agents can search it.
-    let found: serde_json::Value = http
-        .get(server.url("/api/v1/kb?q=roastery"))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: serde_json::Value =
+        get_json(&http, server.url("/api/v1/kb?q=roastery"), &agent).await;
     assert_eq!(found.as_array().unwrap().len(), 1);
     assert_eq!(found[0]["id"], id.as_str());
 
     // An edit is answered at once.
     let mut edited = entry.clone();
     edited["answer"] = json!("Yes: we roast twice a week, in our own roastery in Leipzig.");
-    let response = http
-        .put(server.url(&format!("/api/v1/kb/{id}")))
-        .bearer_auth(&owner)
-        .json(&edited)
-        .send()
-        .await
-        .unwrap();
+    let response = authed(
+        &http,
+        Method::PUT,
+        server.url(&format!("/api/v1/kb/{id}")),
+        &owner,
+        Some(&edited),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         ask(&server, question).await,
@@ -126,33 +125,29 @@ async fn owners_edit_the_knowledge_base_and_the_ai_answers_from_it_at_once() {
         (reqwest::Method::PUT, format!("/api/v1/kb/{id}")),
         (reqwest::Method::DELETE, format!("/api/v1/kb/{id}")),
     ] {
-        let response = http
-            .request(method.clone(), server.url(&path))
-            .bearer_auth(&stranger)
-            .json(&edited)
-            .send()
-            .await
-            .unwrap();
+        let response = authed(
+            &http,
+            method.clone(),
+            server.url(&path),
+            &stranger,
+            Some(&edited),
+        )
+        .await;
         assert_eq!(response.status(), 404, "{method} {path} from another site");
     }
-    let listed: serde_json::Value = http
-        .get(server.url("/api/v1/kb?q=roast"))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value =
+        get_json(&http, server.url("/api/v1/kb?q=roast"), &stranger).await;
     assert_eq!(listed.as_array().unwrap().len(), 0);
 
     // Deleted: the question goes to a person again.
-    let response = http
-        .delete(server.url(&format!("/api/v1/kb/{id}")))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let response = authed(
+        &http,
+        Method::DELETE,
+        server.url(&format!("/api/v1/kb/{id}")),
+        &owner,
+        None,
+    )
+    .await;
     assert_eq!(response.status(), 204);
     assert_eq!(
         ask(&server, question).await,

@@ -97,15 +97,7 @@ async fn escalate_and_teach(server: &TestServer, agent_token: &str, question: &s
             }),
         })
         .await;
-    visitor
-        .recv_until(|f| match f {
-            ServerFrame::State {
-                state: ConversationState::Resolved,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    visitor.recv_state(ConversationState::Resolved).await;
     // The teach is handled right after the resolve commit; give it a moment to land.
     tokio::time::sleep(Duration::from_millis(300)).await;
     agent.close().await;

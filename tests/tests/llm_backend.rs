@@ -354,15 +354,7 @@ async fn a_takeover_in_the_middle_of_a_stream_stops_it() {
         })
         .await;
     agent.send(&ClientFrame::TakeOver { conversation_id }).await;
-    visitor
-        .recv_until(|f| match f {
-            ServerFrame::State {
-                state: ConversationState::Human,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    visitor.recv_state(ConversationState::Human).await;
     // The server drops the LLM's stream; wait until the fake sees it end.
     for _ in 0..200 {
         if fake.stream_over.load(Ordering::SeqCst) {

@@ -1,9 +1,10 @@
 //! Privacy requests through the real server and SQLite file: an owner exports everything kept
 //! about one visitor, then deletes it; other visitors and other sites are untouched.
 
-use nexus_shared::{ClientFrame, Role, ServerFrame, Session};
+use nexus_shared::{ClientFrame, Role, Session};
+use nexus_tests::http::authed;
 use nexus_tests::{TestServer, WsClient, agent_login};
-use reqwest::Client;
+use reqwest::{Client, Method};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -22,13 +23,6 @@ async fn visitor_says(server: &TestServer, question: &str) -> (WsClient, String,
         .await;
     let conversation = visitor.recv_ack().await;
     (visitor, visitor_token, conversation)
-}
-
-async fn sync(client: &mut WsClient) {
-    client.send(&ClientFrame::Ping).await;
-    client
-        .recv_until(|f| matches!(f, ServerFrame::Pong).then_some(()))
-        .await;
 }
 
 #[tokio::test]
@@ -74,7 +68,7 @@ async fn export_then_delete(server: TestServer) {
             comment: Some("quick".into()),
         })
         .await;
-    sync(&mut alice).await;
+    alice.sync().await;
     let (_bob, _, bob_conversation) = visitor_says(&server, "Bob here, keep my data").await;
 
     let store = server.state.store.as_ref();
@@ -87,34 +81,21 @@ async fn export_then_delete(server: TestServer) {
     let export = format!("/api/v1/visitors/{alice_id}/export");
     let delete = format!("/api/v1/visitors/{alice_id}");
 
-    let r = http
-        .get(server.url(&export))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::GET, server.url(&export), &agent, None).await;
     assert_eq!(r.status(), 403, "agents cannot export");
-    let r = http
-        .get(server.url(&export))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::GET, server.url(&export), &stranger, None).await;
     assert_eq!(r.status(), 404, "another site's owner finds nothing");
-    let r = http
-        .get(server.url(&format!("/api/v1/visitors/{}/export", Uuid::new_v4())))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::GET,
+        server.url(&format!("/api/v1/visitors/{}/export", Uuid::new_v4())),
+        &owner,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 404);
 
-    let r = http
-        .get(server.url(&export))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::GET, server.url(&export), &owner, None).await;
     assert_eq!(r.status(), 200);
     let data: Value = r.json().await.unwrap();
     assert_eq!(data["visitor"]["id"], alice_id.to_string());
@@ -134,51 +115,28 @@ async fn export_then_delete(server: TestServer) {
     assert!(!data.to_string().contains("Bob here"), "only this visitor");
     assert!(!data.to_string().contains(&alice_token), "never the token");
 
-    let r = http
-        .delete(server.url(&delete))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::DELETE, server.url(&delete), &agent, None).await;
     assert_eq!(r.status(), 403);
-    let r = http
-        .delete(server.url(&delete))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::DELETE, server.url(&delete), &stranger, None).await;
     assert_eq!(r.status(), 404);
-    let r = http
-        .delete(server.url(&delete))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::DELETE, server.url(&delete), &owner, None).await;
     assert_eq!(r.status(), 204);
 
     // Gone: the export, the conversation, the token.
-    let r = http
-        .get(server.url(&export))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::GET, server.url(&export), &owner, None).await;
     assert_eq!(r.status(), 404);
-    let r = http
-        .delete(server.url(&delete))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::DELETE, server.url(&delete), &owner, None).await;
     assert_eq!(r.status(), 404);
     assert!(store.conversation(conversation).await.unwrap().is_none());
     assert!(store.csat(conversation).await.unwrap().is_none());
-    let r = http
-        .get(server.url(&format!("/api/v1/conversations/{conversation}/messages")))
-        .bearer_auth(&alice_token)
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::GET,
+        server.url(&format!("/api/v1/conversations/{conversation}/messages")),
+        &alice_token,
+        None,
+    )
+    .await;
     assert!(r.status() == 401 || r.status() == 404, "{}", r.status());
     // Bob's conversation is still there.
     assert!(

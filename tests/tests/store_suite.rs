@@ -50,7 +50,7 @@ fn post(author: Author, body: &str, client_msg_id: Option<&str>) -> Op {
 
 fn transition(transition: Transition) -> Op {
     Op::Transition {
-        notice: nexus_server::store::notice_for(&transition),
+        notice: None,
         transition,
     }
 }
@@ -935,15 +935,7 @@ async fn postgres_end_to_end_across_two_servers() {
     agent
         .send(&ClientFrame::TakeOver { conversation_id: c })
         .await;
-    visitor
-        .recv_until(|f| match f {
-            ServerFrame::State {
-                state: ConversationState::Human,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    visitor.recv_state(ConversationState::Human).await;
     agent
         .send(&send(Some(c), "Hello from server two", "a-1"))
         .await;
@@ -969,15 +961,7 @@ async fn postgres_end_to_end_across_two_servers() {
     agent
         .send(&ClientFrame::HandBack { conversation_id: c })
         .await;
-    visitor
-        .recv_until(|f| match f {
-            ServerFrame::State {
-                state: ConversationState::Ai,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    visitor.recv_state(ConversationState::Ai).await;
     visitor
         .send(&send(Some(c), "how can I cancel my order", "v-3"))
         .await;

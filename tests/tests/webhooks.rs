@@ -9,7 +9,9 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use nexus_shared::{Author, ClientFrame, ConversationState, Role, ServerFrame};
+use nexus_tests::http::{authed, get_json};
 use nexus_tests::{TestServer, WsClient, agent_login};
+use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::mpsc;
@@ -96,50 +98,39 @@ async fn signed_webhooks_for_escalation_join_and_resolve_with_a_retry() {
     let (url, mut rx) = receiver().await;
     let http = reqwest::Client::new();
 
-    let r = http
-        .patch(server.url("/api/v1/site"))
-        .bearer_auth(&owner)
-        .json(&json!({"webhooks": [{"url": "ftp://nope", "secret": "x"}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &owner,
+        Some(&json!({"webhooks": [{"url": "ftp://nope", "secret": "x"}]})),
+    )
+    .await;
     assert_eq!(r.status(), 400, "only http(s) URLs");
-    let r = http
-        .patch(server.url("/api/v1/site"))
-        .bearer_auth(&agent_token)
-        .json(&json!({"webhooks": [{"url": url, "secret": SECRET}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &agent_token,
+        Some(&json!({"webhooks": [{"url": url, "secret": SECRET}]})),
+    )
+    .await;
     assert_eq!(r.status(), 403, "agents cannot set webhooks");
-    let r = http
-        .patch(server.url("/api/v1/site"))
-        .bearer_auth(&owner)
-        .json(&json!({"webhooks": [{"url": url, "secret": SECRET, "events": ["escalated", "agent_joined", "resolved"]}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = authed(&http, Method::PATCH, server.url("/api/v1/site"), &owner, Some(&json!({"webhooks": [{"url": url, "secret": SECRET, "events": ["escalated", "agent_joined", "resolved"]}]}))).await;
     assert_eq!(r.status(), 200);
-    let site: Value = http
-        .get(server.url("/api/v1/site"))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let site: Value = get_json(&http, server.url("/api/v1/site"), &owner).await;
     let hooks = site["settings"]["webhooks"].clone();
     assert_eq!(hooks[0]["secret"], "***", "the secret is not shown");
     assert!(!site.to_string().contains(SECRET));
     // Sending the redacted list back keeps the secret (the signatures below verify with it).
-    let r = http
-        .patch(server.url("/api/v1/site"))
-        .bearer_auth(&owner)
-        .json(&json!({"webhooks": hooks, "greeting": "Hello!"}))
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &http,
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &owner,
+        Some(&json!({"webhooks": hooks, "greeting": "Hello!"})),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 
     // Escalation.
@@ -157,15 +148,7 @@ async fn signed_webhooks_for_escalation_join_and_resolve_with_a_retry() {
             conversation_id: conversation,
         })
         .await;
-    visitor
-        .recv_until(|f| match f {
-            ServerFrame::State {
-                state: ConversationState::Waiting,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    visitor.recv_state(ConversationState::Waiting).await;
     let first = next(&mut rx).await;
     assert_eq!(first.answered, 500, "the receiver fails the first attempt");
     let retry = next(&mut rx).await;
@@ -219,13 +202,14 @@ async fn a_dead_receiver_never_blocks_the_chat() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let r = reqwest::Client::new()
-        .patch(server.url("/api/v1/site"))
-        .bearer_auth(&owner)
-        .json(&json!({"webhooks": [{"url": format!("http://{closed}/hook"), "secret": SECRET}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = authed(
+        &reqwest::Client::new(),
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &owner,
+        Some(&json!({"webhooks": [{"url": format!("http://{closed}/hook"), "secret": SECRET}]})),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     for i in 0..5 {
         let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
@@ -243,14 +227,6 @@ async fn a_dead_receiver_never_blocks_the_chat() {
             })
             .await;
         // Waiting arrives (from the policy or the request) while deliveries keep failing.
-        visitor
-            .recv_until(|f| match f {
-                ServerFrame::State {
-                    state: ConversationState::Waiting,
-                    ..
-                } => Some(()),
-                _ => None,
-            })
-            .await;
+        visitor.recv_state(ConversationState::Waiting).await;
     }
 }
