@@ -1,6 +1,7 @@
 //! The owner console: site settings with the embed snippet, and the knowledge base with its
-//! import and the learned entries waiting for approval. Only owners get here (the server
-//! refuses agents anyway). Entry text is only ever rendered as text nodes.
+//! import and the learned entries waiting for approval (its list and form also manage the
+//! canned responses). Only owners get here (the server refuses agents anyway). Entry text is
+//! only ever rendered as text nodes.
 
 use leptos::ev::SubmitEvent;
 use leptos::html;
@@ -558,18 +559,27 @@ pub fn KnowledgePage(app: App, page: RwSignal<Page>) -> impl IntoView {
     let query = RwSignal::new(String::new());
     let pending: RwSignal<Option<Vec<PendingItem>>> = RwSignal::new(None);
     let pending_note: RwSignal<Option<String>> = RwSignal::new(None);
+    // The same list and form serve the canned responses agents pick in the composer.
+    let canned = RwSignal::new(false);
+    let base = move || {
+        if canned.get_untracked() {
+            "/canned"
+        } else {
+            "/kb"
+        }
+    };
     let load_items = {
         let app = app.clone();
         move || {
             let app = app.clone();
-            let q = query.get_untracked();
+            let (q, mode) = (query.get_untracked(), canned.get_untracked());
             leptos::task::spawn_local(async move {
-                let path = format!("/kb?q={}", api::segment(q.trim()));
+                let path = format!("{}?q={}", base(), api::segment(q.trim()));
                 let result = api::call(&app, "GET", &path, None)
                     .await
                     .map(|v| api::items(&v, kb_item))
                     .map_err(|e| e.message);
-                if query.get_untracked() == q {
+                if query.get_untracked() == q && canned.get_untracked() == mode {
                     items.set(Some(result));
                 }
             });
@@ -631,7 +641,7 @@ pub fn KnowledgePage(app: App, page: RwSignal<Page>) -> impl IntoView {
                 Some("Give the entry a title.")
             } else if a.trim().is_empty() {
                 Some("Write the answer.")
-            } else if ex.is_empty() {
+            } else if ex.is_empty() && !canned.get_untracked() {
                 Some("Add at least one example question (one a line).")
             } else {
                 None
@@ -643,11 +653,12 @@ pub fn KnowledgePage(app: App, page: RwSignal<Page>) -> impl IntoView {
             let body = JsObj::new()
                 .set("title", t.trim())
                 .set("answer", a.trim())
+                .set("body", a.trim())
                 .set("examples", api::strings(&ex))
                 .value();
             let (method, path) = match editing.get_untracked() {
-                Some(id) => ("PUT", format!("/kb/{}", api::segment(&id))),
-                None => ("POST", "/kb".to_owned()),
+                Some(id) => ("PUT", format!("{}/{}", base(), api::segment(&id))),
+                None => ("POST", base().to_owned()),
             };
             let app = app.clone();
             let load_items = load_items.clone();
@@ -682,7 +693,14 @@ pub fn KnowledgePage(app: App, page: RwSignal<Page>) -> impl IntoView {
             let app = app.clone();
             let load_items = load_items.clone();
             leptos::task::spawn_local(async move {
-                match api::call(&app, "DELETE", &format!("/kb/{}", api::segment(&id)), None).await {
+                match api::call(
+                    &app,
+                    "DELETE",
+                    &format!("{}/{}", base(), api::segment(&id)),
+                    None,
+                )
+                .await
+                {
                     Ok(_) => {
                         notice.set(Some("Entry deleted.".into()));
                         load_items();
@@ -792,7 +810,7 @@ pub fn KnowledgePage(app: App, page: RwSignal<Page>) -> impl IntoView {
                                 <div>
                                     <strong data-testid="kb-title">{item.title}</strong>
                                     <p class="na-body" data-testid="kb-answer">{item.answer}</p>
-                                    <span class="na-muted">{format!("{n} example question{}", if n == 1 { "" } else { "s" })}</span>
+                                    <span class="na-muted" hidden=canned.get_untracked()>{format!("{n} example question{}", if n == 1 { "" } else { "s" })}</span>
                                 </div>
                                 <div class="na-actions">
                                     <button type="button" class="na-plain" data-testid="kb-edit" on:click=move |_| start_edit(Some(edit_item.clone()))>"Edit"</button>
@@ -902,23 +920,31 @@ pub fn KnowledgePage(app: App, page: RwSignal<Page>) -> impl IntoView {
         <section class="na-console" data-testid="knowledge">
             <header class="na-console-head">
                 <h2>"Knowledge base"</h2>
-                <input type="search" class="na-search" data-testid="kb-search" placeholder="Search titles, answers, questions…" aria-label="Search the knowledge base" on:input=search />
+                <button type="button" class="na-plain" data-testid="kb-canned-toggle" aria-pressed=move || canned.get().to_string() on:click={
+                    let load_items = load_items.clone();
+                    move |_| {
+                        canned.update(|c| *c = !*c);
+                        form_open.set(false);
+                        load_items();
+                    }
+                }>{move || if canned.get() { "Show entries" } else { "Canned responses" }}</button>
+                <input type="search" class="na-search" data-testid="kb-search" hidden=canned placeholder="Search titles, answers, questions…" aria-label="Search the knowledge base" on:input=search />
                 <button type="button" data-testid="kb-add" on:click=move |_| start_edit(None)>"Add entry"</button>
             </header>
-            <p class="na-ok" role="status" data-testid="pending-note" hidden=move || pending_note.with(Option::is_none)>{move || pending_note.get().unwrap_or_default()}</p>
-            {pending_view}
+            <p class="na-ok" role="status" data-testid="pending-note" hidden=move || canned.get() || pending_note.with(Option::is_none)>{move || pending_note.get().unwrap_or_default()}</p>
+            <div hidden=canned>{pending_view}</div>
             <form class="na-card na-form" data-testid="kb-form" on:submit=submit hidden=move || !form_open.get()>
                 <h3>{move || if editing.with(Option::is_some) { "Edit entry" } else { "New entry" }}</h3>
                 <label>"Title"<input data-testid="kb-form-title" prop:value=move || title.get() on:input=move |ev| title.set(event_target_value(&ev)) /></label>
                 <label>"Answer"<textarea data-testid="kb-form-answer" prop:value=move || answer.get() on:input=move |ev| answer.set(event_target_value(&ev))></textarea></label>
-                <label>"Example questions (one a line)"<textarea data-testid="kb-form-examples" prop:value=move || examples.get() on:input=move |ev| examples.set(event_target_value(&ev))></textarea></label>
+                <label hidden=canned>"Example questions (one a line)"<textarea data-testid="kb-form-examples" prop:value=move || examples.get() on:input=move |ev| examples.set(event_target_value(&ev))></textarea></label>
                 <p class="na-field-error" role="alert" data-testid="kb-form-error" hidden=move || form_error.with(Option::is_none)>{move || form_error.get().unwrap_or_default()}</p>
                 <div class="na-actions">
                     <button type="submit" data-testid="kb-form-save">"Save entry"</button>
                     <button type="button" class="na-plain" on:click=move |_| form_open.set(false)>"Cancel"</button>
                 </div>
             </form>
-            <div class="na-card">
+            <div class="na-card" hidden=canned>
                 <h3>"Import"</h3>
                 <p class="na-muted">"JSON Lines ({\"title\", \"answer\", \"examples\"} a line), CSV (header title,answer,examples or question,answer) or a Markdown FAQ (## Question, then the answer)."</p>
                 <input type="file" accept=".jsonl,.ndjson,.csv,.md,.markdown" data-testid="kb-import-file" aria-label="Import a file" on:change=import />

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::wire::{Json, int, list, reason, string, uint, uuid};
 
-/// A knowledge-base entry (`GET /api/v1/kb`).
+/// A knowledge-base entry (`GET /api/v1/kb`), or a canned response (`body`, no examples).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KbItem {
     pub id: String,
@@ -21,8 +21,8 @@ pub fn kb_item<J: Json>(v: &J) -> Option<KbItem> {
     Some(KbItem {
         id: string(v, "id")?,
         title: string(v, "title")?,
-        answer: string(v, "answer")?,
-        examples: list(v, "examples", J::string)?,
+        answer: string(v, "answer").or_else(|| string(v, "body"))?,
+        examples: list(v, "examples", J::string).unwrap_or_default(),
     })
 }
 
@@ -439,6 +439,9 @@ mod tests {
     fn reads_the_console_payloads() {
         let kb = json!({"id": "kb-1", "title": "Gift wrap", "answer": "Yes, $4.", "examples": ["gift wrap?"]});
         assert_eq!(kb_item(&kb).unwrap().examples, ["gift wrap?"]);
+        let c = json!({"id": "c-1", "title": "Hello", "body": "Hi there."});
+        let c = kb_item(&c).unwrap();
+        assert_eq!((c.answer.as_str(), c.examples.len()), ("Hi there.", 0));
         let p = json!({"id": "p1", "question": "q", "answer": "a", "entry_id": null,
             "conversation_id": "00000000-0000-0000-0000-000000000011", "origin": "teach", "created_at": 5});
         let p = pending_item(&p).unwrap();

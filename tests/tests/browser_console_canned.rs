@@ -1,0 +1,307 @@
+//! Canned responses managed in the owner console (the knowledge-base page's list and form,
+//! switched to canned responses) in a real headless Chromium: the owner adds one (after a
+//! field error from the server), edits it, an agent picks it with `/` in the composer and the
+//! visitor receives its text; the owner deletes it and the picker no longer offers it.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use fantoccini::key::Key;
+use nexus_shared::Role;
+use nexus_tests::browser::{Browser, probe, widget_snapshot};
+use nexus_tests::{TestServer, widget_dir};
+
+const WAIT: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "a long test password";
+
+/// JS returning `expr` for the page's first visible element matching `css` (as `e`), or null.
+fn page(css: &str, expr: &str) -> String {
+    format!(
+        "const e = document.querySelector({css:?});
+         return e && e.offsetParent !== null ? ({expr}) : null;"
+    )
+}
+
+fn testid(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Element {
+    browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+}
+
+async fn click(browser: &Browser, id: &str) {
+    element(browser, &testid(id))
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {id}: {e}"));
+}
+
+async fn type_into(browser: &Browser, id: &str, text: &str) {
+    let el = element(browser, &testid(id)).await;
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+/// Logs in on `/agent` through the form and waits for the connection.
+async fn log_in(browser: &Browser, server: &TestServer, email: &str) {
+    browser.client.goto(&server.url("/agent")).await.unwrap();
+    browser
+        .wait_for(
+            "the login form",
+            WAIT,
+            &page(&testid("agent-login"), "true"),
+        )
+        .await;
+    type_into(browser, "agent-email", email).await;
+    type_into(browser, "agent-password", PASSWORD).await;
+    click(browser, "agent-submit").await;
+    browser
+        .wait_for(
+            "the connection to be online",
+            WAIT,
+            &page(
+                &testid("connection-status"),
+                "e.getAttribute('data-status') === 'online'",
+            ),
+        )
+        .await;
+}
+
+/// JS: the owner's canned responses as `title: body` lines, once the list shows `expect`
+/// rows.
+fn rows(expect: usize) -> String {
+    format!(
+        "const rows = Array.from(document.querySelectorAll('[data-testid=\"kb-item\"]'));
+         return rows.length === {expect} ? rows.map(r => r.querySelector('[data-testid=\"kb-title\"]').innerText + ': ' + r.querySelector('[data-testid=\"kb-answer\"]').innerText) : null;"
+    )
+}
+
+/// JS: what the composer's picker offers (title and text), once it is open.
+fn picker_items() -> String {
+    page(
+        &testid("canned-picker"),
+        "Array.from(e.querySelectorAll('[data-testid=\"canned-item\"]')).map(i => i.innerText)",
+    )
+}
+
+/// Opens the first conversation of the agent's inbox.
+async fn open_conversation(agent: &Browser, css: &str) {
+    agent
+        .wait_for("the conversation in the inbox", WAIT, &page(css, "true"))
+        .await;
+    element(agent, css).await.click().await.unwrap();
+}
+
+#[tokio::test]
+async fn owner_manages_canned_responses_that_agents_pick_in_the_composer() {
+    assert!(
+        widget_dir().join("agent.js").exists(),
+        "the agent app is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
+        widget_dir().display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let widget = widget_snapshot(dir.path());
+    let server = TestServer::start_with(&dir.path().join("nexus.db"), &widget).await;
+    let store = server.state.store.as_ref();
+    let site = store.site_by_key("demo").await.unwrap().expect("demo site");
+    for (email, name, role) in [
+        ("olga@demo.test", "Olga", Role::Owner),
+        ("ana@demo.test", "Ana", Role::Agent),
+    ] {
+        nexus_server::auth::add_user(store, site.id, email, name, role, PASSWORD)
+            .await
+            .expect("account");
+    }
+    let (owner, agent, visitor) = tokio::join!(
+        Browser::start(1280, 1000),
+        Browser::start(1280, 1000),
+        Browser::start(420, 760)
+    );
+
+    // The owner opens the canned responses next to the knowledge base; a title that is too
+    // long is refused with the server's words.
+    log_in(&owner, &server, "olga@demo.test").await;
+    click(&owner, "nav-knowledge").await;
+    owner
+        .wait_for(
+            "the canned responses button",
+            WAIT,
+            &page(&testid("kb-canned-toggle"), "true"),
+        )
+        .await;
+    click(&owner, "kb-canned-toggle").await;
+    owner
+        .wait_for(
+            "no canned responses yet",
+            WAIT,
+            &page(&testid("kb-empty"), "true"),
+        )
+        .await;
+    click(&owner, "kb-add").await;
+    type_into(&owner, "kb-form-title", &"x".repeat(201)).await;
+    type_into(&owner, "kb-form-answer", "We ship in 2 days.").await;
+    click(&owner, "kb-form-save").await;
+    let error = owner
+        .wait_for(
+            "the field error",
+            WAIT,
+            &page(&testid("kb-form-error"), "e.innerText"),
+        )
+        .await;
+    assert_eq!(error, "The title must have 1 to 200 characters.");
+
+    // Added, then edited.
+    type_into(&owner, "kb-form-title", "Shipping times").await;
+    click(&owner, "kb-form-save").await;
+    let listed = owner.wait_for("the added response", WAIT, &rows(1)).await;
+    assert_eq!(
+        listed,
+        serde_json::json!(["Shipping times: We ship in 2 days."])
+    );
+    assert!(
+        owner
+            .js(&page(&testid("kb-form"), "true"), vec![])
+            .await
+            .is_null(),
+        "the form closes after saving"
+    );
+    click(&owner, "kb-edit").await;
+    type_into(&owner, "kb-form-answer", "We ship within 3 days.").await;
+    click(&owner, "kb-form-save").await;
+    owner
+        .wait_for(
+            "the edited response",
+            WAIT,
+            &format!(
+                "const r = ({})(); return r && r[0] === 'Shipping times: We ship within 3 days.' ? r : null;",
+                format_args!("() => {{ {} }}", rows(1))
+            ),
+        )
+        .await;
+
+    // A visitor asks for a person; the agent takes over and picks the response with `/`.
+    visitor.client.goto(&server.url("/")).await.unwrap();
+    visitor.open_widget(WAIT).await;
+    let input = visitor.widget_element("input").await;
+    input.send_keys("I want to talk to a human").await.unwrap();
+    visitor.widget_element("send").await.click().await.unwrap();
+    visitor
+        .wait_for(
+            "the handoff banner",
+            WAIT,
+            &probe("handoff-banner", "e.offsetParent !== null"),
+        )
+        .await;
+    log_in(&agent, &server, "ana@demo.test").await;
+    open_conversation(&agent, "[data-testid=inbox-item][data-state=waiting]").await;
+    click(&agent, "take-over").await;
+    agent
+        .wait_for(
+            "the conversation to be the agent's",
+            WAIT,
+            &page(
+                &testid("conversation-state"),
+                "e.getAttribute('data-state') === 'human'",
+            ),
+        )
+        .await;
+    type_into(&agent, "agent-input", "/shipping").await;
+    let offered = agent
+        .wait_for("the canned responses picker", WAIT, &picker_items())
+        .await;
+    assert_eq!(
+        offered,
+        serde_json::json!(["Shipping times\nWe ship within 3 days."])
+    );
+    element(&agent, &testid("agent-input"))
+        .await
+        .send_keys(&char::from(Key::Enter).to_string())
+        .await
+        .unwrap();
+    agent
+        .wait_for(
+            "the edited text in the composer",
+            WAIT,
+            &page(
+                &testid("agent-input"),
+                "e.value === 'We ship within 3 days.'",
+            ),
+        )
+        .await;
+    click(&agent, "agent-send").await;
+    let seen = visitor
+        .wait_for(
+            "the canned text in the widget",
+            WAIT,
+            "const r = document.querySelector('#nexus-flow-root');
+             const all = r && r.shadowRoot ? r.shadowRoot.querySelectorAll('[data-testid=\"message\"][data-author=\"agent\"]') : [];
+             return all.length ? all[all.length - 1].innerText : null;",
+        )
+        .await;
+    assert!(
+        seen.as_str()
+            .unwrap_or_default()
+            .contains("We ship within 3 days."),
+        "the visitor receives the canned text: {seen}"
+    );
+
+    // The owner deletes it (after confirming); the agent's picker no longer offers it.
+    click(&owner, "kb-delete").await;
+    let label = owner
+        .js(&page(&testid("kb-delete"), "e.innerText"), vec![])
+        .await;
+    assert_eq!(label, "Confirm delete", "the first click asks to confirm");
+    assert_eq!(
+        owner.js(&rows(1), vec![]).await.as_array().map(Vec::len),
+        Some(1)
+    );
+    click(&owner, "kb-delete").await;
+    owner
+        .wait_for(
+            "the deleted response",
+            WAIT,
+            &page(&testid("kb-empty"), "true"),
+        )
+        .await;
+
+    // Another one, so that the agent's picker is seen loaded.
+    click(&owner, "kb-add").await;
+    type_into(&owner, "kb-form-title", "Opening hours").await;
+    type_into(&owner, "kb-form-answer", "We are open from 9 to 5.").await;
+    click(&owner, "kb-form-save").await;
+    let listed = owner.wait_for("the other response", WAIT, &rows(1)).await;
+    assert_eq!(
+        listed,
+        serde_json::json!(["Opening hours: We are open from 9 to 5."])
+    );
+
+    agent.client.refresh().await.unwrap();
+    agent
+        .wait_for("the inbox", WAIT, &page(&testid("tab-mine"), "true"))
+        .await;
+    click(&agent, "tab-mine").await;
+    open_conversation(&agent, "[data-testid=inbox-item]").await;
+    agent
+        .wait_for("the composer", WAIT, &page(&testid("agent-input"), "true"))
+        .await;
+    type_into(&agent, "agent-input", "/").await;
+    let offered = agent
+        .wait_for("the canned responses picker", WAIT, &picker_items())
+        .await;
+    assert_eq!(
+        offered,
+        serde_json::json!(["Opening hours\nWe are open from 9 to 5."]),
+        "the deleted response is gone"
+    );
+
+    owner.close().await;
+    agent.close().await;
+    visitor.close().await;
+    server.stop().await;
+}
