@@ -378,30 +378,10 @@ impl Store for PgStore {
     }
 
     async fn upsert_kb_entry(&self, site_id: Uuid, entry: &KbEntry) -> StoreResult<()> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO kb_entries (site_id, id, title, answer, examples, escalate, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (site_id, id) DO UPDATE SET title = excluded.title,
-                answer = excluded.answer, examples = excluded.examples,
-                escalate = excluded.escalate, updated_at = excluded.updated_at",
-        )
-        .bind(site_id.to_string())
-        .bind(&entry.id)
-        .bind(&entry.title)
-        .bind(&entry.answer)
-        .bind(to_json(&entry.examples))
-        .bind(entry.escalate.as_ref().map(to_json))
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        self.announce(Event::Kb {
-            origin: self.instance,
-            site: site_id,
-        })
-        .await;
-        Ok(())
+        // One entry is an import of one: the same upsert (and, with PostgreSQL, the same
+        // notification to the other instances).
+        self.import_kb_entries(site_id, std::slice::from_ref(entry))
+            .await
     }
 
     async fn delete_kb_entry(&self, site_id: Uuid, id: &str) -> StoreResult<()> {

@@ -256,25 +256,10 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_kb_entry(&self, site_id: Uuid, entry: &KbEntry) -> StoreResult<()> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO kb_entries (site_id, id, title, answer, examples, escalate, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (site_id, id) DO UPDATE SET title = excluded.title,
-                answer = excluded.answer, examples = excluded.examples,
-                escalate = excluded.escalate, updated_at = excluded.updated_at",
-        )
-        .bind(site_id.to_string())
-        .bind(&entry.id)
-        .bind(&entry.title)
-        .bind(&entry.answer)
-        .bind(to_json(&entry.examples))
-        .bind(entry.escalate.as_ref().map(to_json))
-        .bind(now)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        // One entry is an import of one: the same upsert (and, with PostgreSQL, the same
+        // notification to the other instances).
+        self.import_kb_entries(site_id, std::slice::from_ref(entry))
+            .await
     }
 
     async fn delete_kb_entry(&self, site_id: Uuid, id: &str) -> StoreResult<()> {
