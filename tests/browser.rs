@@ -64,17 +64,21 @@ impl Browser {
             "CHROME",
         )
         .expect("chromium not found: run `cargo xtask setup` or set CHROME");
-        let port = free_port();
         // chromedriver and the Chromium it starts share a process group of their own, so that
         // dropping the browser (also when a test panics) kills them all, not only the driver.
-        let driver = Command::new(&driver_path)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("chromedriver starts");
+        let spawn = || {
+            let port = free_port();
+            let driver = Command::new(&driver_path)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("chromedriver starts");
+            (driver, format!("http://127.0.0.1:{port}"))
+        };
+        let (mut driver, mut url) = spawn();
         let profile = tempfile::tempdir().expect("temp profile dir");
         let caps = json!({
             "browserName": "chrome",
@@ -102,10 +106,15 @@ impl Browser {
             _ => unreachable!("capabilities are an object"),
         };
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let url = format!("http://127.0.0.1:{port}");
         let mut last_error = None;
-        // Up to 30 s: chromedriver starts slowly on a loaded 2-core machine.
-        for _ in 0..300 {
+        // Up to 90 s: chromedriver starts slowly on a loaded 2-core machine. A driver that
+        // exited (its port was taken between `free_port` and its start) is started again on
+        // another port.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = driver.try_wait() {
+                (driver, url) = spawn();
+            }
             match ClientBuilder::new(connector.clone())
                 .capabilities(caps.clone())
                 .connect(&url)
@@ -124,6 +133,7 @@ impl Browser {
                 }
             }
         }
+        kill_group(&mut driver);
         panic!("could not start a WebDriver session: {last_error:?}");
     }
 
@@ -194,16 +204,20 @@ impl Browser {
     }
 }
 
+/// Kills chromedriver's process group: the driver and every Chromium process it started.
+fn kill_group(driver: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", driver.id())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The whole group: chromedriver and every Chromium process it started.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        kill_group(&mut self.driver);
     }
 }
 
@@ -417,5 +431,195 @@ impl Browser {
             ),
         )
         .await;
+    }
+}
+
+/// The password every console test account gets.
+pub const PASSWORD: &str = "a long test password";
+
+/// How long the console tests wait for what a user would see.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// JS returning `expr` for the page's first element matching `css` (as `e`) when it is
+/// visible, or null (the agent console lives in the page, not in a shadow root).
+pub fn page(css: &str, expr: &str) -> String {
+    format!(
+        "const e = document.querySelector({css:?});
+         return e && e.offsetParent !== null ? ({expr}) : null;"
+    )
+}
+
+/// The CSS selector of `data-testid` = `id`.
+pub fn testid(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+/// The page's first element matching `css`; panics if there is none.
+pub async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Element {
+    browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+}
+
+/// Clicks the page's element with `data-testid` = `id`.
+pub async fn click(browser: &Browser, id: &str) {
+    element(browser, &testid(id))
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {id}: {e}"));
+}
+
+/// Replaces the text of the page's field with `data-testid` = `id` by `text`.
+pub async fn type_into(browser: &Browser, id: &str, text: &str) {
+    let el = element(browser, &testid(id)).await;
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+/// Logs in on `server`'s `/agent` page through the form (site key as prefilled, password
+/// [`PASSWORD`]) and waits until the console is online.
+pub async fn log_in(browser: &Browser, server: &crate::TestServer, email: &str) {
+    log_in_to(browser, server, None, email).await;
+}
+
+/// Like [`log_in`], typing `site_key` into the form first when given.
+pub async fn log_in_to(
+    browser: &Browser,
+    server: &crate::TestServer,
+    site_key: Option<&str>,
+    email: &str,
+) {
+    browser.client.goto(&server.url("/agent")).await.unwrap();
+    browser
+        .wait_for(
+            "the login form",
+            WAIT,
+            &page(&testid("agent-login"), "true"),
+        )
+        .await;
+    if let Some(site_key) = site_key {
+        type_into(browser, "agent-site", site_key).await;
+    }
+    type_into(browser, "agent-email", email).await;
+    type_into(browser, "agent-password", PASSWORD).await;
+    click(browser, "agent-submit").await;
+    browser
+        .wait_for(
+            "the console's connection to be online",
+            WAIT,
+            &page(
+                &testid("connection-status"),
+                "e.getAttribute('data-status') === 'online'",
+            ),
+        )
+        .await;
+}
+
+/// Waits until the conversation on the console's screen is in `state` (`ai`, `human`, …).
+pub async fn wait_conversation_state(agent: &Browser, state: &str) {
+    agent
+        .wait_for(
+            &format!("the conversation to be {state}"),
+            WAIT,
+            &page(
+                &testid("conversation-state"),
+                &format!("e.getAttribute('data-state') === '{state}'"),
+            ),
+        )
+        .await;
+}
+
+/// Clicks the console's inbox tab `tab`, then its first line in `state`, and waits until
+/// that conversation is on screen.
+pub async fn open_from_inbox(agent: &Browser, tab: &str, state: &str) {
+    click(agent, &format!("tab-{tab}")).await;
+    let line = format!("[data-testid=inbox-item][data-state={state}]");
+    agent
+        .wait_for(
+            &format!("a {state} conversation in the inbox"),
+            WAIT,
+            &page(&line, "true"),
+        )
+        .await;
+    element(agent, &line).await.click().await.unwrap();
+    wait_conversation_state(agent, state).await;
+}
+
+/// JS returning the bubble texts of the widget's messages by `author` (`ai`, `agent`, …).
+pub fn widget_bodies(author: &str) -> String {
+    format!(
+        "const r = document.querySelector('#nexus-flow-root');
+         if (!r || !r.shadowRoot) return [];
+         return Array.from(r.shadowRoot.querySelectorAll('[data-testid=\"message\"][data-author=\"{author}\"] .nf-bubble'))
+             .map(b => b.innerText);"
+    )
+}
+
+/// The bubble texts of the widget's messages by `author`.
+pub async fn bodies(browser: &Browser, author: &str) -> Vec<String> {
+    browser
+        .js(&widget_bodies(author), vec![])
+        .await
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the widget shows more than `before` messages by `author`; returns the newest.
+pub async fn wait_new_body(browser: &Browser, author: &str, before: usize, what: &str) -> String {
+    let value = browser
+        .wait_for(
+            what,
+            WAIT,
+            &format!(
+                "const all = (function() {{ {} }})();
+                 return all.length > {before} ? all[all.length - 1] : null;",
+                widget_bodies(author)
+            ),
+        )
+        .await;
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// A server on a SQLite file in `dir`, serving its own copy of the widget build (with the
+/// agent app), with these accounts (`email`, `name`, `role`) on the demo site.
+pub async fn console_server(
+    dir: &Path,
+    accounts: &[(&str, &str, nexus_shared::Role)],
+) -> crate::TestServer {
+    assert!(
+        crate::widget_dir().join("agent.js").exists(),
+        "the agent app is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
+        crate::widget_dir().display()
+    );
+    let widget = widget_snapshot(dir);
+    let server = crate::TestServer::start_with(&dir.join("nexus.db"), &widget).await;
+    add_accounts(&server, "demo", accounts).await;
+    server
+}
+
+/// Creates these accounts (`email`, `name`, `role`, password [`PASSWORD`]) on `site_key`.
+pub async fn add_accounts(
+    server: &crate::TestServer,
+    site_key: &str,
+    accounts: &[(&str, &str, nexus_shared::Role)],
+) {
+    let store = server.state.store.as_ref();
+    let site = store
+        .site_by_key(site_key)
+        .await
+        .expect("store")
+        .unwrap_or_else(|| panic!("no site {site_key}"));
+    for (email, name, role) in accounts {
+        nexus_server::auth::add_user(store, site.id, email, name, *role, PASSWORD)
+            .await
+            .expect("account created");
     }
 }

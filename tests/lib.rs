@@ -17,6 +17,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod browser;
 pub mod http;
+pub mod llm;
 pub mod pg;
 
 /// The workspace root (this crate lives in `tests/`).
@@ -59,6 +60,26 @@ impl TestServer {
 
     /// Like [`TestServer::start_url`], listening on `addr` (a restart on the same port).
     pub async fn start_url_at(database_url: &str, widget_dir: &Path, addr: SocketAddr) -> Self {
+        Self::launch(database_url, widget_dir, addr, None).await
+    }
+
+    /// Like [`TestServer::start_with`], with the LLM backend (`--llm-url` …) set to `llm`.
+    pub async fn start_with_llm(
+        db: &Path,
+        widget_dir: &Path,
+        llm: nexus_server::engine::llm::LlmConfig,
+    ) -> Self {
+        let any_port = "127.0.0.1:0".parse().expect("address");
+        let url = format!("sqlite://{}", db.display());
+        Self::launch(&url, widget_dir, any_port, Some(llm)).await
+    }
+
+    async fn launch(
+        database_url: &str,
+        widget_dir: &Path,
+        addr: SocketAddr,
+        llm: Option<nexus_server::engine::llm::LlmConfig>,
+    ) -> Self {
         let config = Config {
             addr,
             database_url: database_url.to_owned(),
@@ -66,9 +87,10 @@ impl TestServer {
             model_dir: None,
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let state = build_state(&config, shutdown_rx)
+        let mut state = build_state(&config, shutdown_rx)
             .await
             .expect("server state builds");
+        state.llm = llm.map(|c| std::sync::Arc::new(nexus_server::engine::llm::LlmClient::new(c)));
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .expect("bind the test server's address");

@@ -1,77 +1,16 @@
 //! Canned responses managed in the owner console (the knowledge-base page's list and form,
 //! switched to canned responses) in a real headless Chromium: the owner adds one (after a
 //! field error from the server), edits it, an agent picks it with `/` in the composer and the
-//! visitor receives its text; the owner deletes it and the picker no longer offers it.
+//! visitor receives its text. With that conversation still open, the owner edits it, then
+//! deletes it and adds another: each time the agent's picker offers exactly the owner's
+//! latest list, without reloading or reopening anything.
 
-use std::time::Duration;
-
-use fantoccini::Locator;
 use fantoccini::key::Key;
 use nexus_shared::Role;
-use nexus_tests::browser::{Browser, probe, widget_snapshot};
-use nexus_tests::{TestServer, widget_dir};
-
-const WAIT: Duration = Duration::from_secs(30);
-const PASSWORD: &str = "a long test password";
-
-/// JS returning `expr` for the page's first visible element matching `css` (as `e`), or null.
-fn page(css: &str, expr: &str) -> String {
-    format!(
-        "const e = document.querySelector({css:?});
-         return e && e.offsetParent !== null ? ({expr}) : null;"
-    )
-}
-
-fn testid(id: &str) -> String {
-    format!("[data-testid=\"{id}\"]")
-}
-
-async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Element {
-    browser
-        .client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-}
-
-async fn click(browser: &Browser, id: &str) {
-    element(browser, &testid(id))
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {id}: {e}"));
-}
-
-async fn type_into(browser: &Browser, id: &str, text: &str) {
-    let el = element(browser, &testid(id)).await;
-    el.clear().await.unwrap();
-    el.send_keys(text).await.unwrap();
-}
-
-/// Logs in on `/agent` through the form and waits for the connection.
-async fn log_in(browser: &Browser, server: &TestServer, email: &str) {
-    browser.client.goto(&server.url("/agent")).await.unwrap();
-    browser
-        .wait_for(
-            "the login form",
-            WAIT,
-            &page(&testid("agent-login"), "true"),
-        )
-        .await;
-    type_into(browser, "agent-email", email).await;
-    type_into(browser, "agent-password", PASSWORD).await;
-    click(browser, "agent-submit").await;
-    browser
-        .wait_for(
-            "the connection to be online",
-            WAIT,
-            &page(
-                &testid("connection-status"),
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
-}
+use nexus_tests::browser::{
+    Browser, WAIT, click, console_server, element, log_in, page, probe, testid, type_into,
+    wait_conversation_state,
+};
 
 /// JS: the owner's canned responses as `title: body` lines, once the list shows `expect`
 /// rows.
@@ -90,6 +29,16 @@ fn picker_items() -> String {
     )
 }
 
+/// JS: true once the picker offers exactly `items` (title and text, in order).
+fn picker_offers(items: &[&str]) -> String {
+    format!(
+        "const got = (() => {{ {} }})();
+         return JSON.stringify(got) === {:?};",
+        picker_items(),
+        serde_json::to_string(items).unwrap()
+    )
+}
+
 /// Opens the first conversation of the agent's inbox.
 async fn open_conversation(agent: &Browser, css: &str) {
     agent
@@ -100,24 +49,15 @@ async fn open_conversation(agent: &Browser, css: &str) {
 
 #[tokio::test]
 async fn owner_manages_canned_responses_that_agents_pick_in_the_composer() {
-    assert!(
-        widget_dir().join("agent.js").exists(),
-        "the agent app is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
-        widget_dir().display()
-    );
     let dir = tempfile::tempdir().unwrap();
-    let widget = widget_snapshot(dir.path());
-    let server = TestServer::start_with(&dir.path().join("nexus.db"), &widget).await;
-    let store = server.state.store.as_ref();
-    let site = store.site_by_key("demo").await.unwrap().expect("demo site");
-    for (email, name, role) in [
-        ("olga@demo.test", "Olga", Role::Owner),
-        ("ana@demo.test", "Ana", Role::Agent),
-    ] {
-        nexus_server::auth::add_user(store, site.id, email, name, role, PASSWORD)
-            .await
-            .expect("account");
-    }
+    let server = console_server(
+        dir.path(),
+        &[
+            ("olga@demo.test", "Olga", Role::Owner),
+            ("ana@demo.test", "Ana", Role::Agent),
+        ],
+    )
+    .await;
     let (owner, agent, visitor) = tokio::join!(
         Browser::start(1280, 1000),
         Browser::start(1280, 1000),
@@ -251,7 +191,57 @@ async fn owner_manages_canned_responses_that_agents_pick_in_the_composer() {
         "the visitor receives the canned text: {seen}"
     );
 
-    // The owner deletes it (after confirming); the agent's picker no longer offers it.
+    // From here on the agent's conversation stays open: no reload, no reopening. The page
+    // keeps a mark that a reload would lose.
+    agent
+        .js("window.nexusStillOpen = true; return true;", vec![])
+        .await;
+
+    // The owner edits the response again; the agent's next `/` offers the new text.
+    click(&owner, "kb-edit").await;
+    type_into(&owner, "kb-form-answer", "We ship the same day.").await;
+    click(&owner, "kb-form-save").await;
+    owner
+        .wait_for(
+            "the edited response",
+            WAIT,
+            &format!(
+                "const r = ({})(); return r && r[0] === 'Shipping times: We ship the same day.' ? r : null;",
+                format_args!("() => {{ {} }}", rows(1))
+            ),
+        )
+        .await;
+    type_into(&agent, "agent-input", "/ship").await;
+    agent
+        .wait_for(
+            "the owner's edit in the agent's picker",
+            WAIT,
+            &picker_offers(&["Shipping times\nWe ship the same day."]),
+        )
+        .await;
+    element(&agent, &testid("agent-input"))
+        .await
+        .send_keys(&char::from(Key::Escape).to_string())
+        .await
+        .unwrap();
+    agent
+        .wait_for(
+            "the picker to close",
+            WAIT,
+            &format!(
+                "return document.querySelector({:?}).hidden;",
+                testid("canned-picker")
+            ),
+        )
+        .await;
+    element(&agent, &testid("agent-input"))
+        .await
+        .clear()
+        .await
+        .unwrap();
+
+    // The owner deletes it (after confirming) and adds another; the agent's picker, opened
+    // with its button in the same conversation, offers the new one and not the deleted one.
     click(&owner, "kb-delete").await;
     let label = owner
         .js(&page(&testid("kb-delete"), "e.innerText"), vec![])
@@ -269,8 +259,6 @@ async fn owner_manages_canned_responses_that_agents_pick_in_the_composer() {
             &page(&testid("kb-empty"), "true"),
         )
         .await;
-
-    // Another one, so that the agent's picker is seen loaded.
     click(&owner, "kb-add").await;
     type_into(&owner, "kb-form-title", "Opening hours").await;
     type_into(&owner, "kb-form-answer", "We are open from 9 to 5.").await;
@@ -281,23 +269,21 @@ async fn owner_manages_canned_responses_that_agents_pick_in_the_composer() {
         serde_json::json!(["Opening hours: We are open from 9 to 5."])
     );
 
-    agent.client.refresh().await.unwrap();
+    click(&agent, "canned-open").await;
     agent
-        .wait_for("the inbox", WAIT, &page(&testid("tab-mine"), "true"))
+        .wait_for(
+            "the new response, and not the deleted one, in the agent's picker",
+            WAIT,
+            &picker_offers(&["Opening hours\nWe are open from 9 to 5."]),
+        )
         .await;
-    click(&agent, "tab-mine").await;
-    open_conversation(&agent, "[data-testid=inbox-item]").await;
-    agent
-        .wait_for("the composer", WAIT, &page(&testid("agent-input"), "true"))
-        .await;
-    type_into(&agent, "agent-input", "/").await;
-    let offered = agent
-        .wait_for("the canned responses picker", WAIT, &picker_items())
-        .await;
+    wait_conversation_state(&agent, "human").await;
     assert_eq!(
-        offered,
-        serde_json::json!(["Opening hours\nWe are open from 9 to 5."]),
-        "the deleted response is gone"
+        agent
+            .js("return window.nexusStillOpen === true;", vec![])
+            .await,
+        true,
+        "the agent's page was not reloaded"
     );
 
     owner.close().await;

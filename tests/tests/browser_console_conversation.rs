@@ -3,50 +3,12 @@
 //! suggested reply inserted, edited and sent (the visitor sees the edited text), the canned
 //! responses picker opened with `/`, and the visitor's details.
 
-use std::time::Duration;
-
-use fantoccini::Locator;
 use fantoccini::key::Key;
 use nexus_shared::Role;
-use nexus_tests::browser::{Browser, probe, widget_snapshot};
-use nexus_tests::{TestServer, widget_dir};
+use nexus_tests::browser::{
+    Browser, PASSWORD, WAIT, click, console_server, element, log_in, page, probe, testid, type_into,
+};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(30);
-const PASSWORD: &str = "a long test password";
-
-fn page(css: &str, expr: &str) -> String {
-    format!(
-        "const e = document.querySelector({css:?});
-         return e && e.offsetParent !== null ? ({expr}) : null;"
-    )
-}
-
-fn testid(id: &str) -> String {
-    format!("[data-testid=\"{id}\"]")
-}
-
-async fn element(browser: &Browser, id: &str) -> fantoccini::elements::Element {
-    browser
-        .client
-        .find(Locator::Css(&testid(id)))
-        .await
-        .unwrap_or_else(|e| panic!("no [data-testid={id}] on the page: {e}"))
-}
-
-async fn click(browser: &Browser, id: &str) {
-    element(browser, id)
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {id}: {e}"));
-}
-
-async fn type_into(browser: &Browser, id: &str, text: &str) {
-    let el = element(browser, id).await;
-    el.clear().await.unwrap();
-    el.send_keys(text).await.unwrap();
-}
 
 async fn input_value(browser: &Browser) -> String {
     browser
@@ -65,24 +27,15 @@ async fn visitor_says(visitor: &Browser, text: &str) {
 
 #[tokio::test]
 async fn agent_inserts_edits_and_sends_the_suggested_reply_and_uses_canned_responses() {
-    assert!(
-        widget_dir().join("agent.js").exists(),
-        "the agent app is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
-        widget_dir().display()
-    );
     let dir = tempfile::tempdir().unwrap();
-    let widget = widget_snapshot(dir.path());
-    let server = TestServer::start_with(&dir.path().join("nexus.db"), &widget).await;
-    let store = server.state.store.as_ref();
-    let site = store.site_by_key("demo").await.unwrap().expect("demo site");
-    for (email, name, role) in [
-        ("olga@demo.test", "Olga", Role::Owner),
-        ("ana@demo.test", "Ana", Role::Agent),
-    ] {
-        nexus_server::auth::add_user(store, site.id, email, name, role, PASSWORD)
-            .await
-            .expect("account");
-    }
+    let server = console_server(
+        dir.path(),
+        &[
+            ("olga@demo.test", "Olga", Role::Owner),
+            ("ana@demo.test", "Ana", Role::Agent),
+        ],
+    )
+    .await;
     // The owner writes a canned response over the API.
     let http = reqwest::Client::new();
     let login: Value = http
@@ -122,17 +75,7 @@ async fn agent_inserts_edits_and_sends_the_suggested_reply_and_uses_canned_respo
         .await;
 
     // The agent logs in and opens the waiting conversation.
-    agent.client.goto(&server.url("/agent")).await.unwrap();
-    agent
-        .wait_for(
-            "the login form",
-            WAIT,
-            &page(&testid("agent-login"), "true"),
-        )
-        .await;
-    type_into(&agent, "agent-email", "ana@demo.test").await;
-    type_into(&agent, "agent-password", PASSWORD).await;
-    click(&agent, "agent-submit").await;
+    log_in(&agent, &server, "ana@demo.test").await;
     agent
         .wait_for(
             "the escalation in the inbox",
@@ -140,11 +83,8 @@ async fn agent_inserts_edits_and_sends_the_suggested_reply_and_uses_canned_respo
             &page("[data-testid=inbox-item][data-state=waiting]", "true"),
         )
         .await;
-    agent
-        .client
-        .find(Locator::Css("[data-testid=inbox-item][data-state=waiting]"))
+    element(&agent, "[data-testid=inbox-item][data-state=waiting]")
         .await
-        .unwrap()
         .click()
         .await
         .unwrap();
@@ -214,7 +154,7 @@ async fn agent_inserts_edits_and_sends_the_suggested_reply_and_uses_canned_respo
         )
         .await;
     assert_eq!(items.as_array().map(Vec::len), Some(1), "{items}");
-    element(&agent, "agent-input")
+    element(&agent, &testid("agent-input"))
         .await
         .send_keys(&char::from(Key::Enter).to_string())
         .await
@@ -247,7 +187,7 @@ async fn agent_inserts_edits_and_sends_the_suggested_reply_and_uses_canned_respo
         )
         .await;
     agent.screenshot("console-conversation-summary").await;
-    element(&agent, "agent-input")
+    element(&agent, &testid("agent-input"))
         .await
         .send_keys(" Ana will check it for you.")
         .await

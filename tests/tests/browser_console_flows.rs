@@ -4,138 +4,23 @@
 //! (the visitor sees nothing until the agent edits and approves the AI's draft, then exactly
 //! the edited text).
 
-use std::time::Duration;
-
-use fantoccini::Locator;
 use nexus_shared::Role;
-use nexus_tests::browser::{Browser, probe, widget_snapshot};
+use nexus_tests::browser::{
+    Browser, WAIT, bodies, click, console_server, log_in, open_from_inbox, page, probe, testid,
+    type_into, wait_conversation_state, wait_new_body,
+};
 use nexus_tests::http::authed;
-use nexus_tests::{TestServer, agent_login, widget_dir};
+use nexus_tests::{TestServer, agent_login};
 use serde_json::json;
-
-const WAIT: Duration = Duration::from_secs(30);
-const PASSWORD: &str = "a long test password";
-
-/// JS returning `expr` for the agent page's first visible element matching `css` (as `e`).
-fn page(css: &str, expr: &str) -> String {
-    format!(
-        "const e = document.querySelector({css:?});
-         return e && e.offsetParent !== null ? ({expr}) : null;"
-    )
-}
-
-fn testid(id: &str) -> String {
-    format!("[data-testid=\"{id}\"]")
-}
-
-/// JS returning the bubble texts of the widget's messages by `author`.
-fn widget_bodies(author: &str) -> String {
-    format!(
-        "const r = document.querySelector('#nexus-flow-root');
-         if (!r || !r.shadowRoot) return [];
-         return Array.from(r.shadowRoot.querySelectorAll('[data-testid=\"message\"][data-author=\"{author}\"] .nf-bubble'))
-             .map(b => b.innerText);"
-    )
-}
-
-async fn bodies(browser: &Browser, author: &str) -> Vec<String> {
-    browser
-        .js(&widget_bodies(author), vec![])
-        .await
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|v| v.as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Waits until the widget shows more than `before` messages by `author`; returns the newest.
-async fn wait_new_body(browser: &Browser, author: &str, before: usize, what: &str) -> String {
-    let value = browser
-        .wait_for(
-            what,
-            WAIT,
-            &format!(
-                "const all = (function() {{ {} }})();
-                 return all.length > {before} ? all[all.length - 1] : null;",
-                widget_bodies(author)
-            ),
-        )
-        .await;
-    value.as_str().unwrap_or_default().to_owned()
-}
-
-async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Element {
-    browser
-        .client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css} on the agent page: {e}"))
-}
-
-async fn click(browser: &Browser, id: &str) {
-    element(browser, &testid(id))
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {id}: {e}"));
-}
-
-async fn type_into(browser: &Browser, id: &str, text: &str) {
-    let el = element(browser, &testid(id)).await;
-    el.clear().await.unwrap();
-    el.send_keys(text).await.unwrap();
-}
 
 /// A server on a temp SQLite file (and its own copy of the widget build) with an agent, Ana.
 async fn server_with_agent(dir: &std::path::Path) -> TestServer {
-    assert!(
-        widget_dir().join("agent.js").exists(),
-        "the agent app is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
-        widget_dir().display()
-    );
-    let widget = widget_snapshot(dir);
-    let server = TestServer::start_with(&dir.join("nexus.db"), &widget).await;
-    let store = server.state.store.as_ref();
-    let site = store.site_by_key("demo").await.unwrap().expect("demo site");
-    nexus_server::auth::add_user(
-        store,
-        site.id,
-        "ana@demo.test",
-        "Ana",
-        Role::Agent,
-        PASSWORD,
-    )
-    .await
-    .expect("agent account");
-    server
+    console_server(dir, &[("ana@demo.test", "Ana", Role::Agent)]).await
 }
 
 /// Ana logs in on `/agent` and waits until her console is online.
 async fn agent_logs_in(agent: &Browser, server: &TestServer) {
-    agent.client.goto(&server.url("/agent")).await.unwrap();
-    agent
-        .wait_for(
-            "the login form",
-            WAIT,
-            &page(&testid("agent-login"), "true"),
-        )
-        .await;
-    type_into(agent, "agent-email", "ana@demo.test").await;
-    type_into(agent, "agent-password", PASSWORD).await;
-    click(agent, "agent-submit").await;
-    agent
-        .wait_for(
-            "the agent's connection to be online",
-            WAIT,
-            &page(
-                &testid("connection-status"),
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
+    log_in(agent, server, "ana@demo.test").await;
 }
 
 /// Opens the visitor's widget on the demo page.
@@ -150,35 +35,6 @@ async fn wait_handoff_banner(visitor: &Browser) {
             "the handoff banner",
             WAIT,
             &probe("handoff-banner", "e.offsetParent !== null"),
-        )
-        .await;
-}
-
-/// The agent opens the first inbox line in `state` (clicking its tab first) and waits until
-/// the conversation on screen is in that state.
-async fn open_from_inbox(agent: &Browser, tab: &str, state: &str) {
-    click(agent, &format!("tab-{tab}")).await;
-    let line = format!("[data-testid=inbox-item][data-state={state}]");
-    agent
-        .wait_for(
-            &format!("a {state} conversation in the inbox"),
-            WAIT,
-            &page(&line, "true"),
-        )
-        .await;
-    element(agent, &line).await.click().await.unwrap();
-    wait_conversation_state(agent, state).await;
-}
-
-async fn wait_conversation_state(agent: &Browser, state: &str) {
-    agent
-        .wait_for(
-            &format!("the conversation to be {state}"),
-            WAIT,
-            &page(
-                &testid("conversation-state"),
-                &format!("e.getAttribute('data-state') === '{state}'"),
-            ),
         )
         .await;
 }

@@ -9,46 +9,11 @@ use fantoccini::Locator;
 use fantoccini::key::Key;
 use nexus_server::learn::{self, Origin};
 use nexus_shared::{ClientFrame, Role, ServerFrame, Teach};
-use nexus_tests::browser::{Browser, probe, widget_snapshot};
-use nexus_tests::{TestServer, WsClient, widget_dir};
+use nexus_tests::browser::{
+    Browser, PASSWORD, WAIT, click, console_server, element, log_in, page, probe, testid, type_into,
+};
+use nexus_tests::{TestServer, WsClient};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(30);
-const PASSWORD: &str = "a long test password";
-
-/// JS returning `expr` for the page's first visible element matching `css` (as `e`), or null.
-fn page(css: &str, expr: &str) -> String {
-    format!(
-        "const e = document.querySelector({css:?});
-         return e && e.offsetParent !== null ? ({expr}) : null;"
-    )
-}
-
-fn testid(id: &str) -> String {
-    format!("[data-testid=\"{id}\"]")
-}
-
-async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Element {
-    browser
-        .client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-}
-
-async fn click(browser: &Browser, id: &str) {
-    element(browser, &testid(id))
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {id}: {e}"));
-}
-
-async fn type_into(browser: &Browser, id: &str, text: &str) {
-    let el = element(browser, &testid(id)).await;
-    el.clear().await.unwrap();
-    el.send_keys(text).await.unwrap();
-}
 
 async fn text_of(browser: &Browser, what: &str, id: &str) -> String {
     browser
@@ -61,49 +26,22 @@ async fn text_of(browser: &Browser, what: &str, id: &str) -> String {
 
 /// A server with the demo site, an owner (Olga) and an agent (Ana).
 async fn server(dir: &tempfile::TempDir) -> (TestServer, uuid::Uuid) {
-    assert!(
-        widget_dir().join("agent.js").exists(),
-        "the agent app is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
-        widget_dir().display()
-    );
-    let widget = widget_snapshot(dir.path());
-    let server = TestServer::start_with(&dir.path().join("nexus.db"), &widget).await;
-    let store = server.state.store.as_ref();
-    let site = store.site_by_key("demo").await.unwrap().expect("demo site");
-    for (email, name, role) in [
-        ("olga@demo.test", "Olga", Role::Owner),
-        ("ana@demo.test", "Ana", Role::Agent),
-    ] {
-        nexus_server::auth::add_user(store, site.id, email, name, role, PASSWORD)
-            .await
-            .expect("account");
-    }
+    let server = console_server(
+        dir.path(),
+        &[
+            ("olga@demo.test", "Olga", Role::Owner),
+            ("ana@demo.test", "Ana", Role::Agent),
+        ],
+    )
+    .await;
+    let site = server
+        .state
+        .store
+        .site_by_key("demo")
+        .await
+        .unwrap()
+        .expect("demo site");
     (server, site.id)
-}
-
-/// Logs in on `/agent` through the form and waits for the connection.
-async fn log_in(browser: &Browser, server: &TestServer, email: &str) {
-    browser.client.goto(&server.url("/agent")).await.unwrap();
-    browser
-        .wait_for(
-            "the login form",
-            WAIT,
-            &page(&testid("agent-login"), "true"),
-        )
-        .await;
-    type_into(browser, "agent-email", email).await;
-    type_into(browser, "agent-password", PASSWORD).await;
-    click(browser, "agent-submit").await;
-    browser
-        .wait_for(
-            "the connection to be online",
-            WAIT,
-            &page(
-                &testid("connection-status"),
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
 }
 
 async fn api_token(server: &TestServer, email: &str) -> String {

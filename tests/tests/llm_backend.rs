@@ -1,26 +1,19 @@
-//! The optional LLM backend against a small OpenAI-compatible server started here on
-//! 127.0.0.1 (axum, server-sent events): a good streamed answer reaches the visitor after
+//! The optional LLM backend against a small OpenAI-compatible server on 127.0.0.1
+//! (`nexus_tests::llm`: axum, server-sent events): a good streamed answer reaches the visitor after
 //! `streaming` frames and is grounded on the retrieved entry; a timeout, an HTTP error and a
 //! malformed reply hand the conversation over (`engine_error`, the visitor told, nothing
 //! lost); a takeover in the middle of a stream stops it (no AI message after the takeover);
 //! the policy still decides before the LLM runs.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nexus_server::engine::llm::{LlmClient, LlmConfig};
-use nexus_server::{AppState, Config, build_state, serve};
 use nexus_shared::{Author, ClientFrame, ConversationState, HandoffReason, Role, ServerFrame};
-use nexus_tests::WsClient;
-use serde_json::{Value, json};
-use tokio::sync::watch;
+use nexus_tests::llm::{FakeLlm, Seen, sse};
+use nexus_tests::{TestServer, WsClient, agent_login};
+use serde_json::Value;
 
 const QUESTION: &str = "how can I cancel my order";
 const PIECES: [&str; 5] = [
@@ -31,168 +24,70 @@ const PIECES: [&str; 5] = [
     "Anything else?",
 ];
 
-/// What the fake LLM server saw and did.
-#[derive(Default)]
-struct Fake {
-    /// Request bodies, in order.
-    requests: Mutex<Vec<Value>>,
-    /// Set when a streamed reply ended: sent completely, or dropped by the client.
-    stream_over: AtomicBool,
-}
-
-/// Sets `stream_over` when the response body is finished or dropped.
-struct OverGuard(Arc<Fake>);
-
-impl Drop for OverGuard {
-    fn drop(&mut self) {
-        self.0.stream_over.store(true, Ordering::SeqCst);
-    }
-}
-
-fn chunk(content: &str) -> Bytes {
-    let event = json!({
-        "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "fake",
-        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]
-    });
-    Bytes::from(format!("data: {event}\n\n"))
-}
-
-/// A streamed reply: the pieces `pause` apart, then `[DONE]`.
-fn sse(fake: Arc<Fake>, pieces: Vec<String>, pause: Duration) -> Response {
-    let stream = futures_util::stream::unfold((0usize, OverGuard(fake)), move |(i, guard)| {
-        let pieces = pieces.clone();
-        async move {
-            if i > pieces.len() {
-                return None;
-            }
-            if i > 0 {
-                tokio::time::sleep(pause).await;
-            }
-            let bytes = match pieces.get(i) {
-                Some(piece) => chunk(piece),
-                None => Bytes::from_static(b"data: [DONE]\n\n"),
-            };
-            Some((Ok::<_, Infallible>(bytes), (i + 1, guard)))
-        }
-    });
-    (
-        [(header::CONTENT_TYPE, "text/event-stream")],
-        Body::from_stream(stream),
-    )
-        .into_response()
-}
-
 /// `POST /v1/chat/completions`; the model name picks the behaviour.
-async fn completions(State(fake): State<Arc<Fake>>, body: axum::Json<Value>) -> Response {
-    let body = body.0;
-    fake.requests.lock().unwrap().push(body.clone());
+async fn completions(seen: Arc<Seen>, body: Value) -> Response {
     let pieces: Vec<String> = PIECES.iter().map(|p| (*p).to_owned()).collect();
     match body["model"].as_str().unwrap_or("") {
-        "good" if body["stream"] == true => sse(fake, pieces, Duration::from_millis(120)),
+        "good" if body["stream"] == true => sse(seen, pieces, Duration::from_millis(120)),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
-            sse(fake, pieces, Duration::ZERO)
+            sse(seen, pieces, Duration::ZERO)
         }
         "stalls" => {
             let mut stalled = vec![pieces[0].clone()];
             stalled.push(String::new());
-            sse(fake, stalled, Duration::from_secs(30))
+            sse(seen, stalled, Duration::from_secs(30))
         }
         "malformed" => (
-            [(header::CONTENT_TYPE, "text/event-stream")],
+            [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
             "data: {\"choices\": [{\"delta\": {\"content\": \"To can\n\ndata: [DONE]\n\n",
         )
             .into_response(),
         "takeover" => {
             let many: Vec<String> = (0..60).map(|i| format!("word{i} ")).collect();
-            sse(fake, many, Duration::from_millis(100))
+            sse(seen, many, Duration::from_millis(100))
         }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "model not loaded").into_response(),
     }
 }
 
-async fn start_fake() -> (SocketAddr, Arc<Fake>) {
-    let fake = Arc::new(Fake::default());
-    let app = axum::Router::new()
-        .route("/v1/chat/completions", axum::routing::post(completions))
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (addr, fake)
+async fn start_fake() -> FakeLlm {
+    FakeLlm::start(|seen, body| Box::pin(completions(seen, body))).await
 }
 
-/// A Nexus Flow server with the LLM backend pointed at the fake, asking for `model`.
+/// A Nexus Flow server on a temp SQLite file with the LLM backend pointed at the fake,
+/// asking for `model`.
 struct LlmServer {
-    addr: SocketAddr,
-    state: AppState,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    server: TestServer,
     _dir: tempfile::TempDir,
 }
 
 impl LlmServer {
-    async fn start(llm: SocketAddr, model: &str, timeout: Duration) -> Self {
+    async fn start(llm: &FakeLlm, model: &str, timeout: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: format!("sqlite://{}", dir.path().join("nexus.db").display()),
-            widget_dir: nexus_tests::widget_dir(),
-            model_dir: None,
-        };
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let mut state = build_state(&config, shutdown_rx).await.unwrap();
-        state.llm = Some(Arc::new(LlmClient::new(LlmConfig {
-            url: format!("http://{llm}/v1"),
-            model: model.into(),
-            api_key: Some(nexus_server::engine::llm::ApiKey("test-key".into())),
-            timeout,
-        })));
-        let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = state.clone();
-        tokio::spawn(async move {
-            let _ = serve(listener, served, shutdown_tx, async move {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        Self {
-            addr,
-            state,
-            _stop: stop,
-            _dir: dir,
-        }
+        let server = TestServer::start_with_llm(
+            &dir.path().join("nexus.db"),
+            &nexus_tests::widget_dir(),
+            llm.config(model, timeout),
+        )
+        .await;
+        Self { server, _dir: dir }
     }
 
     fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        self.server.ws_url()
     }
 
     /// Creates an agent account on the demo site and logs it in; returns the session token.
     async fn agent_token(&self, email: &str) -> String {
-        let store = self.state.store.as_ref();
-        let site = store.site_by_key("demo").await.unwrap().unwrap();
-        nexus_server::auth::add_user(
-            store,
-            site.id,
-            email,
-            "Ana",
-            Role::Agent,
-            "a long test password",
-        )
-        .await
-        .unwrap();
-        let response = reqwest::Client::new()
-            .post(format!("http://{}/api/v1/auth/login", self.addr))
-            .json(&json!({"site_key": "demo", "email": email, "password": "a long test password"}))
-            .send()
-            .await
-            .unwrap();
-        let body: Value = response.json().await.unwrap();
-        body["token"].as_str().unwrap().to_owned()
+        agent_login(&self.server, "demo", email, Role::Agent).await
+    }
+}
+
+impl std::ops::Deref for LlmServer {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
     }
 }
 
@@ -206,8 +101,8 @@ fn send(body: &str) -> ClientFrame {
 
 #[tokio::test]
 async fn a_good_streamed_answer_reaches_the_visitor_after_streaming_frames() {
-    let (llm, fake) = start_fake().await;
-    let server = LlmServer::start(llm, "good", Duration::from_secs(20)).await;
+    let fake = start_fake().await;
+    let server = LlmServer::start(&fake, "good", Duration::from_secs(20)).await;
     let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
     visitor.send(&send(QUESTION)).await;
     let conversation_id = visitor.recv_ack().await;
@@ -249,7 +144,7 @@ async fn a_good_streamed_answer_reaches_the_visitor_after_streaming_frames() {
 
     // Grounded: the system prompt names the assistant and holds the retrieved entry, its
     // placeholders filled; the question is the user message.
-    let requests = fake.requests.lock().unwrap().clone();
+    let requests = fake.requests();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
     assert_eq!(request["stream"], true);
@@ -265,8 +160,8 @@ async fn a_good_streamed_answer_reaches_the_visitor_after_streaming_frames() {
 /// The visitor's question is handed over with `engine_error`; the visitor is told and their
 /// question is kept.
 async fn assert_engine_error(model: &str, timeout: Duration) {
-    let (llm, _fake) = start_fake().await;
-    let server = LlmServer::start(llm, model, timeout).await;
+    let fake = start_fake().await;
+    let server = LlmServer::start(&fake, model, timeout).await;
     let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
     visitor.send(&send(QUESTION)).await;
     let conversation_id = visitor.recv_ack().await;
@@ -337,8 +232,8 @@ async fn an_http_error_hands_over_with_engine_error() {
 
 #[tokio::test]
 async fn a_takeover_in_the_middle_of_a_stream_stops_it() {
-    let (llm, fake) = start_fake().await;
-    let server = LlmServer::start(llm, "takeover", Duration::from_secs(60)).await;
+    let fake = start_fake().await;
+    let server = LlmServer::start(&fake, "takeover", Duration::from_secs(60)).await;
     let token = server.agent_token("ana@demo.test").await;
     let (mut agent, _) = WsClient::agent(&server.ws_url(), &token).await;
     let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
@@ -357,15 +252,12 @@ async fn a_takeover_in_the_middle_of_a_stream_stops_it() {
     visitor.recv_state(ConversationState::Human).await;
     // The server drops the LLM's stream; wait until the fake sees it end.
     for _ in 0..200 {
-        if fake.stream_over.load(Ordering::SeqCst) {
+        if fake.seen.stream_over() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        fake.stream_over.load(Ordering::SeqCst),
-        "the stream was stopped"
-    );
+    assert!(fake.seen.stream_over(), "the stream was stopped");
     // Whatever is still in flight: no AI message and no more streamed text.
     let mut after = Vec::new();
     while let Some(frame) = visitor.try_recv(Duration::from_millis(500)).await {
@@ -390,8 +282,8 @@ async fn a_takeover_in_the_middle_of_a_stream_stops_it() {
 
 #[tokio::test]
 async fn the_policy_decides_before_the_llm_runs() {
-    let (llm, fake) = start_fake().await;
-    let server = LlmServer::start(llm, "good", Duration::from_secs(20)).await;
+    let fake = start_fake().await;
+    let server = LlmServer::start(&fake, "good", Duration::from_secs(20)).await;
     for (question, expected) in [
         ("I want to talk to a human", HandoffReason::VisitorAsked),
         (
@@ -434,8 +326,5 @@ async fn the_policy_decides_before_the_llm_runs() {
             assert_eq!(reason, expected, "{question}");
         }
     }
-    assert!(
-        fake.requests.lock().unwrap().is_empty(),
-        "the LLM was never asked"
-    );
+    assert!(fake.requests().is_empty(), "the LLM was never asked");
 }

@@ -277,12 +277,29 @@ impl Desk {
             } if Some(agent.id) == self.me.as_ref().map(|a| a.id) => {
                 self.presence = status;
             }
-            ServerFrame::Error(e) => self.notice = Some(error_text(&e).to_owned()),
+            ServerFrame::Error(e) => {
+                self.notice = Some(
+                    match e.code {
+                        // The conversation asked for (by its address) never loaded: the
+                        // server knows none with that id on this agent's site.
+                        ErrorCode::NotFound | ErrorCode::Forbidden
+                            if self.open.is_some() && self.state.is_none() =>
+                        {
+                            NOT_FOUND
+                        }
+                        _ => error_text(&e),
+                    }
+                    .to_owned(),
+                );
+            }
             _ => {}
         }
         None
     }
 }
+
+/// What an agent reads when the conversation they asked for is not theirs to see.
+pub const NOT_FOUND: &str = "Conversation not found: there is none with this id on your site.";
 
 /// An error frame in plain words, for an agent.
 pub fn error_text(e: &ErrorBody) -> &str {
@@ -455,6 +472,32 @@ mod tests {
         let frames = d.open(Uuid::from_u128(9));
         assert_eq!(frames.len(), 2);
         assert_eq!(d.unread(&s), 0, "what was read stays read");
+    }
+
+    #[test]
+    fn a_conversation_that_never_loads_is_not_found() {
+        let mut d = desk();
+        d.open(Uuid::from_u128(7));
+        d.apply(
+            ServerFrame::Error(ErrorBody::new(ErrorCode::NotFound, "x")),
+            0,
+        );
+        assert_eq!(d.notice.as_deref(), Some(NOT_FOUND));
+        assert!(d.messages.is_empty());
+        // Once a conversation is on screen, errors keep their own words.
+        d.apply(
+            ServerFrame::Conversation(summary(1, ConversationState::Waiting, 1)),
+            0,
+        );
+        d.open(Uuid::from_u128(1));
+        d.apply(
+            ServerFrame::Error(ErrorBody::new(ErrorCode::NotFound, "x")),
+            0,
+        );
+        assert_eq!(
+            d.notice.as_deref(),
+            Some("That conversation no longer exists.")
+        );
     }
 
     #[test]

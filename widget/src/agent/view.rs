@@ -16,6 +16,9 @@ use super::model::{Tab, reason_text, state_text, waited};
 use super::net;
 use crate::browser;
 
+/// The address's fragment that names the conversation on screen, before its id.
+const HASH: &str = "#conversation/";
+
 #[component]
 pub fn AgentApp(app: App) -> impl IntoView {
     let logged_in = app.logged_in;
@@ -131,6 +134,21 @@ fn Desk(app: App) -> impl IntoView {
             })
         })
         .collect();
+    let page = RwSignal::new(Page::Inbox);
+    // `#conversation/<id>` in the address (a link, a bookmark) opens that conversation, now
+    // and whenever the address changes; opening one from the inbox writes it there.
+    let from_hash = {
+        let app = app.clone();
+        move || {
+            let hash = window().location().hash().unwrap_or_default();
+            if let Some(id) = hash.strip_prefix(HASH).and_then(crate::wire::parse_uuid) {
+                page.set(Page::Inbox);
+                app.open(id);
+            }
+        }
+    };
+    from_hash();
+    let hash_listener = window_event_listener_untyped("hashchange", move |_| from_hash());
     on_cleanup(move || {
         if let Ok(t) = ticker {
             t.clear();
@@ -138,8 +156,8 @@ fn Desk(app: App) -> impl IntoView {
         for l in listeners {
             l.remove();
         }
+        hash_listener.remove();
     });
-    let page = RwSignal::new(Page::Inbox);
     let owner = Memo::new(move |_| desk.with(|d| d.is_owner()));
     let ask = RwSignal::new(net::permission_pending());
     let me = move || desk.with(|d| d.me.as_ref().map(|a| a.name.clone()).unwrap_or_default());
@@ -285,7 +303,10 @@ fn Desk(app: App) -> impl IntoView {
                                         data-state=s.state.as_str()
                                         data-id=crate::wire::uuid_string(&id)
                                         class:na-active=move || desk.with(|d| d.open == Some(id))
-                                        on:click=move |_| app.open(id)
+                                        on:click=move |_| {
+                                            let _ = window().location().set_hash(&format!("{HASH}{}", crate::wire::uuid_string(&id)));
+                                            app.open(id);
+                                        }
                                     >
                                         <span class="na-preview">{preview}</span>
                                         <span class="na-sub">{sub}</span>
@@ -490,16 +511,24 @@ fn Conversation(app: App) -> impl IntoView {
     };
 
     // Canned responses: the picker opens with its button or with `/` in the composer.
+    // The list is fetched each time the picker opens, so that an owner's edit or delete
+    // shows without reopening the conversation.
     let canned_all: RwSignal<Vec<Canned>> = RwSignal::new(Vec::new());
+    let picker: RwSignal<Option<String>> = RwSignal::new(None);
     {
         let app = app.clone();
-        leptos::task::spawn_local(async move {
-            if let Ok(v) = api::call(&app, "GET", "/canned", None).await {
-                canned_all.set(api::items(&v, canned));
+        let picker_open = Memo::new(move |_| picker.with(Option::is_some));
+        Effect::new(move |_| {
+            if picker_open.get() {
+                let app = app.clone();
+                leptos::task::spawn_local(async move {
+                    if let Ok(v) = api::call(&app, "GET", "/canned", None).await {
+                        canned_all.set(api::items(&v, canned));
+                    }
+                });
             }
         });
     }
-    let picker: RwSignal<Option<String>> = RwSignal::new(None);
     let matches = move || {
         picker.with(|f| {
             f.as_ref().map(|f| {
@@ -682,7 +711,7 @@ fn Conversation(app: App) -> impl IntoView {
                     _ => view! { <li class="na-muted">"No canned response matches."</li> }.into_any(),
                 }}
             </ul>
-            <form class="na-composer" on:submit=send_reply>
+            <form class="na-composer" on:submit=send_reply hidden=move || state().is_none()>
                 <textarea
                     data-testid="agent-input"
                     node_ref=reply
@@ -702,7 +731,7 @@ fn Conversation(app: App) -> impl IntoView {
                 </button>
                 <button type="submit" data-testid="agent-send">"Send"</button>
             </form>
-            <form class="na-composer na-note-form" on:submit=send_note>
+            <form class="na-composer na-note-form" on:submit=send_note hidden=move || state().is_none()>
                 <textarea data-testid="note-input" node_ref=note placeholder="Internal note (never shown to the visitor)…" aria-label="Internal note"></textarea>
                 <button type="submit" data-testid="note-send">"Add note"</button>
             </form>
