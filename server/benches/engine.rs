@@ -6,8 +6,12 @@
 //!
 //! - `rank_and_decide`: the classifier and the decision for an already embedded question;
 //! - `embed_question`: embedding one question with all-MiniLM-L6-v2;
-//! - `decide_end_to_end`: `AnswerEngine::decide` as the server calls it (embedding, ranking,
-//!   deciding, the hop to the blocking pool).
+//! - `embed_batch/N`: one forward pass over N different questions on one thread (throughput:
+//!   questions/s at N = 1, 8, 32);
+//! - `decide_end_to_end`: `AnswerEngine::decide` as the server calls it (embedding through the
+//!   batching threads, ranking, deciding);
+//! - `decide_concurrent/N`: N decisions at once, as N conversations asking together (the
+//!   batcher shares forward passes among them; throughput: decisions/s).
 //!
 //! The example vectors are random unit vectors (the time does not depend on what they say),
 //! so the bench needs no data set.
@@ -15,7 +19,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nexus_server::engine::classifier::{Classifier, Label};
 use nexus_server::engine::embed::{DIM, Embedder, default_model_dir, normalize};
 use nexus_server::engine::semantic::{DEFAULT_THRESHOLDS, SemanticEngine, SiteModel};
@@ -60,6 +64,37 @@ fn site_model() -> SiteModel {
     }
 }
 
+/// This thread's time on a CPU and waiting for one so far, in ns (Linux's
+/// `/proc/thread-self/schedstat`; `None` elsewhere).
+fn sched_ns() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut f = s.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
+}
+
+/// Runs `f` `n` times on this thread and prints the mean wall time, time on a CPU and time
+/// waiting for a core per call (on a shared machine the CPU time is the figure that does not
+/// depend on the other processes).
+fn cpu_figure(label: &str, n: u32, per_call: u32, mut f: impl FnMut()) {
+    f();
+    let wall = std::time::Instant::now();
+    let before = sched_ns();
+    for _ in 0..n {
+        f();
+    }
+    let after = sched_ns();
+    let calls = f64::from(n * per_call);
+    let wall_ms = wall.elapsed().as_secs_f64() * 1e3 / calls;
+    match before.zip(after) {
+        Some(((c0, w0), (c1, w1))) => println!(
+            "{label}: {wall_ms:.3} ms wall, {:.3} ms on a CPU, {:.3} ms waiting for a core (mean of {calls})",
+            (c1 - c0) as f64 / 1e6 / calls,
+            (w1 - w0) as f64 / 1e6 / calls
+        ),
+        None => println!("{label}: {wall_ms:.3} ms wall (mean of {calls})"),
+    }
+}
+
 fn model_dir() -> Option<std::path::PathBuf> {
     std::env::var_os("NEXUS_FLOW_MODEL_DIR")
         .map(Into::into)
@@ -75,6 +110,15 @@ fn bench(c: &mut Criterion) {
     );
     let mut seed = 7;
     let q = random_unit(&mut seed);
+    cpu_figure("rank_and_decide (10,000 examples)", 2000, 1, || {
+        let r = model.classifier.rank(black_box(&q));
+        black_box(SemanticEngine::decide_ranked(
+            &model,
+            &r,
+            &DEFAULT_THRESHOLDS,
+            "where is my parcel",
+        ));
+    });
     c.bench_function("rank_and_decide (10,000 examples)", |b| {
         b.iter(|| {
             let r = model.classifier.rank(black_box(&q));
@@ -97,6 +141,34 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(embedder.embed_transient(black_box(question))))
     });
 
+    // Different questions of typical length (a cached one would skip the model).
+    let questions: Vec<String> = (0..32)
+        .map(|i| format!("{question} (order number {})", 1000 + 37 * i))
+        .collect();
+    cpu_figure("embed_question", 300, 1, || {
+        black_box(embedder.embed_transient(black_box(question)).ok());
+    });
+    for n in [1usize, 8, 32] {
+        let texts: Vec<&str> = questions[..n].iter().map(String::as_str).collect();
+        cpu_figure(
+            &format!("embed_batch/{n} (per question)"),
+            40,
+            n as u32,
+            || {
+                black_box(embedder.embed_transient_batch(black_box(&texts)).ok());
+            },
+        );
+    }
+    let mut group = c.benchmark_group("embed_batch");
+    for n in [1usize, 8, 32] {
+        let texts: Vec<&str> = questions[..n].iter().map(String::as_str).collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &texts, |b, texts| {
+            b.iter(|| black_box(embedder.embed_transient_batch(black_box(texts))))
+        });
+    }
+    group.finish();
+
     let engine = SemanticEngine::with_embedder(embedder);
     let site = uuid::Uuid::new_v4();
     engine.install_model(site, site_model());
@@ -117,6 +189,27 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    let mut group = c.benchmark_group("decide_concurrent");
+    for n in [8usize, 32] {
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.to_async(&rt).iter(|| {
+                let engine = &engine;
+                let questions = &questions;
+                async move {
+                    let decisions = (0..n).map(|i| {
+                        engine.decide(Query {
+                            site_id: site,
+                            text: &questions[i % questions.len()],
+                            locale: None,
+                        })
+                    });
+                    black_box(futures_util::future::join_all(decisions).await)
+                }
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, bench);

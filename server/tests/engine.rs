@@ -264,3 +264,99 @@ async fn off_topic_questions_are_handed_over() {
         );
     }
 }
+
+/// The reference embeddings in `tests/data/minilm_reference.jsonl` were computed once with the
+/// previous implementation (candle 0.11's BERT, f32, one sentence a pass) on sentences of every
+/// kind: short, long (cut at 128 tokens), empty, non-English, emoji. The forward pass the
+/// server runs now must give the same vectors, up to float rounding.
+fn reference() -> Vec<(String, Vec<f32>)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/minilm_reference.jsonl");
+    std::fs::read_to_string(path)
+        .expect("reference file")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            let text = v["text"].as_str().expect("text").to_owned();
+            let embedding = v["embedding"]
+                .as_array()
+                .expect("embedding")
+                .iter()
+                .map(|x| x.as_f64().expect("number") as f32)
+                .collect();
+            (text, embedding)
+        })
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn embeddings_agree_with_the_reference_implementation_alone_and_in_batches() {
+    let embedder = nexus_server::engine::embed::Embedder::load(&model_dir()).expect("model");
+    let reference = reference();
+    assert!(reference.len() >= 16);
+    let texts: Vec<&str> = reference.iter().map(|(t, _)| t.as_str()).collect();
+    // One at a time (as a question alone is embedded) ...
+    for (text, want) in &reference {
+        let got = embedder.embed_transient(text).expect("embedding");
+        assert_eq!(got.len(), want.len());
+        let c = cosine(&got, want);
+        assert!(c >= 0.9999, "{text:?}: cosine {c}");
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "{text:?}: a component is off by {worst}");
+    }
+    // ... and all in one forward pass (as concurrent questions are), in any order.
+    let mut shuffled: Vec<usize> = (0..texts.len()).rev().collect();
+    shuffled.rotate_left(5);
+    let batch: Vec<&str> = shuffled.iter().map(|&i| texts[i]).collect();
+    let got = embedder.embed_transient_batch(&batch).expect("batch");
+    for (v, &i) in got.iter().zip(&shuffled) {
+        let c = cosine(v, &reference[i].1);
+        assert!(c >= 0.9999, "{:?} in a batch: cosine {c}", texts[i]);
+    }
+    // The knowledge-base path (on every core, cached) gives the same too.
+    let kb = embedder.embed(&texts).expect("kb embedding");
+    for (v, (text, want)) in kb.iter().zip(&reference) {
+        assert!(cosine(v, want) >= 0.9999, "{text:?} via embed()");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_questions_each_get_their_own_decision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = state(dir.path(), Some(model_dir())).await;
+    let site = demo_site(&state).await;
+    // 40 conversations ask at once (more than one forward pass takes): every one gets the
+    // decision it gets when asked alone.
+    let questions = [
+        "I'd like to call off the purchase I made yesterday",
+        "could you look up how far along my order 12345 is?",
+        "I can't remember my login password",
+        "who is going to win the world cup?",
+    ];
+    let mut alone = Vec::new();
+    for q in questions {
+        alone.push(format!("{:?}", decide(&state, site, q).await));
+    }
+    let together = futures_util::future::join_all(
+        (0..40).map(|i| decide(&state, site, questions[i % questions.len()])),
+    )
+    .await;
+    for (i, d) in together.iter().enumerate() {
+        assert_eq!(
+            format!("{d:?}"),
+            alone[i % questions.len()],
+            "{}",
+            questions[i % questions.len()]
+        );
+    }
+}

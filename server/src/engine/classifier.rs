@@ -18,7 +18,7 @@
 //! few) is the label; out-of-scope examples are always negatives, weighted so they make up
 //! [`OOS_SHARE`] of the fit. No question a visitor asks is used for calibration.
 
-use candle_core::{Device, Tensor};
+use nexus_embed::linalg::{self, Packed};
 
 /// Class score: this much from the nearest example's similarity, the rest from the mean of the
 /// class's `TOP_K` nearest (all of them when it has fewer).
@@ -321,11 +321,16 @@ impl Classifier {
         &self.vectors[i * self.dim..(i + 1) * self.dim]
     }
 
-    /// Ranks the classes for a unit vector `q`.
+    /// Ranks the classes for a unit vector `q`: one pass of dot products over the contiguous
+    /// example matrix, then one pass over the similarities.
     pub fn rank(&self, q: &[f32]) -> Ranking {
+        let mut sims = vec![0f32; self.labels.len()];
+        if q.len() == self.dim {
+            linalg::dots(&self.vectors, q, &mut sims);
+        }
         let mut top = TopK::new(self.n_classes + 1);
-        for (i, &slot) in self.slots.iter().enumerate() {
-            top.push(slot, dot(self.row(i), q));
+        for (&slot, &sim) in self.slots.iter().zip(&sims) {
+            top.push(slot, sim);
         }
         let (classes, oos) = top.finish(self.has_oos, &self.norms, None);
         let confidence = self.confidence.prob(&features(&classes, oos));
@@ -338,39 +343,67 @@ impl Classifier {
         }
     }
 
-    /// Leave-one-out rankings of (a sample of) the examples: `(example, classes, oos)`.
+    /// Leave-one-out rankings of (a sample of) the examples: `(example, classes, oos)`. The
+    /// similarities are one matrix product per block of examples, blocks shared among the
+    /// cores.
     fn leave_one_out(&self) -> Vec<LeftOut> {
         let n = self.labels.len();
         let step = n.div_ceil(MAX_CALIBRATION).max(1);
         let sample: Vec<usize> = (0..n).step_by(step).collect();
-        let mut out = Vec::with_capacity(sample.len());
-        let Ok(all) = Tensor::from_slice(&self.vectors, (n, self.dim), &Device::Cpu) else {
-            return out;
-        };
-        let Ok(all_t) = all.t() else { return out };
-        for block in sample.chunks(512) {
-            let mut rows = Vec::with_capacity(block.len() * self.dim);
-            for &i in block {
-                rows.extend_from_slice(self.row(i));
-            }
-            let sims = Tensor::from_vec(rows, (block.len(), self.dim), &Device::Cpu)
-                .and_then(|b| b.matmul(&all_t))
-                .and_then(|s| s.to_vec2::<f32>());
-            let Ok(sims) = sims else { return out };
-            for (&i, row) in block.iter().zip(sims) {
-                let mut top = TopK::new(self.n_classes + 1);
-                for (j, (&slot, sim)) in self.slots.iter().zip(row).enumerate() {
-                    if j != i {
-                        top.push(slot, sim);
-                    }
-                }
-                let own = self.slots[i] as usize;
-                let sq = self.norms[own] * self.norms[own];
-                let (classes, oos) = top.finish(self.has_oos, &self.norms, Some((own, sq)));
-                out.push((i, classes, oos));
+        if sample.is_empty() || self.dim == 0 {
+            return Vec::new();
+        }
+        let all = Packed::new(&self.vectors, n, self.dim, None);
+        let blocks: Vec<&[usize]> = sample.chunks(128).collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(blocks.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut out: Vec<LeftOut> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        let mut rows = Vec::new();
+                        let mut sims = Vec::new();
+                        loop {
+                            let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(block) = blocks.get(b) else { break };
+                            rows.clear();
+                            for &i in *block {
+                                rows.extend_from_slice(self.row(i));
+                            }
+                            sims.resize(block.len() * n, 0.0);
+                            all.matmul(&rows, block.len(), &mut sims);
+                            for (&i, row) in block.iter().zip(sims.chunks_exact(n)) {
+                                done.push(self.left_out(i, row));
+                            }
+                        }
+                        done
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        out.sort_by_key(|l| l.0);
+        out
+    }
+
+    /// Example `i` ranked against all the others, from its similarities to every example.
+    fn left_out(&self, i: usize, sims: &[f32]) -> LeftOut {
+        let mut top = TopK::new(self.n_classes + 1);
+        for (j, (&slot, &sim)) in self.slots.iter().zip(sims).enumerate() {
+            if j != i {
+                top.push(slot, sim);
             }
         }
-        out
+        let own = self.slots[i] as usize;
+        let sq = self.norms[own] * self.norms[own];
+        let (classes, oos) = top.finish(self.has_oos, &self.norms, Some((own, sq)));
+        (i, classes, oos)
     }
 
     fn calibrate(&mut self) {
@@ -425,21 +458,9 @@ impl Classifier {
     }
 }
 
-#[inline]
+/// The dot product of two vectors (SIMD where the CPU has it).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent sums let the compiler vectorise.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for k in 0..8 {
-            acc[k] += a[c * 8 + k] * b[c * 8 + k];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for k in chunks * 8..a.len() {
-        s += a[k] * b[k];
-    }
-    s
+    linalg::dot(a, b)
 }
 
 #[cfg(test)]

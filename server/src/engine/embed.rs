@@ -1,30 +1,35 @@
-//! Sentence embeddings of all-MiniLM-L6-v2, run on the CPU with candle.
+//! Sentence embeddings of all-MiniLM-L6-v2, run on the CPU by the `nexus-embed` crate (a
+//! plain forward pass over the model's `f32` weights, SIMD matrix kernels in safe Rust).
 //!
 //! The model is a 6-layer BERT (hidden size 384, 12 heads). A sentence's embedding is the mean
-//! of its tokens' last hidden states (padding masked out), L2-normalised, as in
-//! sentence-transformers. The model directory holds `model.safetensors`, `tokenizer.json` and
-//! `config.json` (`cargo xtask setup` puts them in the user's cache; see [`default_model_dir`]).
+//! of its tokens' last hidden states, L2-normalised, as in sentence-transformers. The model
+//! directory holds `model.safetensors`, `tokenizer.json` and `config.json` (`cargo xtask setup`
+//! puts them in the user's cache; see [`default_model_dir`]).
+//!
+//! Visitors' questions go through a [`QueryBatcher`]: questions of different conversations that
+//! arrive together share one forward pass.
 //!
 //! Embedding is the slow part (a few milliseconds a sentence), so [`Embedder`] keeps every
 //! sentence it has embedded in memory and on disk ([`DiskCache`], next to the model, keyed by
 //! the model and the text): a knowledge base is embedded once per machine, and learning a new
 //! example embeds only that example.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use sha2::{Digest, Sha256};
+
+use nexus_embed::{Bert, BertConfig};
 
 /// The embedding's length.
 pub const DIM: usize = 384;
 /// Sentences are cut to this many tokens (a question is short; the model knows 512).
 const MAX_TOKENS: usize = 128;
-/// Sentences embedded in one forward pass.
-const BATCH: usize = 32;
+/// Tokens per forward pass when a knowledge base is embedded (sentences are packed without
+/// padding; this many rows keep a pass's activations in the core's cache).
+const BATCH_TOKENS: usize = 256;
 /// The files a model directory must hold.
 pub const MODEL_FILES: [&str; 3] = ["model.safetensors", "tokenizer.json", "config.json"];
 
@@ -44,121 +49,6 @@ pub fn default_model_dir() -> Option<PathBuf> {
                 .map(|h| PathBuf::from(h).join(".cache"))
         })?;
     Some(cache.join("nexus-flow/models/all-MiniLM-L6-v2"))
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct BertConfig {
-    vocab_size: usize,
-    hidden_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    intermediate_size: usize,
-    max_position_embeddings: usize,
-    type_vocab_size: usize,
-    layer_norm_eps: f64,
-    #[serde(default)]
-    hidden_act: Option<String>,
-}
-
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    intermediate: Linear,
-    out: Linear,
-    out_norm: LayerNorm,
-}
-
-/// BERT's encoder (no pooler): token ids in, last hidden states out.
-struct Bert {
-    words: Embedding,
-    positions: Embedding,
-    token_types: Embedding,
-    norm: LayerNorm,
-    layers: Vec<Layer>,
-    heads: usize,
-    head_dim: usize,
-}
-
-impl Bert {
-    fn load(vb: VarBuilder<'_>, c: &BertConfig) -> candle_core::Result<Self> {
-        let h = c.hidden_size;
-        let e = vb.pp("embeddings");
-        let words = candle_nn::embedding(c.vocab_size, h, e.pp("word_embeddings"))?;
-        let positions =
-            candle_nn::embedding(c.max_position_embeddings, h, e.pp("position_embeddings"))?;
-        let token_types =
-            candle_nn::embedding(c.type_vocab_size, h, e.pp("token_type_embeddings"))?;
-        let norm = candle_nn::layer_norm(h, c.layer_norm_eps, e.pp("LayerNorm"))?;
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
-        for i in 0..c.num_hidden_layers {
-            let l = vb.pp(format!("encoder.layer.{i}"));
-            let a = l.pp("attention");
-            layers.push(Layer {
-                query: candle_nn::linear(h, h, a.pp("self.query"))?,
-                key: candle_nn::linear(h, h, a.pp("self.key"))?,
-                value: candle_nn::linear(h, h, a.pp("self.value"))?,
-                attn_out: candle_nn::linear(h, h, a.pp("output.dense"))?,
-                attn_norm: candle_nn::layer_norm(h, c.layer_norm_eps, a.pp("output.LayerNorm"))?,
-                intermediate: candle_nn::linear(
-                    h,
-                    c.intermediate_size,
-                    l.pp("intermediate.dense"),
-                )?,
-                out: candle_nn::linear(c.intermediate_size, h, l.pp("output.dense"))?,
-                out_norm: candle_nn::layer_norm(h, c.layer_norm_eps, l.pp("output.LayerNorm"))?,
-            });
-        }
-        Ok(Self {
-            words,
-            positions,
-            token_types,
-            norm,
-            layers,
-            heads: c.num_attention_heads,
-            head_dim: h / c.num_attention_heads,
-        })
-    }
-
-    /// `ids`: `[batch, tokens]` u32; `mask`: `[batch, tokens]` f32 (1 = token, 0 = padding).
-    fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let dev = ids.device();
-        let pos = Tensor::arange(0u32, t as u32, dev)?;
-        let types = ids.zeros_like()?;
-        let x = self
-            .words
-            .forward(ids)?
-            .broadcast_add(&self.positions.forward(&pos)?)?
-            .add(&self.token_types.forward(&types)?)?;
-        let mut x = self.norm.forward(&x)?;
-        // 0 where attended, a large negative number on padding: [b, 1, 1, t].
-        let bias = ((mask.ones_like()? - mask)? * -1e4)?.reshape((b, 1, 1, t))?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        for l in &self.layers {
-            let split = |y: Tensor| -> candle_core::Result<Tensor> {
-                y.reshape((b, t, self.heads, self.head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let q = split(l.query.forward(&x)?)?;
-            let k = split(l.key.forward(&x)?)?;
-            let v = split(l.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx =
-                probs
-                    .matmul(&v)?
-                    .transpose(1, 2)?
-                    .reshape((b, t, self.heads * self.head_dim))?;
-            x = l.attn_norm.forward(&(l.attn_out.forward(&ctx)? + &x)?)?;
-            let hidden = l.intermediate.forward(&x)?.gelu_erf()?;
-            x = l.out_norm.forward(&(l.out.forward(&hidden)? + &x)?)?;
-        }
-        Ok(x)
-    }
 }
 
 /// all-MiniLM-L6-v2: text in, unit-length 384-float vector out. Thread-safe; the cache is
@@ -191,9 +81,6 @@ impl Embedder {
         }
         let config_bytes = std::fs::read(dir.join("config.json"))?;
         let config: BertConfig = serde_json::from_slice(&config_bytes)?;
-        if let Some(act) = &config.hidden_act {
-            anyhow::ensure!(act == "gelu", "unsupported activation {act:?}");
-        }
         anyhow::ensure!(
             config.hidden_size == DIM,
             "the model's hidden size is {}, not {DIM}",
@@ -202,7 +89,7 @@ impl Embedder {
         let tokenizer_bytes = std::fs::read(dir.join("tokenizer.json"))?;
         let mut tokenizer = tokenizers::Tokenizer::from_bytes(&tokenizer_bytes)
             .map_err(|e| anyhow::anyhow!("tokenizer.json: {e}"))?;
-        // The shipped tokenizer pads every sentence to 128 tokens; batches pad themselves.
+        // The shipped tokenizer pads every sentence to 128 tokens; batches are packed instead.
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams {
@@ -216,8 +103,8 @@ impl Embedder {
         hasher.update(&tokenizer_bytes);
         hasher.update((weights.len() as u64).to_le_bytes());
         let model_key = hex::encode(&hasher.finalize()[..8]);
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
-        let bert = Bert::load(vb, &config)?;
+        let bert = Bert::load(&weights, &config)?;
+        drop(weights);
         let disk = DiskCache::open(&dir.join("embeddings").join(&model_key));
         Ok(Self {
             bert,
@@ -229,7 +116,7 @@ impl Embedder {
     }
 
     /// The embeddings of `texts`, in order. Cached ones come from memory or disk; the rest are
-    /// computed in batches of similar length and cached.
+    /// computed on every core and cached.
     pub fn embed(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
         let keys: Vec<[u8; 16]> = texts.iter().map(|t| text_key(t)).collect();
         let mut found: HashMap<[u8; 16], Vec<f32>> = HashMap::new();
@@ -288,66 +175,236 @@ impl Embedder {
     /// The embedding of one visitor question: from the memory cache when it is there (a KB
     /// example), else computed and not kept (questions are neither cached nor written to disk).
     pub fn embed_transient(&self, text: &str) -> anyhow::Result<Vec<f32>> {
-        let key = text_key(text);
-        if let Some(v) = self
-            .memory
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(v.clone());
-        }
-        self.compute(&[text])?
+        self.embed_transient_batch(&[text])?
             .pop()
             .ok_or_else(|| anyhow::anyhow!("no embedding"))
     }
 
-    /// Runs the model on `texts` (no cache): sorted by length so batches pad little.
-    fn compute(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| anyhow::anyhow!("tokenize: {e}"))?;
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| encodings[i].get_ids().len());
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let t = chunk
+    /// [`Embedder::embed_transient`] for several questions at once: the ones not in the memory
+    /// cache share one forward pass on the calling thread.
+    pub fn embed_transient_batch(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let mut out: Vec<Option<Vec<f32>>> = {
+            let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            texts
                 .iter()
-                .map(|&i| encodings[i].get_ids().len())
-                .max()
-                .unwrap_or(1)
-                .max(1);
-            let mut ids = vec![0u32; chunk.len() * t];
-            let mut mask = vec![0f32; chunk.len() * t];
-            for (row, &i) in chunk.iter().enumerate() {
-                for (j, &id) in encodings[i].get_ids().iter().enumerate() {
-                    ids[row * t + j] = id;
-                    mask[row * t + j] = 1.0;
-                }
-            }
-            let ids = Tensor::from_vec(ids, (chunk.len(), t), &Device::Cpu)?;
-            let mask = Tensor::from_vec(mask, (chunk.len(), t), &Device::Cpu)?;
-            let hidden = self.bert.forward(&ids, &mask)?;
-            let summed = hidden.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
-            let counts = mask.sum_keepdim(1)?.clamp(1.0, f64::MAX)?;
-            let pooled = summed.broadcast_div(&counts)?.to_vec2::<f32>()?;
-            for (row, mut v) in pooled.into_iter().enumerate() {
-                normalize(&mut v);
-                out[chunk[row]] = v;
+                .map(|t| memory.get(&text_key(t)).cloned())
+                .collect()
+        };
+        let missing: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let ids = missing
+                .iter()
+                .map(|&i| self.token_ids(texts[i]))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+            for (&i, v) in missing.iter().zip(self.bert.embed(&refs)) {
+                out[i] = Some(v);
             }
         }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// The token ids of `text` (with `[CLS]` and `[SEP]`, cut to [`MAX_TOKENS`]).
+    fn token_ids(&self, text: &str) -> anyhow::Result<Vec<u32>> {
+        Ok(self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| anyhow::anyhow!("tokenize: {e}"))?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// Runs the model on `texts` (no cache), on every core: sentences are sorted by length and
+    /// cut into batches of about [`BATCH_TOKENS`] tokens, which the threads take in turn.
+    fn compute(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let ids = texts
+            .iter()
+            .map(|t| self.token_ids(t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut batches: Vec<&[usize]> = Vec::new();
+        let mut rest = order.as_slice();
+        while !rest.is_empty() {
+            let mut tokens = 0;
+            let mut n = 0;
+            while n < rest.len() && (n == 0 || tokens + ids[rest[n]].len() <= BATCH_TOKENS) {
+                tokens += ids[rest[n]].len();
+                n += 1;
+            }
+            let (batch, tail) = rest.split_at(n);
+            batches.push(batch);
+            rest = tail;
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(batches.len())
+            .max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Vec<(usize, Vec<f32>)>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(batch) = batches.get(b) else { break };
+                            let refs: Vec<&[u32]> =
+                                batch.iter().map(|&i| ids[i].as_slice()).collect();
+                            done.extend(batch.iter().copied().zip(self.bert.embed(&refs)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        let mut out = vec![Vec::new(); texts.len()];
+        for (i, v) in results.into_iter().flatten() {
+            out[i] = v;
+        }
+        anyhow::ensure!(
+            out.iter().all(|v| v.len() == DIM),
+            "an embedding thread failed"
+        );
         Ok(out)
     }
 }
 
-/// Scales `v` to unit length (leaves a zero vector alone).
-pub fn normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
+/// Visitors' questions, embedded together: concurrent questions (from any conversation) that
+/// are waiting when a worker thread becomes free share one forward pass. A question alone is
+/// embedded at once (no timer); under load each pass takes up to [`QUERY_BATCH`] questions.
+/// The worker threads (one per core, at most two) start with the first question and end when
+/// the batcher is dropped.
+pub struct QueryBatcher {
+    shared: Arc<BatchShared>,
+    started: std::sync::Once,
+}
+
+struct BatchShared {
+    embedder: Arc<Embedder>,
+    queue: Mutex<BatchQueue>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct BatchQueue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Job {
+    text: String,
+    reply: tokio::sync::oneshot::Sender<anyhow::Result<Vec<f32>>>,
+}
+
+/// The most questions one forward pass of the batcher takes.
+pub const QUERY_BATCH: usize = 32;
+
+impl std::fmt::Debug for QueryBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryBatcher").finish_non_exhaustive()
     }
 }
+
+impl QueryBatcher {
+    pub fn new(embedder: Arc<Embedder>) -> Self {
+        Self {
+            shared: Arc::new(BatchShared {
+                embedder,
+                queue: Mutex::default(),
+                wake: Condvar::new(),
+            }),
+            started: std::sync::Once::new(),
+        }
+    }
+
+    /// The embedding of one visitor question ([`Embedder::embed_transient`]), computed on the
+    /// batcher's threads together with whatever other questions are waiting.
+    pub async fn embed(&self, text: String) -> anyhow::Result<Vec<f32>> {
+        self.started.call_once(|| {
+            let threads = std::thread::available_parallelism()
+                .map_or(1, std::num::NonZero::get)
+                .clamp(1, 2);
+            for n in 0..threads {
+                let shared = self.shared.clone();
+                if let Err(e) = std::thread::Builder::new()
+                    .name(format!("embed-{n}"))
+                    .spawn(move || shared.work())
+                {
+                    tracing::error!(error = %e, "could not start an embedding thread");
+                }
+            }
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.jobs.push_back(Job { text, reply });
+        }
+        self.shared.wake.notify_one();
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the embedding thread stopped"))?
+    }
+}
+
+impl Drop for QueryBatcher {
+    fn drop(&mut self) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+impl BatchShared {
+    fn work(&self) {
+        loop {
+            let jobs: Vec<Job> = {
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                while queue.jobs.is_empty() && !queue.closed {
+                    queue = self.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+                }
+                if queue.jobs.is_empty() {
+                    return;
+                }
+                let n = queue.jobs.len().min(QUERY_BATCH);
+                queue.jobs.drain(..n).collect()
+            };
+            let texts: Vec<&str> = jobs.iter().map(|j| j.text.as_str()).collect();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.embedder.embed_transient_batch(&texts)
+            }));
+            match result {
+                Ok(Ok(vectors)) => {
+                    for (job, v) in jobs.into_iter().zip(vectors) {
+                        let _ = job.reply.send(Ok(v));
+                    }
+                }
+                Ok(Err(e)) => {
+                    let message = format!("{e:#}");
+                    for job in jobs {
+                        let _ = job.reply.send(Err(anyhow::anyhow!("{message}")));
+                    }
+                }
+                Err(_) => {
+                    for job in jobs {
+                        let _ = job
+                            .reply
+                            .send(Err(anyhow::anyhow!("the embedding panicked")));
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub use nexus_embed::normalize;
 
 fn text_key(text: &str) -> [u8; 16] {
     let digest = Sha256::digest(text.as_bytes());

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::classifier::{Classifier, Label, MAX_CHOICES, Ranking};
-use super::embed::{DIM, Embedder};
+use super::embed::{DIM, Embedder, QueryBatcher};
 use super::{AnswerEngine, Decision, EngineError, KbEntry, Query, Thresholds};
 
 /// At most this many characters of a question are embedded.
@@ -65,6 +65,8 @@ struct Slot {
 /// The embedded engine. Cheap to share; see the module docs.
 pub struct SemanticEngine {
     embedder: Arc<Embedder>,
+    /// Embeds visitors' questions, several conversations' in one forward pass.
+    batcher: QueryBatcher,
     thresholds: Thresholds,
     /// Out-of-scope example questions added to every site's classifier (may be empty).
     oos_examples: Vec<String>,
@@ -88,6 +90,7 @@ impl SemanticEngine {
 
     pub fn with_embedder(embedder: Arc<Embedder>) -> Self {
         Self {
+            batcher: QueryBatcher::new(embedder.clone()),
             embedder,
             thresholds: DEFAULT_THRESHOLDS,
             oos_examples: Vec::new(),
@@ -192,13 +195,13 @@ impl SemanticEngine {
         }
     }
 
-    /// Embeds one question off the async workers.
+    /// Embeds one question off the async workers, in a forward pass shared with the other
+    /// questions waiting at that moment ([`QueryBatcher`]).
     async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EngineError> {
         let text: String = text.chars().take(MAX_QUERY_CHARS).collect();
-        let embedder = self.embedder.clone();
-        tokio::task::spawn_blocking(move || embedder.embed_transient(&text))
+        self.batcher
+            .embed(text)
             .await
-            .map_err(|e| EngineError::Failed(format!("embedding task: {e}")))?
             .map_err(|e| EngineError::Failed(format!("embedding: {e}")))
     }
 
