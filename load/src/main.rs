@@ -156,6 +156,25 @@ fn raise_nofile() -> u64 {
     }
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // In clock ticks of USER_HZ, which Linux fixes at 100 for user space.
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU seconds of the load tool and of the server (when its pid is known).
+fn cpu_pair(server_pid: Option<u32>) -> (Option<f64>, Option<f64>) {
+    (
+        cpu_seconds("self"),
+        server_pid.and_then(|p| cpu_seconds(&p.to_string())),
+    )
+}
+
 fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     status
@@ -571,9 +590,11 @@ async fn main() -> anyhow::Result<()> {
         c.agent_sent.load(Ordering::Relaxed),
     );
     let driving = Instant::now();
+    let cpu0 = cpu_pair(args.server_pid);
     let _ = phase_tx.send(Phase::Drive);
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let drive_secs = driving.elapsed().as_secs_f64();
+    let cpu1 = cpu_pair(args.server_pid);
     let _ = phase_tx.send(Phase::Drain);
     let sent = c.sent.load(Ordering::Relaxed) - sent0;
     let agent_sent = c.agent_sent.load(Ordering::Relaxed) - agent0;
@@ -604,6 +625,16 @@ async fn main() -> anyhow::Result<()> {
         c.takeovers.load(Ordering::Relaxed),
         c.errors.load(Ordering::Relaxed),
         c.rate_limited.load(Ordering::Relaxed),
+    );
+    let share = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.0}%", (b - a) / drive_secs * 100.0),
+        _ => "not measured".to_owned(),
+    };
+    println!(
+        "CPU during the traffic (100% = one core of {}): load tool {}, server {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        share(cpu0.0, cpu1.0),
+        share(cpu0.1, cpu1.1),
     );
     percentiles("visitor -> AI answer", all.visitor_ai);
     percentiles("visitor -> agent", all.visitor_agent);

@@ -2,6 +2,11 @@
 //! person, and publish every change to whoever is watching. Transport-independent: the
 //! WebSocket session and the REST API both call these functions.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use nexus_shared::{
     Author, Autonomy, Choice, ConversationState, ErrorBody, ErrorCode, HandoffReason, Message,
     ServerFrame, Source, StateError, Streaming, Transition, VisitorInfo, limits, validate_body,
@@ -13,6 +18,7 @@ use crate::AppState;
 use crate::engine::llm::{ChatMessage as LlmMessage, LlmError};
 use crate::engine::{Decision, KbEntry, Query, placeholders, policy};
 use crate::error::store_error_body;
+use crate::hub::Hub;
 use crate::store::{Committed, Conversation, NewMessage, Op, Site, StoreError, Visitor};
 
 /// Checks a client message id: non-empty, at most 64 bytes.
@@ -65,12 +71,108 @@ pub fn publish(state: &AppState, committed: &Committed) {
             .last()
             .map(|m| m.body.chars().take(140).collect())
             .unwrap_or_default();
-        state.hub.publish_site(
+        state.inbox.publish(
+            &state.hub,
             conversation.site_id,
+            conversation.id,
             ServerFrame::Conversation(conversation.summary(preview, VisitorInfo::default())),
+            committed.state_changed(),
         );
     }
     crate::agent::after_commit(state, committed);
+}
+
+/// How often, at most, a conversation's inbox line goes to the site's agents while only its
+/// preview changes (a new message, no change of state or assignee).
+pub const INBOX_EVERY: Duration = Duration::from_secs(1);
+
+/// The agents' inbox feed. A conversation's line ([`ServerFrame::Conversation`]) goes to the
+/// site's agents at once when its state or assignee changed; when a new message only changed
+/// its preview, at most every [`INBOX_EVERY`], and the latest line always follows. Every line
+/// goes to every agent of the site: at thousands of messages a second, a line per message
+/// would be most of the server's work (and of each agent's).
+#[derive(Default)]
+pub struct InboxFeed {
+    lines: Arc<Mutex<Lines>>,
+}
+
+#[derive(Default)]
+struct Lines {
+    by_conversation: HashMap<Uuid, Line>,
+    /// Size at which lines of quiet conversations are dropped.
+    sweep_at: usize,
+}
+
+struct Line {
+    sent_at: Instant,
+    /// A newer line waiting for its turn (a send is scheduled).
+    pending: Option<(Uuid, ServerFrame)>,
+}
+
+fn lock_lines(lines: &Mutex<Lines>) -> std::sync::MutexGuard<'_, Lines> {
+    // Only inserts, removes and field updates happen under the lock: a poisoned lock is
+    // still consistent.
+    lines
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl InboxFeed {
+    /// Publishes (now or shortly) the line `frame` of `conversation` to the agents of `site`;
+    /// `urgent` when the conversation's state or assignee changed.
+    pub fn publish(
+        &self,
+        hub: &Arc<Hub>,
+        site: Uuid,
+        conversation: Uuid,
+        frame: ServerFrame,
+        urgent: bool,
+    ) {
+        let now = Instant::now();
+        let mut lines = lock_lines(&self.lines);
+        if lines.by_conversation.len() >= lines.sweep_at.max(1_024) {
+            lines
+                .by_conversation
+                .retain(|_, l| l.pending.is_some() || now - l.sent_at < INBOX_EVERY);
+            lines.sweep_at = 2 * lines.by_conversation.len();
+        }
+        // Published under the lock, so two commits' lines of one conversation go out in the
+        // order they were published.
+        let line = match lines.by_conversation.entry(conversation) {
+            Entry::Vacant(slot) => {
+                slot.insert(Line {
+                    sent_at: now,
+                    pending: None,
+                });
+                hub.publish_site(site, frame);
+                return;
+            }
+            Entry::Occupied(slot) => slot.into_mut(),
+        };
+        if urgent || (line.pending.is_none() && now - line.sent_at >= INBOX_EVERY) {
+            // A scheduled older line, if any, is superseded.
+            line.pending = None;
+            line.sent_at = now;
+            hub.publish_site(site, frame);
+            return;
+        }
+        let scheduled = line.pending.replace((site, frame)).is_some();
+        if scheduled {
+            return;
+        }
+        let due = line.sent_at + INBOX_EVERY;
+        let (lines, hub) = (self.lines.clone(), hub.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due.into()).await;
+            let mut lines = lock_lines(&lines);
+            if let Some(line) = lines.by_conversation.get_mut(&conversation)
+                && let Some((site, frame)) = line.pending.take()
+            {
+                line.sent_at = Instant::now();
+                hub.publish_site(site, frame);
+            }
+        });
+    }
 }
 
 /// The outcome of a visitor's `send`.
@@ -98,12 +200,6 @@ pub async fn visitor_send(
     let body = validate_body(body).map_err(|e| e.for_message(client_msg_id))?;
     let store = state.store.as_ref();
     let fail = |e: StoreError| store_error_body(&e).for_message(client_msg_id);
-    // Settings may have changed since the visitor connected.
-    let site = &store
-        .site(site.id)
-        .await
-        .map_err(fail)?
-        .unwrap_or_else(|| site.clone());
 
     let conversation = match conversation_id {
         Some(id) => visitor_conversation(state, visitor, id)
@@ -136,18 +232,20 @@ pub async fn visitor_send(
         }
     };
 
+    // Settings may have changed since the visitor connected: what a resolved conversation
+    // reopens into is read fresh (the settings are not read for every message of a
+    // conversation a person owns).
+    let reopen_to = if conversation.snapshot.state == ConversationState::Resolved {
+        reopen_state(&fresh_site(state, site).await.map_err(fail)?)
+    } else {
+        reopen_state(site)
+    };
     let message = NewMessage {
         client_msg_id: Some(client_msg_id.to_owned()),
         ..NewMessage::new(Author::Visitor, body)
     };
     let committed = store
-        .commit(
-            conversation.id,
-            Op::Post {
-                message,
-                reopen_to: reopen_state(site),
-            },
-        )
+        .commit(conversation.id, Op::Post { message, reopen_to })
         .await
         .map_err(fail)?;
     if let Some(earlier) = committed.duplicate {
@@ -165,18 +263,34 @@ pub async fn visitor_send(
         .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "The message was not stored."))?;
 
     let conversation = committed.conversation;
-    let task_state = state.clone();
-    let task_site = site.clone();
-    let task_conversation = conversation.clone();
-    let question = message.body.clone();
-    tokio::spawn(async move {
-        respond(&task_state, &task_site, &task_conversation, &question).await;
-    });
+    if conversation.snapshot.state == ConversationState::Ai {
+        // The AI's turn, with the site's current settings, after the ack.
+        let task_state = state.clone();
+        let task_site = site.clone();
+        let task_conversation = conversation.clone();
+        let question = message.body.clone();
+        tokio::spawn(async move {
+            match fresh_site(&task_state, &task_site).await {
+                Ok(site) => respond(&task_state, &site, &task_conversation, &question).await,
+                Err(e) => warn!(error = %e, "cannot load the site settings; no AI answer"),
+            }
+        });
+    }
     Ok(Sent {
         conversation,
         message,
         duplicate: false,
     })
+}
+
+/// The site as stored now (settings may have changed since the visitor connected); the
+/// connection's copy when the site is gone.
+async fn fresh_site(state: &AppState, site: &Site) -> Result<Site, StoreError> {
+    Ok(state
+        .store
+        .site(site.id)
+        .await?
+        .unwrap_or_else(|| site.clone()))
 }
 
 /// Loads a conversation and checks it belongs to this visitor.

@@ -3,7 +3,7 @@
 //!
 //! - Timeline entries: [`crate::store::postgres::PgStore::commit`] sends, inside its
 //!   transaction, a small [`Event::Messages`] (conversation id and the range of sequence
-//!   numbers it stored). A listening instance with subscribers to that conversation reads
+//!   numbers it stored); a group commit sends the events of all its commits together. A listening instance with subscribers to that conversation reads
 //!   those entries from the table and publishes them locally. Nothing depends on NOTIFY's size
 //!   limit; and since every connection delivers a timeline in sequence order and reads from
 //!   the store when it sees a gap (see `Follower` in `ws.rs`), a missed notification costs a
@@ -11,7 +11,9 @@
 //! - Every other frame published on an instance (typing, presence, state, queue, inbox
 //!   updates, drafts, notes) travels in the notification itself ([`Event::Conversation`],
 //!   [`Event::Site`]); a frame too large for a notification is written to `fanout_payloads`
-//!   and announced by row id.
+//!   and announced by row id. The frames waiting to be sent are sent together: a notification
+//!   holds either one event or a JSON array of events ([`pack`]), so a busy instance sends
+//!   few notifications (each takes PostgreSQL's notification lock and a WAL flush).
 //! - Agent presence: every instance keeps the presence of the agents connected elsewhere, so
 //!   "agents online" (the visitor's welcome, the offline notice) counts the whole team. A
 //!   change travels as the `Presence` frame published to the site's agents; besides, each
@@ -143,6 +145,36 @@ pub enum Event {
     },
 }
 
+/// Packs events into as few notification payloads as fit: JSON arrays of at most
+/// `MAX_PAYLOAD` bytes (an event larger than that alone is a payload by itself).
+pub fn pack(events: &[Event]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::new();
+    for event in events {
+        let one = event.to_payload();
+        if !current.is_empty() && current.len() + 1 + one.len() + 1 > MAX_PAYLOAD {
+            current.push(']');
+            payloads.push(std::mem::take(&mut current));
+        }
+        current.push(if current.is_empty() { '[' } else { ',' });
+        current.push_str(&one);
+    }
+    if !current.is_empty() {
+        current.push(']');
+        payloads.push(current);
+    }
+    payloads
+}
+
+/// The events of a notification: one event, or an array of them.
+fn unpack(payload: &str) -> Result<Vec<Event>, serde_json::Error> {
+    if payload.trim_start().starts_with('[') {
+        serde_json::from_str(payload)
+    } else {
+        serde_json::from_str(payload).map(|event| vec![event])
+    }
+}
+
 impl Event {
     pub fn to_payload(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
@@ -224,27 +256,52 @@ async fn announce_loop(
     }
 }
 
+/// Frames sent in one go at most.
+const SEND_BATCH: usize = 256;
+
 async fn send_loop(pg: Arc<PgStore>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Remote>) {
     let origin = pg.instance();
-    while let Some(remote) = rx.recv().await {
-        let event = match remote {
-            Remote::Conversation(conversation, frame) => Event::Conversation {
-                origin,
-                conversation,
-                frame: (*frame).clone(),
-            },
-            Remote::Site(site, frame) => Event::Site {
-                origin,
-                site,
-                frame: (*frame).clone(),
-            },
-        };
-        if let Err(e) = send(&pg, &event).await {
+    let mut batch = Vec::with_capacity(SEND_BATCH);
+    while rx.recv_many(&mut batch, SEND_BATCH).await > 0 {
+        let mut small = Vec::with_capacity(batch.len());
+        for remote in batch.drain(..) {
+            let event = match remote {
+                Remote::Conversation(conversation, frame) => Event::Conversation {
+                    origin,
+                    conversation,
+                    frame: (*frame).clone(),
+                },
+                Remote::Site(site, frame) => Event::Site {
+                    origin,
+                    site,
+                    frame: (*frame).clone(),
+                },
+            };
+            if event.to_payload().len() <= MAX_PAYLOAD {
+                small.push(event);
+            } else if let Err(e) = send(&pg, &event).await {
+                tracing::warn!(error = %e, "fan-out: could not notify the other instances");
+            } else {
+                hub.metrics().fanout_sent();
+            }
+        }
+        if small.is_empty() {
+            continue;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) AS payload")
+            .bind(pg.channel())
+            .bind(pack(&small))
+            .execute(pg.pool())
+            .await;
+        match sent {
+            Ok(_) => {
+                for _ in &small {
+                    hub.metrics().fanout_sent();
+                }
+            }
             // Live frames are best effort across instances while the database is away;
             // timeline entries and state are recovered from the store on reconnect.
-            tracing::warn!(error = %e, "fan-out: could not notify the other instances");
-        } else {
-            hub.metrics().fanout_sent();
+            Err(e) => tracing::warn!(error = %e, "fan-out: could not notify the other instances"),
         }
     }
 }
@@ -366,13 +423,23 @@ pub async fn handle(
     presence: &PresenceBoard,
     payload: &str,
 ) {
-    let event: Event = match serde_json::from_str(payload) {
-        Ok(event) => event,
-        Err(e) => {
-            tracing::warn!(error = %e, "fan-out: unreadable notification");
-            return;
+    match unpack(payload) {
+        Ok(events) => {
+            for event in events {
+                handle_event(pg, hub, engine, presence, event).await;
+            }
         }
-    };
+        Err(e) => tracing::warn!(error = %e, "fan-out: unreadable notification"),
+    }
+}
+
+async fn handle_event(
+    pg: &PgStore,
+    hub: &Hub,
+    engine: &dyn AnswerEngine,
+    presence: &PresenceBoard,
+    event: Event,
+) {
     if event.origin() == pg.instance() {
         return;
     }
@@ -533,6 +600,29 @@ mod tests {
         let payload = event.to_payload();
         assert!(payload.len() < 300, "{payload}");
         assert_eq!(serde_json::from_str::<Event>(&payload).unwrap(), event);
+    }
+
+    #[test]
+    fn packed_events_fit_a_notification_and_unpack_in_order() {
+        let events: Vec<Event> = (0..200)
+            .map(|i| Event::Messages {
+                origin: Uuid::from_u128(1),
+                conversation: Uuid::from_u128(i),
+                after: 0,
+                seq: 1,
+            })
+            .collect();
+        let payloads = pack(&events);
+        assert!(payloads.len() > 1, "200 events do not fit one notification");
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD));
+        let unpacked: Vec<Event> = payloads.iter().flat_map(|p| unpack(p).unwrap()).collect();
+        assert_eq!(unpacked, events);
+        // A single event, as older instances send it, still reads.
+        assert_eq!(
+            unpack(&events[0].to_payload()).unwrap(),
+            vec![events[0].clone()]
+        );
+        assert!(pack(&[]).is_empty());
     }
 
     #[test]

@@ -21,6 +21,10 @@ use uuid::Uuid;
 pub type Frame = Arc<ServerFrame>;
 
 const CHANNEL_CAPACITY: usize = 64;
+/// A site's feed carries every conversation's inbox line to each of its agents: bursts (many
+/// conversations escalating at once) are far larger than one conversation's, and an agent
+/// that lags reloads its whole inbox from the store.
+const SITE_CHANNEL_CAPACITY: usize = 4_096;
 
 #[derive(Default)]
 pub struct Hub {
@@ -46,10 +50,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn subscribe(
     map: &Mutex<HashMap<Uuid, broadcast::Sender<Frame>>>,
     id: Uuid,
+    capacity: usize,
 ) -> broadcast::Receiver<Frame> {
     lock(map)
         .entry(id)
-        .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+        .or_insert_with(|| broadcast::channel(capacity).0)
         .subscribe()
 }
 
@@ -69,7 +74,7 @@ impl Hub {
     }
 
     pub fn subscribe_conversation(&self, id: Uuid) -> broadcast::Receiver<Frame> {
-        subscribe(&self.conversations, id)
+        subscribe(&self.conversations, id, CHANNEL_CAPACITY)
     }
 
     pub fn publish_conversation(&self, id: Uuid, frame: ServerFrame) {
@@ -90,7 +95,7 @@ impl Hub {
     }
 
     pub fn subscribe_site(&self, id: Uuid) -> broadcast::Receiver<Frame> {
-        subscribe(&self.sites, id)
+        subscribe(&self.sites, id, SITE_CHANNEL_CAPACITY)
     }
 
     pub fn publish_site(&self, id: Uuid, frame: ServerFrame) {

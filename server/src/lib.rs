@@ -55,12 +55,16 @@ pub struct AppState {
     pub presence: Arc<agent::PresenceBoard>,
     /// Open WebSocket connections per IP address and per site, and their caps.
     pub connections: Arc<connections::ConnectionLimits>,
+    /// The site records visitor connections share (one copy per site, not per connection).
+    pub sites: Arc<ws::SharedSites>,
     /// Flips to `true` when the server shuts down; live connections close politely.
     pub shutdown: watch::Receiver<bool>,
     /// The optional LLM backend (`--llm-url`): phrases the answers the engine lets through.
     pub llm: Option<Arc<engine::llm::LlmClient>>,
     /// The outgoing webhook queue (see [`webhooks`]).
     pub webhooks: Arc<webhooks::Dispatcher>,
+    /// Conversation lines for the agents' inbox, throttled (see [`chat::InboxFeed`]).
+    pub inbox: Arc<chat::InboxFeed>,
 }
 
 /// Server configuration (defaults, then `NEXUS_FLOW_*` variables, then flags).
@@ -112,11 +116,13 @@ pub async fn build_state(
         throttle: Arc::default(),
         presence,
         connections: Arc::default(),
+        sites: Arc::default(),
         shutdown,
         llm: None,
         webhooks: Arc::new(webhooks::Dispatcher::start(std::time::Duration::from_secs(
             1,
         ))),
+        inbox: Arc::default(),
     })
 }
 

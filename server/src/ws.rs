@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -40,9 +41,16 @@ const WELCOME_HISTORY: u32 = limits::DEFAULT_HISTORY_PAGE;
 /// Longest identity id, name and email accepted in `hello`.
 const MAX_IDENTITY_FIELD_BYTES: usize = 320;
 
-/// `GET /ws`: upgrades with small buffers (a few KiB per idle connection, not 128 KiB) and
-/// the frame size limit. The `Origin` header goes to the session, which checks it against the
-/// site's allowed origins once `hello` names the site.
+/// What tungstenite allocates (and touches) for each connection's read buffer up front; it
+/// is resident for the connection's life, so it is most of an idle connection's cost. A frame
+/// larger than this still arrives whole: the buffer grows to the frame's length, read by read.
+const READ_BUFFER_BYTES: usize = 1024;
+
+/// `GET /ws`: upgrades with small buffers (1 KiB read buffer per idle connection, not
+/// 128 KiB) and the frame size limit. Frames are written out as they are sent (write buffer
+/// target 0: `send` flushes each one anyway), so nothing waits in the write buffer. The
+/// `Origin` header goes to the session, which checks it against the site's allowed origins
+/// once `hello` names the site.
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
@@ -53,8 +61,8 @@ pub async fn upgrade(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    ws.read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(limits::MAX_FRAME_BYTES)
         .max_frame_size(limits::MAX_FRAME_BYTES)
@@ -134,11 +142,8 @@ pub async fn run<Tx, Rx, E>(
 {
     let Some(_ip_slot) = state.connections.open_ip(peer.ip()) else {
         debug!("too many connections from this address");
-        let _ = tx
-            .send(encode(&error_frame(too_many_connections(
-                "from your address",
-            ))))
-            .await;
+        let refusal = encode(&error_frame(too_many_connections("from your address")));
+        let _ = tx.send(refusal).await;
         let _ = tx
             .send(WsMessage::Close(Some(CloseFrame {
                 code: 1013,
@@ -147,44 +152,11 @@ pub async fn run<Tx, Rx, E>(
             .await;
         return;
     };
-    let end = match tokio::time::timeout(HELLO_TIMEOUT, next_frame(&mut rx, &mut tx)).await {
-        Err(_) => {
-            let _ = tx
-                .send(encode(&error_frame(ErrorBody::new(
-                    ErrorCode::HelloRequired,
-                    "Say hello first.",
-                ))))
-                .await;
-            End::Close(4000, "hello timeout")
-        }
-        Ok(None) => End::Gone,
-        Ok(Some(ClientFrame::Hello(hello))) => match accept(&state, hello, origin.as_deref()).await
-        {
-            Ok((session, welcome, _site_slot)) => {
-                if tx
-                    .send(encode(&ServerFrame::Welcome(welcome)))
-                    .await
-                    .is_err()
-                {
-                    End::Gone
-                } else {
-                    session.run(&state, &mut tx, &mut rx).await
-                }
-            }
-            Err(error) => {
-                let _ = tx.send(encode(&error_frame(error))).await;
-                End::Close(4001, "hello refused")
-            }
-        },
-        Ok(Some(_)) => {
-            let _ = tx
-                .send(encode(&error_frame(ErrorBody::new(
-                    ErrorCode::HelloRequired,
-                    "The first frame must be hello.",
-                ))))
-                .await;
-            End::Close(4000, "hello required")
-        }
+    // Boxed: the hello phase (decoding `hello`, `accept`'s store calls, the welcome) is on
+    // the heap only while it runs; an idle connection's task holds just the session loop.
+    let end = match Box::pin(open(&state, origin, &mut tx, &mut rx)).await {
+        Ok((session, _site_slot)) => session.run(&state, &mut tx, &mut rx).await,
+        Err(end) => end,
     };
     if let End::Close(code, reason) = end {
         let _ = tx
@@ -195,6 +167,45 @@ pub async fn run<Tx, Rx, E>(
             .await;
     }
     debug!("connection closed");
+}
+
+/// The hello phase: waits for `hello`, accepts it and sends the welcome. Returns the session
+/// and its site slot, or how the connection ends.
+async fn open<Tx, Rx, E>(
+    state: &AppState,
+    origin: Option<String>,
+    tx: &mut Tx,
+    rx: &mut Rx,
+) -> Result<(Peer, Slot), End>
+where
+    Tx: Sink<WsMessage> + Unpin,
+    Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let refusal = match tokio::time::timeout(HELLO_TIMEOUT, next_frame(rx, tx)).await {
+        Err(_) => (
+            ErrorBody::new(ErrorCode::HelloRequired, "Say hello first."),
+            End::Close(4000, "hello timeout"),
+        ),
+        Ok(None) => return Err(End::Gone),
+        Ok(Some(ClientFrame::Hello(hello))) => match accept(state, hello, origin).await {
+            Ok((session, welcome, site_slot)) => {
+                let welcome = encode(&ServerFrame::Welcome(welcome));
+                return match tx.send(welcome).await {
+                    Ok(()) => Ok((session, site_slot)),
+                    Err(_) => Err(End::Gone),
+                };
+            }
+            Err(error) => (error, End::Close(4001, "hello refused")),
+        },
+        Ok(Some(_)) => (
+            ErrorBody::new(ErrorCode::HelloRequired, "The first frame must be hello."),
+            End::Close(4000, "hello required"),
+        ),
+    };
+    let (error, end) = refusal;
+    let _ = tx.send(encode(&error_frame(error))).await;
+    Err(end)
 }
 
 /// Reads until a decodable client frame arrives (answering bad ones with errors) or the
@@ -291,18 +302,11 @@ where
             incoming = rx.next() => {
                 let Some(incoming) = incoming else { return End::Gone };
                 last_heard = Instant::now();
-                match decode(incoming) {
-                    Decoded::End => return End::Gone,
-                    Decoded::Skip => continue,
-                    Decoded::Bad(e) => vec![error_frame(e)],
-                    Decoded::Frame(_) if !limit.allow() => vec![error_frame(ErrorBody::new(
-                        ErrorCode::RateLimited,
-                        "Too many frames; slow down.",
-                    ))],
-                    Decoded::Frame(frame) => session
-                        .handle(state, frame)
-                        .await
-                        .unwrap_or_else(|e| vec![error_frame(e)]),
+                // Boxed: a frame's handling (store calls, the answer engine) is large; on the
+                // heap only while it runs, every idle connection's task stays small.
+                match Box::pin(on_incoming(session, state, &mut limit, incoming)).await {
+                    Some(out) => out,
+                    None => return End::Gone,
                 }
             }
             live = session.live(state) => match live {
@@ -320,12 +324,35 @@ where
             }
             _ = shutdown.changed() => return End::Close(1012, "server restarting"),
         };
-        for frame in out {
-            if tx.send(encode(&frame)).await.is_err() {
+        for frame in &out {
+            if tx.send(encode(frame)).await.is_err() {
                 return End::Gone;
             }
         }
     }
+}
+
+/// What to send for one incoming WebSocket message (nothing for pings); `None` ends the
+/// connection.
+async fn on_incoming<S: Connection, E: std::fmt::Display>(
+    session: &mut S,
+    state: &AppState,
+    limit: &mut RateLimit,
+    incoming: Result<WsMessage, E>,
+) -> Option<Vec<ServerFrame>> {
+    Some(match decode(incoming) {
+        Decoded::End => return None,
+        Decoded::Skip => vec![],
+        Decoded::Bad(e) => vec![error_frame(e)],
+        Decoded::Frame(_) if !limit.allow() => vec![error_frame(ErrorBody::new(
+            ErrorCode::RateLimited,
+            "Too many frames; slow down.",
+        ))],
+        Decoded::Frame(frame) => session
+            .handle(state, frame)
+            .await
+            .unwrap_or_else(|e| vec![error_frame(e)]),
+    })
 }
 
 /// Sends the timelines of the conversations a connection follows in sequence order, without
@@ -394,6 +421,38 @@ impl Follower {
     }
 }
 
+/// One copy of each site's record for all of its visitor connections, instead of a copy per
+/// connection (the settings, with their phrase lists and placeholders, are kilobytes).
+///
+/// `hello` still reads the site from the store, so a connection sees the settings as they
+/// are when it opens; when they differ from the shared copy (an owner changed them), the
+/// fresh record becomes the shared one for the connections that open from then on.
+/// Connections read the settings that matter for an answer from the store when they post.
+#[derive(Default)]
+pub struct SharedSites {
+    sites: Mutex<HashMap<Uuid, Weak<Site>>>,
+}
+
+impl SharedSites {
+    /// The shared copy of `site`: the existing one when it is identical, else `site`.
+    pub fn share(&self, site: Site) -> Arc<Site> {
+        let mut sites = self
+            .sites
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(shared) = sites.get(&site.id).and_then(Weak::upgrade)
+            && *shared == site
+        {
+            return shared;
+        }
+        // Forget the sites nobody holds any more (deleted sites do not linger).
+        sites.retain(|_, s| s.strong_count() > 0);
+        let site = Arc::new(site);
+        sites.insert(site.id, Arc::downgrade(&site));
+        site
+    }
+}
+
 /// A connection that said hello successfully.
 enum Peer {
     Visitor(Box<VisitorSession>),
@@ -409,7 +468,9 @@ impl Peer {
     {
         match self {
             Self::Visitor(session) => session.run(state, tx, rx).await,
-            Self::Agent(session) => session.run(state, tx, rx).await,
+            // Boxed: an agent session's future (its inbox, its actions) is several times a
+            // visitor's; agents are few, and every visitor's task would otherwise be as large.
+            Self::Agent(session) => Box::pin(session.run(state, tx, rx)).await,
         }
     }
 }
@@ -491,7 +552,7 @@ pub fn verify_identity(
 async fn accept(
     state: &AppState,
     hello: Hello,
-    origin: Option<&str>,
+    origin: Option<String>,
 ) -> Result<(Peer, Welcome, Slot), ErrorBody> {
     if hello.protocol_version != PROTOCOL_VERSION {
         return Err(ErrorBody::new(
@@ -521,13 +582,14 @@ async fn accept(
                         format!("No site is registered with the key {site_key:?}."),
                     )
                 })?;
-            if !origin_allowed(&site.settings.allowed_origins, origin) {
+            if !origin_allowed(&site.settings.allowed_origins, origin.as_deref()) {
                 return Err(ErrorBody::new(
                     ErrorCode::OriginNotAllowed,
                     "This site does not allow the chat on this page.",
                 ));
             }
             let identity = verify_identity(&site.settings, identity)?;
+            let site = state.sites.share(site);
             let slot = state
                 .connections
                 .open_site(site.id)
@@ -564,7 +626,8 @@ async fn accept(
 }
 
 struct VisitorSession {
-    site: Site,
+    /// Shared with the site's other connections (see [`SharedSites`]).
+    site: Arc<Site>,
     visitor: Visitor,
     page_url: Option<String>,
     locale: Option<String>,
@@ -577,7 +640,7 @@ struct VisitorSession {
 impl VisitorSession {
     async fn open(
         state: &AppState,
-        site: Site,
+        site: Arc<Site>,
         token: Option<String>,
         conversation_id: Option<Uuid>,
         identity: Option<Identity>,
@@ -627,7 +690,7 @@ impl VisitorSession {
             None => store.latest_conversation(visitor.id).await.map_err(fail)?,
         };
         let mut session = Self {
-            site: site.clone(),
+            site: Arc::clone(&site),
             visitor,
             page_url,
             locale,
@@ -686,13 +749,14 @@ impl VisitorSession {
         }
     }
 
-    async fn run<Tx, Rx, E>(mut self, state: &AppState, tx: &mut Tx, rx: &mut Rx) -> End
+    /// Takes the box: the session stays on the heap, the connection's task holds a pointer.
+    async fn run<Tx, Rx, E>(mut self: Box<Self>, state: &AppState, tx: &mut Tx, rx: &mut Rx) -> End
     where
         Tx: Sink<WsMessage> + Unpin,
         Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
         E: std::fmt::Display,
     {
-        drive(&mut self, state, tx, rx).await
+        drive(&mut *self, state, tx, rx).await
     }
 
     async fn catch_up(&mut self, state: &AppState) -> Vec<ServerFrame> {
@@ -921,9 +985,11 @@ impl Connection for VisitorSession {
         let Some(subscription) = &mut self.subscription else {
             return std::future::pending().await;
         };
+        // The waiting is inline (it is what an idle connection does); the work on a frame is
+        // boxed, so it takes heap only while it runs (see `drive`).
         Some(match subscription.recv().await {
-            Ok(frame) => self.follower.forward(state, &frame).await,
-            Err(RecvError::Lagged(_)) => self.catch_up(state).await,
+            Ok(frame) => Box::pin(self.follower.forward(state, &frame)).await,
+            Err(RecvError::Lagged(_)) => Box::pin(self.catch_up(state)).await,
             Err(RecvError::Closed) => {
                 self.subscription = None;
                 vec![]

@@ -320,10 +320,14 @@ impl Connection for AgentSession {
     }
 
     async fn live(&mut self, state: &AppState) -> Option<Vec<ServerFrame>> {
+        // The waiting is inline (it is what an idle connection does); the work on a frame is
+        // boxed, so it takes heap only while it runs (see `ws::drive`).
         Some(match self.live_rx.recv().await? {
-            Live::Frame(frame) => self.follower.forward(state, &frame).await,
-            Live::Lagged(Some(id)) => self.follower.catch_up(state, id).await,
-            Live::Lagged(None) => agent::inbox(state, &self.user).await.unwrap_or_default(),
+            Live::Frame(frame) => Box::pin(self.follower.forward(state, &frame)).await,
+            Live::Lagged(Some(id)) => Box::pin(self.follower.catch_up(state, id)).await,
+            Live::Lagged(None) => Box::pin(agent::inbox(state, &self.user))
+                .await
+                .unwrap_or_default(),
         })
     }
 }

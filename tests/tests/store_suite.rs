@@ -519,6 +519,169 @@ async fn concurrent_commits(store: Arc<dyn Store>) {
     assert_eq!(conversation.last_seq, first + 19);
 }
 
+/// Many commits at once, as a busy site makes them: on different conversations and on the same
+/// one, with refused ops and a repeated `client_msg_id` among them. Every accepted message
+/// lands exactly once, each writer's messages keep its order, sequence numbers stay gap-free,
+/// and what the state machine refuses changes nothing and disturbs no other commit (with
+/// SQLite's group commit, these share transactions).
+async fn many_commits_at_once(store: Arc<dyn Store>) {
+    const CONVERSATIONS: usize = 8;
+    const WRITERS: usize = 3;
+    const EACH: usize = 10;
+    let site = new_site(store.as_ref(), "busy").await;
+    let (visitor, _) = store
+        .create_visitor(site.id, &VisitorInfo::default())
+        .await
+        .unwrap();
+    let mut conversations = Vec::new();
+    for _ in 0..CONVERSATIONS {
+        let c = store
+            .create_conversation(site.id, visitor.id, None, None)
+            .await
+            .unwrap();
+        conversations.push(c.id);
+    }
+    // One conversation a person owns.
+    let owned = store
+        .create_conversation(site.id, visitor.id, None, None)
+        .await
+        .unwrap()
+        .id;
+    let ana = agent("Ana");
+    for t in [
+        Transition::Escalated {
+            reason: HandoffReason::VisitorAsked,
+        },
+        Transition::TakenOver { agent: ana.clone() },
+    ] {
+        store.commit(owned, transition(t)).await.unwrap();
+    }
+    let owned_before = store.conversation(owned).await.unwrap().unwrap().last_seq;
+
+    // Each writer posts its messages one after another; all writers run at once.
+    let mut writers = Vec::new();
+    for (k, &id) in conversations.iter().enumerate() {
+        for w in 0..WRITERS {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..EACH {
+                    let op = post(
+                        Author::Visitor,
+                        &format!("w{w}-{i}"),
+                        Some(&format!("c{k}-{w}-{i}")),
+                    );
+                    let committed = store.commit(id, op).await.expect("visitor post");
+                    assert_eq!(committed.messages.len(), 1);
+                    seqs.push(committed.messages[0].seq);
+                }
+                seqs
+            }));
+        }
+    }
+    // Meanwhile, on the owned conversation, in one go: visitor posts with an AI answer (the
+    // AI is silenced) and a second takeover (Ana owns it) between them, and one client id
+    // sent twice.
+    let ops = vec![
+        post(Author::Visitor, "v0", Some("o-0")),
+        post(Author::Ai, "too late", None),
+        post(Author::Visitor, "v1", Some("o-1")),
+        transition(Transition::TakenOver { agent: agent("Bo") }),
+        post(Author::Visitor, "again", Some("o-2")),
+        post(Author::Visitor, "again", Some("o-2")),
+        post(Author::Visitor, "v2", Some("o-3")),
+    ];
+    let results =
+        futures_util::future::join_all(ops.into_iter().map(|op| store.commit(owned, op))).await;
+    assert!(
+        matches!(
+            results[1],
+            Err(StoreError::State(StateError::AiSilenced(_)))
+        ),
+        "the AI is refused: {:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[3], Err(StoreError::State(_))),
+        "the second takeover is refused: {:?}",
+        results[3]
+    );
+    let stored: Vec<_> = [0, 2, 6]
+        .iter()
+        .map(|&i| results[i].as_ref().expect("visitor post").messages[0].seq)
+        .collect();
+    let again: Vec<_> = [4, 5]
+        .iter()
+        .map(|&i| results[i].as_ref().expect("repeated post"))
+        .collect();
+    assert_eq!(
+        again.iter().filter(|c| c.duplicate.is_some()).count(),
+        1,
+        "a client id sent twice is stored once"
+    );
+
+    for (n, writer) in writers.into_iter().enumerate() {
+        let seqs = writer.await.unwrap();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "writer {n}: its messages keep their order: {seqs:?}"
+        );
+    }
+    for (k, &id) in conversations.iter().enumerate() {
+        let messages = store.messages_after(id, 0, 1_000).await.unwrap();
+        assert_eq!(
+            messages.len(),
+            WRITERS * EACH,
+            "conversation {k}: all landed"
+        );
+        let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=(WRITERS * EACH) as u64).collect::<Vec<_>>());
+        for w in 0..WRITERS {
+            let bodies: Vec<&str> = messages
+                .iter()
+                .map(|m| m.body.as_str())
+                .filter(|b| b.starts_with(&format!("w{w}-")))
+                .collect();
+            let expected: Vec<String> = (0..EACH).map(|i| format!("w{w}-{i}")).collect();
+            assert_eq!(
+                bodies, expected,
+                "conversation {k}, writer {w}: in order, once each"
+            );
+        }
+        assert_eq!(
+            store.conversation(id).await.unwrap().unwrap().last_seq,
+            (WRITERS * EACH) as u64
+        );
+    }
+    let owned_now = store.conversation(owned).await.unwrap().unwrap();
+    assert_eq!(owned_now.snapshot.state, ConversationState::Human);
+    assert_eq!(owned_now.snapshot.assignee, Some(ana), "Ana still owns it");
+    assert_eq!(owned_now.last_seq, owned_before + 4);
+    let added = store
+        .messages_after(owned, owned_before, 100)
+        .await
+        .unwrap();
+    let mut bodies: Vec<&str> = added.iter().map(|m| m.body.as_str()).collect();
+    bodies.sort_unstable();
+    assert_eq!(
+        bodies,
+        ["again", "v0", "v1", "v2"],
+        "nothing refused was stored"
+    );
+    let mut seqs = stored.clone();
+    seqs.extend(
+        again
+            .iter()
+            .filter(|c| c.duplicate.is_none())
+            .map(|c| c.messages[0].seq),
+    );
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (owned_before + 1..=owned_before + 4).collect::<Vec<_>>()
+    );
+}
+
 async fn accounts_and_sessions(store: Arc<dyn Store>) {
     let store = store.as_ref();
     let site = new_site(store, "acc").await;
@@ -809,6 +972,7 @@ store_suite!(
     visitors,
     conversation_lifecycle,
     concurrent_commits,
+    many_commits_at_once,
     accounts_and_sessions,
     drafts_notes_feedback,
     canned_responses,

@@ -5,6 +5,18 @@
 //!
 //! After a commit the store sends a small `NOTIFY` (see [`crate::fanout`]) on the channel of its
 //! schema; other instances listening there deliver the change to their subscribers.
+//!
+//! Commits go through a group commit: one task takes every [`Store::commit`] waiting (at most
+//! [`MAX_BATCH`]) and runs them in one transaction, with one `NOTIFY` for the batch, so a busy
+//! instance pays one WAL flush (and one hold of PostgreSQL's notification lock, which
+//! serialises committing transactions that notify) per batch instead of per message. Each
+//! commit costs two statements: the locking read (which also checks the `client_msg_id`) and
+//! one write (entries and conversation together). The batch locks its conversations in id
+//! order (a stable sort, so each conversation's commits keep their order), so batches of
+//! several instances cannot deadlock. An op the state machine refuses writes nothing and is
+//! answered with its error; a database error rolls the batch back and each of its commits is
+//! then run alone, so only the failing one fails. No caller hears of its commit before the
+//! transaction committed.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,8 +26,9 @@ use nexus_shared::{
     Snapshot, VisitorInfo,
 };
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use tokio::sync::{mpsc, oneshot};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -33,11 +46,31 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// Default acquire timeout (`NEXUS_FLOW_DB_ACQUIRE_TIMEOUT_MS` overrides it).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// At most this many commits share one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Commits waiting for the group-commit task; a caller beyond this waits to be queued.
+const QUEUE: usize = 8_192;
+
 pub struct PgStore {
     pool: PgPool,
     options: PgConnectOptions,
     channel: String,
     /// This process's id in notifications, so it can skip its own.
+    instance: Uuid,
+    commits: mpsc::Sender<CommitRequest>,
+}
+
+/// One caller's commit, waiting for the group-commit task.
+struct CommitRequest {
+    conversation_id: Uuid,
+    op: Op,
+    reply: oneshot::Sender<StoreResult<Committed>>,
+}
+
+/// What the group-commit task needs of the store.
+struct Committer {
+    pool: PgPool,
+    channel: String,
     instance: Uuid,
 }
 
@@ -93,11 +126,25 @@ impl PgStore {
             .fetch_one(&pool)
             .await?;
         let channel = crate::fanout::channel_name(&schema);
+        let instance = Uuid::new_v4();
+        let (commits, requests) = mpsc::channel(QUEUE);
+        // The group commit has a connection of its own: commits never queue behind reads
+        // for the shared pool.
+        let committer = Committer {
+            pool: PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire_timeout)
+                .connect_lazy_with(options.clone()),
+            channel: channel.clone(),
+            instance,
+        };
+        tokio::spawn(committer.run(requests));
         Ok(Self {
             pool,
             options,
             channel,
-            instance: Uuid::new_v4(),
+            instance,
+            commits,
         })
     }
 
@@ -294,18 +341,280 @@ fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-async fn load_conversation(
-    tx: &mut Transaction<'_, Postgres>,
-    id: Uuid,
-) -> StoreResult<Conversation> {
+impl Committer {
+    /// Takes every commit waiting (at most [`MAX_BATCH`]) and writes them in one transaction,
+    /// until the store is dropped.
+    async fn run(self, mut requests: mpsc::Receiver<CommitRequest>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let mut next = std::mem::take(&mut batch);
+            // Every batch locks its conversations in the same order, so batches of several
+            // instances cannot deadlock; the sort is stable, so each conversation's commits
+            // keep their order.
+            next.sort_by_key(|r| r.conversation_id);
+            self.commit_batch(next).await;
+        }
+    }
+
+    #[instrument(skip_all, fields(batch = batch.len()))]
+    async fn commit_batch(&self, batch: Vec<CommitRequest>) {
+        match self.transaction(&batch).await {
+            Ok(results) => {
+                for (request, result) in batch.into_iter().zip(results) {
+                    let _ = request.reply.send(result);
+                }
+            }
+            // Before COMMIT: nothing of the batch is stored. Run each commit alone, so only
+            // the one that fails gets the error.
+            Err(Failed::Before(e)) if batch.len() > 1 => {
+                tracing::debug!(error = %e, "a group commit failed; committing one by one");
+                for request in batch {
+                    let result = match self.transaction(std::slice::from_ref(&request)).await {
+                        Ok(mut results) => results.pop().unwrap_or(Err(StoreError::NotFound)),
+                        Err(Failed::Before(e) | Failed::Commit(e)) => Err(e),
+                    };
+                    let _ = request.reply.send(result);
+                }
+            }
+            // A failed COMMIT may or may not have stored the batch: report, never retry.
+            Err(Failed::Before(e) | Failed::Commit(e)) => {
+                let mut requests = batch.into_iter();
+                if let Some(first) = requests.next() {
+                    for request in requests {
+                        let _ = request.reply.send(Err(copy_error(&e)));
+                    }
+                    let _ = first.reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Runs `batch` in one transaction with one notification; the result of each commit, or
+    /// why the transaction failed.
+    async fn transaction(
+        &self,
+        batch: &[CommitRequest],
+    ) -> Result<Vec<StoreResult<Committed>>, Failed> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| Failed::Commit(e.into()))?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
+        for request in batch {
+            match apply(&mut tx, request.conversation_id, request.op.clone()).await {
+                Ok(committed) => {
+                    if let Some(first) = committed.messages.first() {
+                        events.push(Event::Messages {
+                            origin: self.instance,
+                            conversation: request.conversation_id,
+                            after: first.seq - 1,
+                            seq: committed.conversation.last_seq,
+                        });
+                    }
+                    results.push(Ok(committed));
+                }
+                // A database error aborts the transaction.
+                Err(e @ StoreError::Database(_)) => return Err(Failed::Before(e)),
+                // Refused, or not found: nothing was written.
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if !events.is_empty() {
+            // Delivered to the listening instances when (and only if) the transaction commits.
+            sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) AS payload")
+                .bind(&self.channel)
+                .bind(crate::fanout::pack(&events))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Failed::Before(e.into()))?;
+        }
+        tx.commit().await.map_err(|e| Failed::Commit(e.into()))?;
+        Ok(results)
+    }
+}
+
+/// Why a group-commit transaction failed.
+enum Failed {
+    /// Before COMMIT: nothing is stored.
+    Before(StoreError),
+    /// At BEGIN or COMMIT.
+    Commit(StoreError),
+}
+
+/// A copy of an error for each caller of a failed batch (`sqlx::Error` is not `Clone`),
+/// keeping what [`StoreError::is_transient`] looks at.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Database(sqlx::Error::PoolTimedOut) => {
+            StoreError::Database(sqlx::Error::PoolTimedOut)
+        }
+        StoreError::Database(sqlx::Error::PoolClosed) => {
+            StoreError::Database(sqlx::Error::PoolClosed)
+        }
+        StoreError::Database(sqlx::Error::Io(io)) => StoreError::Database(sqlx::Error::Io(
+            std::io::Error::new(io.kind(), io.to_string()),
+        )),
+        other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
+    }
+}
+
+/// One commit inside a transaction, in two statements: the locking read (with the
+/// `client_msg_id` check) and one write of the new entries and the conversation.
+async fn apply(conn: &mut PgConnection, conversation_id: Uuid, op: Op) -> StoreResult<Committed> {
+    let id = conversation_id.to_string();
+    let client_msg_id = match &op {
+        Op::Post { message, .. } => message.client_msg_id.clone(),
+        Op::Transition { .. } => None,
+    };
     // The row lock orders concurrent commits to one conversation across every instance: the
-    // second waits, then plans against the state the first left behind.
-    let row = sqlx::query("SELECT * FROM conversations WHERE id = $1 FOR UPDATE")
-        .bind(id.to_string())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    conversation_from_row(&row)
+    // second waits, then plans against the state the first left behind. The subqueries see
+    // the statement's snapshot, taken before any such wait; `seen_seq` behind `last_seq`
+    // says the duplicate check must be repeated on what the other commit stored.
+    let row = sqlx::query(
+        "SELECT c.*,
+            (SELECT m.id FROM messages m
+             WHERE m.conversation_id = c.id AND m.client_msg_id = $1) AS duplicate_id,
+            (SELECT COALESCE(MAX(m.seq), 0) FROM messages m
+             WHERE m.conversation_id = c.id) AS seen_seq
+         FROM conversations c WHERE c.id = $2 FOR UPDATE OF c",
+    )
+    .bind(&client_msg_id)
+    .bind(&id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    let before = conversation_from_row(&row)?;
+    let seen_seq: i64 = row.try_get("seen_seq")?;
+    let duplicate = match row.try_get::<Option<String>, _>("duplicate_id")? {
+        Some(duplicate_id) => {
+            sqlx::query("SELECT * FROM messages WHERE id = $1")
+                .bind(duplicate_id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        None if seen_seq != seq_i64(before.last_seq) && client_msg_id.is_some() => {
+            sqlx::query("SELECT * FROM messages WHERE conversation_id = $1 AND client_msg_id = $2")
+                .bind(&id)
+                .bind(&client_msg_id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        None => None,
+    };
+    if let Some(duplicate) = duplicate {
+        return Ok(Committed {
+            before: before.snapshot.clone(),
+            conversation: before,
+            messages: Vec::new(),
+            duplicate: Some(message_from_row(&duplicate)?),
+        });
+    }
+
+    let plan = plan(&before.snapshot, op, before.locale.as_deref())?;
+    let now = now_ms();
+    let mut seq = before.last_seq;
+    let mut stored = Vec::with_capacity(plan.messages.len());
+    for new in plan.messages {
+        seq += 1;
+        stored.push(Message {
+            id: Uuid::new_v4(),
+            conversation_id,
+            seq,
+            client_msg_id: new.client_msg_id.clone(),
+            author: new.author(),
+            body: new.body,
+            created_at: now,
+            sources: new.sources,
+            confidence: new.confidence,
+            choices: new.choices,
+            event: new.event,
+        });
+    }
+    let after = plan.after;
+    let handoff_reason = plan.escalation.or_else(|| before.handoff_reason.clone());
+    let waiting_since = match after.state {
+        ConversationState::Waiting if before.snapshot.state == ConversationState::Waiting => {
+            before.waiting_since
+        }
+        ConversationState::Waiting => Some(now),
+        _ => None,
+    };
+    // The entries and the conversation in one statement: $1..$8 are the conversation's, then
+    // 11 per entry (its time is the conversation's `updated_at`, $6).
+    let mut sql = String::from(
+        "WITH entries AS (INSERT INTO messages (id, conversation_id, seq, client_msg_id,
+            author_kind, author_id, author_name, body, created_at, sources, confidence, choices,
+            event) VALUES ",
+    );
+    for i in 0..stored.len() {
+        let p = 9 + i * 11;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, $8, ${}, ${}, ${}, ${}, ${}, ${}, $6, ${}, ${}, ${}, ${})",
+            p,
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 8,
+            p + 9,
+            p + 10
+        ));
+    }
+    sql.push_str(
+        ") UPDATE conversations SET state = $1, assignee_id = $2, assignee_name = $3,
+            handoff_reason = $4, last_seq = $5, updated_at = $6, waiting_since = $7
+         WHERE id = $8",
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(after.state.as_str())
+        .bind(after.assignee.as_ref().map(|a| a.id.to_string()))
+        .bind(after.assignee.as_ref().map(|a| a.name.clone()))
+        .bind(handoff_reason.as_ref().map(to_json))
+        .bind(seq_i64(seq))
+        .bind(now)
+        .bind(waiting_since)
+        .bind(&id);
+    for message in &stored {
+        let agent = match &message.author {
+            Author::Agent(a) => Some(a),
+            _ => None,
+        };
+        query = query
+            .bind(message.id.to_string())
+            .bind(seq_i64(message.seq))
+            .bind(message.client_msg_id.clone())
+            .bind(message.author.kind())
+            .bind(agent.map(|a| a.id.to_string()))
+            .bind(agent.map(|a| a.name.clone()))
+            .bind(message.body.clone())
+            .bind((!message.sources.is_empty()).then(|| to_json(&message.sources)))
+            .bind(message.confidence.map(f64::from))
+            .bind((!message.choices.is_empty()).then(|| to_json(&message.choices)))
+            .bind(message.event.as_ref().map(to_json));
+    }
+    query.execute(&mut *conn).await?;
+
+    Ok(Committed {
+        conversation: Conversation {
+            snapshot: after,
+            handoff_reason,
+            last_seq: seq,
+            updated_at: now,
+            waiting_since,
+            ..before.clone()
+        },
+        before: before.snapshot,
+        messages: stored,
+        duplicate: None,
+    })
 }
 
 #[async_trait::async_trait]
@@ -653,128 +962,16 @@ impl Store for PgStore {
 
     #[instrument(skip_all, fields(conversation = %conversation_id))]
     async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed> {
-        let mut tx = self.pool.begin().await?;
-        let before = load_conversation(&mut tx, conversation_id).await?;
-
-        if let Op::Post { message, .. } = &op
-            && let Some(cmid) = &message.client_msg_id
-        {
-            let row = sqlx::query(
-                "SELECT * FROM messages WHERE conversation_id = $1 AND client_msg_id = $2",
-            )
-            .bind(conversation_id.to_string())
-            .bind(cmid)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = row {
-                let duplicate = message_from_row(&row)?;
-                return Ok(Committed {
-                    before: before.snapshot.clone(),
-                    conversation: before,
-                    messages: Vec::new(),
-                    duplicate: Some(duplicate),
-                });
-            }
-        }
-
-        let plan = plan(&before.snapshot, op, before.locale.as_deref())?;
-        let now = now_ms();
-        let mut seq = before.last_seq;
-        let mut stored = Vec::with_capacity(plan.messages.len());
-        for new in plan.messages {
-            seq += 1;
-            let author = new.author();
-            let agent = match &author {
-                Author::Agent(a) => Some(a.clone()),
-                _ => None,
-            };
-            let message = Message {
-                id: Uuid::new_v4(),
-                conversation_id,
-                seq,
-                client_msg_id: new.client_msg_id,
-                author,
-                body: new.body,
-                created_at: now,
-                sources: new.sources,
-                confidence: new.confidence,
-                choices: new.choices,
-                event: new.event,
-            };
-            sqlx::query(
-                "INSERT INTO messages (id, conversation_id, seq, client_msg_id, author_kind,
-                    author_id, author_name, body, created_at, sources, confidence, choices, event)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(message.id.to_string())
-            .bind(conversation_id.to_string())
-            .bind(seq_i64(seq))
-            .bind(&message.client_msg_id)
-            .bind(message.author.kind())
-            .bind(agent.as_ref().map(|a| a.id.to_string()))
-            .bind(agent.as_ref().map(|a| a.name.clone()))
-            .bind(&message.body)
-            .bind(now)
-            .bind((!message.sources.is_empty()).then(|| to_json(&message.sources)))
-            .bind(message.confidence.map(f64::from))
-            .bind((!message.choices.is_empty()).then(|| to_json(&message.choices)))
-            .bind(message.event.as_ref().map(to_json))
-            .execute(&mut *tx)
-            .await?;
-            stored.push(message);
-        }
-
-        let after = plan.after;
-        let handoff_reason = plan.escalation.or_else(|| before.handoff_reason.clone());
-        let waiting_since = match after.state {
-            ConversationState::Waiting if before.snapshot.state == ConversationState::Waiting => {
-                before.waiting_since
-            }
-            ConversationState::Waiting => Some(now),
-            _ => None,
+        let (reply, answer) = oneshot::channel();
+        let request = CommitRequest {
+            conversation_id,
+            op,
+            reply,
         };
-        sqlx::query(
-            "UPDATE conversations SET state = $1, assignee_id = $2, assignee_name = $3,
-                handoff_reason = $4, last_seq = $5, updated_at = $6, waiting_since = $7
-             WHERE id = $8",
-        )
-        .bind(after.state.as_str())
-        .bind(after.assignee.as_ref().map(|a| a.id.to_string()))
-        .bind(after.assignee.as_ref().map(|a| a.name.clone()))
-        .bind(handoff_reason.as_ref().map(to_json))
-        .bind(seq_i64(seq))
-        .bind(now)
-        .bind(waiting_since)
-        .bind(conversation_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        // Delivered to the listening instances when (and only if) the transaction commits.
-        let event = Event::Messages {
-            origin: self.instance,
-            conversation: conversation_id,
-            after: before.last_seq,
-            seq,
-        };
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(&self.channel)
-            .bind(event.to_payload())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-
-        Ok(Committed {
-            conversation: Conversation {
-                snapshot: after,
-                handoff_reason,
-                last_seq: seq,
-                updated_at: now,
-                waiting_since,
-                ..before.clone()
-            },
-            before: before.snapshot,
-            messages: stored,
-            duplicate: None,
-        })
+        // The group-commit task ends only when the store is dropped.
+        let gone = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.commits.send(request).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn open_conversations(

@@ -1,6 +1,14 @@
 //! The SQLite backend: the zero-setup default. WAL mode; one writer connection (SQLite allows
 //! one writer at a time, and a single writer connection avoids busy errors on lock upgrades)
 //! and a pool of readers.
+//!
+//! Conversation commits go through a group commit: one task takes every [`Store::commit`]
+//! waiting (at most [`MAX_BATCH`]), runs them in one transaction, each in a savepoint of its
+//! own (an op the state machine refuses, or one that fails, rolls back alone and gets its own
+//! error), commits once (one fsync with `synchronous = FULL` for the whole batch), and only
+//! then answers each caller. A commit is therefore durable before its caller hears of it, as
+//! before; a lone commit waits for no timer, and commits arriving while a batch is being
+//! written form the next batch.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,11 +18,12 @@ use nexus_shared::{
     Snapshot, VisitorInfo,
 };
 use sha2::{Digest, Sha256};
+use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::{mpsc, oneshot};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -26,9 +35,22 @@ use crate::engine::KbEntry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// At most this many commits share one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Commits waiting for the writer; a caller beyond this waits to be queued.
+const QUEUE: usize = 8_192;
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    commits: mpsc::Sender<CommitRequest>,
+}
+
+/// One caller's commit, waiting for the group-commit task.
+struct CommitRequest {
+    conversation_id: Uuid,
+    op: Op,
+    reply: oneshot::Sender<StoreResult<Committed>>,
 }
 
 impl SqliteStore {
@@ -62,7 +84,13 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let (commits, requests) = mpsc::channel(QUEUE);
+        tokio::spawn(group_commit(writer.clone(), requests));
+        Ok(Self {
+            writer,
+            reader,
+            commits,
+        })
     }
 
     /// Closes both pools (waits for connections to be returned).
@@ -171,16 +199,242 @@ fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-async fn load_conversation(
-    tx: &mut Transaction<'_, Sqlite>,
-    id: Uuid,
-) -> StoreResult<Conversation> {
-    let row = sqlx::query("SELECT * FROM conversations WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    conversation_from_row(&row)
+/// The group-commit task: takes every commit waiting (at most [`MAX_BATCH`]) and writes them
+/// in one transaction, until the store is dropped.
+async fn group_commit(pool: SqlitePool, mut requests: mpsc::Receiver<CommitRequest>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit_batch(&pool, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Runs each request in a savepoint of one transaction, commits it, then answers every caller:
+/// its own result when the transaction committed, an error for all when it did not.
+#[instrument(skip_all, fields(batch = batch.len()))]
+async fn commit_batch(pool: &SqlitePool, batch: Vec<CommitRequest>) {
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            for request in batch {
+                let _ = request.reply.send(Err(copy_error(&e)));
+            }
+            return;
+        }
+    };
+    let mut done = Vec::with_capacity(batch.len());
+    let mut requests = batch.into_iter();
+    // A savepoint that cannot be rolled back leaves the transaction in doubt: then nothing
+    // of the batch is kept.
+    let mut broken = None;
+    for request in requests.by_ref() {
+        match apply(&mut tx, request.conversation_id, request.op).await {
+            Ok(committed) => done.push((request.reply, Ok(committed))),
+            Err(Failed::Op(e)) => done.push((request.reply, Err(e))),
+            Err(Failed::Batch(e)) => {
+                done.push((request.reply, Err(copy_error(&e))));
+                broken = Some(e);
+                break;
+            }
+        }
+    }
+    let outcome = match broken {
+        Some(e) => Err(e),
+        None => tx.commit().await,
+    };
+    match outcome {
+        Ok(()) => {
+            for (reply, result) in done {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a group commit failed; none of its commits is kept");
+            for (reply, _) in done {
+                let _ = reply.send(Err(copy_error(&e)));
+            }
+            for request in requests {
+                let _ = request.reply.send(Err(copy_error(&e)));
+            }
+        }
+    }
+}
+
+/// Why one commit of a batch failed.
+enum Failed {
+    /// This commit only: refused, not found, or rolled back to its savepoint.
+    Op(StoreError),
+    /// Its savepoint could not be rolled back: the whole batch is in doubt.
+    Batch(sqlx::Error),
+}
+
+/// A copy of a database error for each caller of a failed batch (`sqlx::Error` is not
+/// `Clone`), keeping what [`StoreError::is_transient`] looks at.
+fn copy_error(e: &sqlx::Error) -> StoreError {
+    StoreError::Database(match e {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+        other => sqlx::Error::Protocol(other.to_string()),
+    })
+}
+
+/// One commit inside the batch's transaction, in its own savepoint and in two calls to the
+/// connection's worker thread (each is a hand-off between threads, which costs more than the
+/// statements themselves): the savepoint and the read of the conversation (with, in the same
+/// statement, whether the posted `client_msg_id` is stored already); then the new entries,
+/// the conversation's update and the savepoint's release. A refused op or a duplicate writes
+/// nothing (its empty savepoint stays open until the batch commits); a failed write is rolled
+/// back to the savepoint.
+async fn apply(
+    conn: &mut SqliteConnection,
+    conversation_id: Uuid,
+    op: Op,
+) -> Result<Committed, Failed> {
+    match write(conn, conversation_id, op).await {
+        Ok(committed) => Ok(committed),
+        Err((e, false)) => Err(Failed::Op(e)),
+        Err((e, true)) => match sqlx::query("ROLLBACK TO op; RELEASE op")
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => Err(Failed::Op(e)),
+            Err(rollback) => Err(Failed::Batch(rollback)),
+        },
+    }
+}
+
+/// [`apply`] without the rollback: the error, and whether something may have been written.
+async fn write(
+    conn: &mut SqliteConnection,
+    conversation_id: Uuid,
+    op: Op,
+) -> Result<Committed, (StoreError, bool)> {
+    let id = conversation_id.to_string();
+    let client_msg_id = match &op {
+        Op::Post { message, .. } => message.client_msg_id.as_deref(),
+        Op::Transition { .. } => None,
+    };
+    let read = |e: StoreError| (e, false);
+    let row = sqlx::query(
+        "SAVEPOINT op;
+         SELECT c.*, (SELECT m.id FROM messages m
+                      WHERE m.conversation_id = c.id AND m.client_msg_id = ?) AS duplicate_id
+         FROM conversations c WHERE c.id = ?",
+    )
+    .bind(client_msg_id)
+    .bind(&id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| read(e.into()))?
+    .ok_or(read(StoreError::NotFound))?;
+    let before = conversation_from_row(&row).map_err(read)?;
+    let duplicate_id: Option<String> = row.try_get("duplicate_id").map_err(|e| read(e.into()))?;
+    if let Some(duplicate_id) = duplicate_id {
+        let duplicate = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(duplicate_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| read(e.into()))?;
+        return Ok(Committed {
+            before: before.snapshot.clone(),
+            conversation: before,
+            messages: Vec::new(),
+            duplicate: Some(message_from_row(&duplicate).map_err(read)?),
+        });
+    }
+
+    let plan = plan(&before.snapshot, op, before.locale.as_deref()).map_err(|e| read(e.into()))?;
+    let now = now_ms();
+    let mut seq = before.last_seq;
+    let mut stored = Vec::with_capacity(plan.messages.len());
+    for new in plan.messages {
+        seq += 1;
+        stored.push(Message {
+            id: Uuid::new_v4(),
+            conversation_id,
+            seq,
+            client_msg_id: new.client_msg_id.clone(),
+            author: new.author(),
+            body: new.body,
+            created_at: now,
+            sources: new.sources,
+            confidence: new.confidence,
+            choices: new.choices,
+            event: new.event,
+        });
+    }
+    let after = plan.after;
+    let handoff_reason = plan.escalation.or_else(|| before.handoff_reason.clone());
+    let waiting_since = match after.state {
+        ConversationState::Waiting if before.snapshot.state == ConversationState::Waiting => {
+            before.waiting_since
+        }
+        ConversationState::Waiting => Some(now),
+        _ => None,
+    };
+    // One call: every entry, the conversation, and the savepoint's release (the statements
+    // take their `?` arguments in order).
+    let mut sql = String::new();
+    for _ in &stored {
+        sql.push_str(
+            "INSERT INTO messages (id, conversation_id, seq, client_msg_id, author_kind,
+                author_id, author_name, body, created_at, sources, confidence, choices, event)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);\n",
+        );
+    }
+    sql.push_str(
+        "UPDATE conversations SET state = ?, assignee_id = ?, assignee_name = ?,
+            handoff_reason = ?, last_seq = ?, updated_at = ?, waiting_since = ?
+         WHERE id = ?;
+         RELEASE op",
+    );
+    let mut query = sqlx::query(&sql);
+    for message in &stored {
+        let agent = match &message.author {
+            Author::Agent(a) => Some(a),
+            _ => None,
+        };
+        query = query
+            .bind(message.id.to_string())
+            .bind(&id)
+            .bind(seq_i64(message.seq))
+            .bind(message.client_msg_id.clone())
+            .bind(message.author.kind())
+            .bind(agent.map(|a| a.id.to_string()))
+            .bind(agent.map(|a| a.name.clone()))
+            .bind(message.body.clone())
+            .bind(now)
+            .bind((!message.sources.is_empty()).then(|| to_json(&message.sources)))
+            .bind(message.confidence.map(f64::from))
+            .bind((!message.choices.is_empty()).then(|| to_json(&message.choices)))
+            .bind(message.event.as_ref().map(to_json));
+    }
+    query
+        .bind(after.state.as_str())
+        .bind(after.assignee.as_ref().map(|a| a.id.to_string()))
+        .bind(after.assignee.as_ref().map(|a| a.name.clone()))
+        .bind(handoff_reason.as_ref().map(to_json))
+        .bind(seq_i64(seq))
+        .bind(now)
+        .bind(waiting_since)
+        .bind(&id)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| (e.into(), true))?;
+
+    Ok(Committed {
+        conversation: Conversation {
+            snapshot: after,
+            handoff_reason,
+            last_seq: seq,
+            updated_at: now,
+            waiting_since,
+            ..before.clone()
+        },
+        before: before.snapshot,
+        messages: stored,
+        duplicate: None,
+    })
 }
 
 #[async_trait::async_trait]
@@ -526,116 +780,16 @@ impl Store for SqliteStore {
 
     #[instrument(skip_all, fields(conversation = %conversation_id))]
     async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed> {
-        let mut tx = self.writer.begin().await?;
-        let before = load_conversation(&mut tx, conversation_id).await?;
-
-        if let Op::Post { message, .. } = &op
-            && let Some(cmid) = &message.client_msg_id
-        {
-            let row = sqlx::query(
-                "SELECT * FROM messages WHERE conversation_id = ? AND client_msg_id = ?",
-            )
-            .bind(conversation_id.to_string())
-            .bind(cmid)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = row {
-                let duplicate = message_from_row(&row)?;
-                return Ok(Committed {
-                    before: before.snapshot.clone(),
-                    conversation: before,
-                    messages: Vec::new(),
-                    duplicate: Some(duplicate),
-                });
-            }
-        }
-
-        let plan = plan(&before.snapshot, op, before.locale.as_deref())?;
-        let now = now_ms();
-        let mut seq = before.last_seq;
-        let mut stored = Vec::with_capacity(plan.messages.len());
-        for new in plan.messages {
-            seq += 1;
-            let author = new.author();
-            let agent = match &author {
-                Author::Agent(a) => Some(a.clone()),
-                _ => None,
-            };
-            let message = Message {
-                id: Uuid::new_v4(),
-                conversation_id,
-                seq,
-                client_msg_id: new.client_msg_id,
-                author,
-                body: new.body,
-                created_at: now,
-                sources: new.sources,
-                confidence: new.confidence,
-                choices: new.choices,
-                event: new.event,
-            };
-            sqlx::query(
-                "INSERT INTO messages (id, conversation_id, seq, client_msg_id, author_kind,
-                    author_id, author_name, body, created_at, sources, confidence, choices, event)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(message.id.to_string())
-            .bind(conversation_id.to_string())
-            .bind(seq_i64(seq))
-            .bind(&message.client_msg_id)
-            .bind(message.author.kind())
-            .bind(agent.as_ref().map(|a| a.id.to_string()))
-            .bind(agent.as_ref().map(|a| a.name.clone()))
-            .bind(&message.body)
-            .bind(now)
-            .bind((!message.sources.is_empty()).then(|| to_json(&message.sources)))
-            .bind(message.confidence.map(f64::from))
-            .bind((!message.choices.is_empty()).then(|| to_json(&message.choices)))
-            .bind(message.event.as_ref().map(to_json))
-            .execute(&mut *tx)
-            .await?;
-            stored.push(message);
-        }
-
-        let after = plan.after;
-        let handoff_reason = plan.escalation.or_else(|| before.handoff_reason.clone());
-        let waiting_since = match after.state {
-            ConversationState::Waiting if before.snapshot.state == ConversationState::Waiting => {
-                before.waiting_since
-            }
-            ConversationState::Waiting => Some(now),
-            _ => None,
+        let (reply, answer) = oneshot::channel();
+        let request = CommitRequest {
+            conversation_id,
+            op,
+            reply,
         };
-        sqlx::query(
-            "UPDATE conversations SET state = ?, assignee_id = ?, assignee_name = ?,
-                handoff_reason = ?, last_seq = ?, updated_at = ?, waiting_since = ?
-             WHERE id = ?",
-        )
-        .bind(after.state.as_str())
-        .bind(after.assignee.as_ref().map(|a| a.id.to_string()))
-        .bind(after.assignee.as_ref().map(|a| a.name.clone()))
-        .bind(handoff_reason.as_ref().map(to_json))
-        .bind(seq_i64(seq))
-        .bind(now)
-        .bind(waiting_since)
-        .bind(conversation_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-
-        Ok(Committed {
-            conversation: Conversation {
-                snapshot: after,
-                handoff_reason,
-                last_seq: seq,
-                updated_at: now,
-                waiting_since,
-                ..before.clone()
-            },
-            before: before.snapshot,
-            messages: stored,
-            duplicate: None,
-        })
+        // The writer task ends only when the store is dropped or its pool closed.
+        let gone = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.commits.send(request).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn open_conversations(
