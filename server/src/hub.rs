@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use nexus_shared::ServerFrame;
+use nexus_shared::{ConversationState, ServerFrame};
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
@@ -28,10 +28,20 @@ const SITE_CHANNEL_CAPACITY: usize = 4_096;
 
 #[derive(Default)]
 pub struct Hub {
-    conversations: Mutex<HashMap<Uuid, broadcast::Sender<Frame>>>,
+    conversations: Mutex<HashMap<Uuid, ConversationChannel>>,
     sites: Mutex<HashMap<Uuid, broadcast::Sender<Frame>>>,
     remote: OnceLock<mpsc::Sender<Remote>>,
     metrics: crate::metrics::Metrics,
+}
+
+/// A conversation's channel, and its state as the last `state` frame sent on it said.
+///
+/// The state gates the AI's streamed text: a takeover's `state` frame and a streamed chunk are
+/// sent under the same lock, so once the visitor has been told a person has the conversation,
+/// no chunk of an answer still being produced follows it, however the two race.
+struct ConversationChannel {
+    tx: broadcast::Sender<Frame>,
+    state: Option<ConversationState>,
 }
 
 /// A frame published on this instance, for the other instances.
@@ -58,6 +68,32 @@ fn subscribe(
         .subscribe()
 }
 
+fn publish_in_conversation(
+    map: &Mutex<HashMap<Uuid, ConversationChannel>>,
+    id: Uuid,
+    frame: Frame,
+) {
+    let mut map = lock(map);
+    let Some(channel) = map.get_mut(&id) else {
+        return;
+    };
+    match &*frame {
+        ServerFrame::State { state, .. } => channel.state = Some(*state),
+        ServerFrame::Streaming(_)
+            if channel
+                .state
+                .is_some_and(|state| state != ConversationState::Ai) =>
+        {
+            return;
+        }
+        _ => {}
+    }
+    if channel.tx.send(frame).is_err() {
+        // Nobody listens any more.
+        map.remove(&id);
+    }
+}
+
 fn publish(map: &Mutex<HashMap<Uuid, broadcast::Sender<Frame>>>, id: Uuid, frame: Frame) {
     let mut map = lock(map);
     if let Some(tx) = map.get(&id)
@@ -74,7 +110,14 @@ impl Hub {
     }
 
     pub fn subscribe_conversation(&self, id: Uuid) -> broadcast::Receiver<Frame> {
-        subscribe(&self.conversations, id, CHANNEL_CAPACITY)
+        lock(&self.conversations)
+            .entry(id)
+            .or_insert_with(|| ConversationChannel {
+                tx: broadcast::channel(CHANNEL_CAPACITY).0,
+                state: None,
+            })
+            .tx
+            .subscribe()
     }
 
     pub fn publish_conversation(&self, id: Uuid, frame: ServerFrame) {
@@ -86,12 +129,12 @@ impl Hub {
         } else {
             self.send_remote(Remote::Conversation(id, frame.clone()));
         }
-        publish(&self.conversations, id, frame);
+        publish_in_conversation(&self.conversations, id, frame);
     }
 
     /// Delivers a frame from another instance to this instance's subscribers only.
     pub fn publish_conversation_local(&self, id: Uuid, frame: Frame) {
-        publish(&self.conversations, id, frame);
+        publish_in_conversation(&self.conversations, id, frame);
     }
 
     pub fn subscribe_site(&self, id: Uuid) -> broadcast::Receiver<Frame> {
@@ -129,27 +172,29 @@ impl Hub {
     pub fn has_conversation_subscribers(&self, id: Uuid) -> bool {
         lock(&self.conversations)
             .get(&id)
-            .is_some_and(|tx| tx.receiver_count() > 0)
+            .is_some_and(|c| c.tx.receiver_count() > 0)
     }
 
     /// Conversations someone on this instance follows.
     pub fn followed_conversations(&self) -> Vec<Uuid> {
         lock(&self.conversations)
             .iter()
-            .filter(|(_, tx)| tx.receiver_count() > 0)
+            .filter(|(_, c)| c.tx.receiver_count() > 0)
             .map(|(id, _)| *id)
             .collect()
     }
 
     /// Live (conversation, site) subscriptions.
     pub fn subscriptions(&self) -> (usize, usize) {
-        let count = |map: &Mutex<HashMap<Uuid, broadcast::Sender<Frame>>>| {
-            lock(map)
-                .values()
-                .map(broadcast::Sender::receiver_count)
-                .sum()
-        };
-        (count(&self.conversations), count(&self.sites))
+        let conversations = lock(&self.conversations)
+            .values()
+            .map(|c| c.tx.receiver_count())
+            .sum();
+        let sites = lock(&self.sites)
+            .values()
+            .map(broadcast::Sender::receiver_count)
+            .sum();
+        (conversations, sites)
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
@@ -176,5 +221,52 @@ mod tests {
         drop(rx);
         hub.publish_conversation(id, ServerFrame::Pong);
         assert_eq!(hub.live_conversations(), 0);
+    }
+
+    fn state(id: Uuid, state: ConversationState) -> ServerFrame {
+        ServerFrame::State {
+            conversation_id: id,
+            state,
+            assignee: None,
+            reason: None,
+        }
+    }
+
+    fn chunk(id: Uuid, text: &str) -> ServerFrame {
+        ServerFrame::Streaming(nexus_shared::Streaming {
+            conversation_id: id,
+            text: text.into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn no_streamed_ai_text_follows_a_takeover() {
+        let hub = Hub::new();
+        let id = Uuid::from_u128(2);
+        let mut rx = hub.subscribe_conversation(id);
+        hub.publish_conversation(id, chunk(id, "Our opening"));
+        hub.publish_conversation(id, state(id, ConversationState::Human));
+        // The answer's producer checked the state before the takeover and sends on.
+        hub.publish_conversation(id, chunk(id, "Our opening hours are"));
+        hub.publish_conversation_local(id, Arc::new(chunk(id, "Our opening hours are 9")));
+        hub.publish_conversation(id, ServerFrame::Pong);
+        // Handed back: the AI may speak again.
+        hub.publish_conversation(id, state(id, ConversationState::Ai));
+        hub.publish_conversation(id, chunk(id, "Hello again"));
+
+        let mut seen = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            seen.push((*frame).clone());
+        }
+        assert_eq!(
+            seen,
+            vec![
+                chunk(id, "Our opening"),
+                state(id, ConversationState::Human),
+                ServerFrame::Pong,
+                state(id, ConversationState::Ai),
+                chunk(id, "Hello again"),
+            ]
+        );
     }
 }
