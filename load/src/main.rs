@@ -126,6 +126,27 @@ const QUESTIONS: &[&str] = &[
     "help me check the cancellation penalty",
 ];
 
+/// Openings put before a question, so that each question asked is new text: a knowledge-base
+/// example asked word for word would be answered from the engine's embedding cache, without
+/// running the model, and the run would measure the cache.
+const OPENINGS: &[&str] = &[
+    "hi,",
+    "hello, quick question:",
+    "hey there,",
+    "good morning,",
+    "excuse me,",
+    "sorry to bother you,",
+    "hi again,",
+    "one more thing,",
+];
+
+/// The `n`-th question of visitor `index` in `--mode ai`.
+fn ai_question(index: usize, n: usize) -> String {
+    let question = QUESTIONS[(index + n) % QUESTIONS.len()];
+    let opening = OPENINGS[(index / QUESTIONS.len() + n) % OPENINGS.len()];
+    format!("{opening} {question}")
+}
+
 fn micros_since(start: Instant) -> u64 {
     start.elapsed().as_micros() as u64
 }
@@ -351,7 +372,7 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
             () = wait => {
                 n += 1;
                 let body = match args.mode {
-                    Mode::Ai => QUESTIONS[(index + n) % QUESTIONS.len()].to_owned(),
+                    Mode::Ai => ai_question(index, n),
                     _ => stamp(run.start),
                 };
                 let frame = ClientFrame::Send {
