@@ -316,6 +316,57 @@ pub(crate) struct Plan {
     pub(crate) escalation: Option<HandoffReason>,
 }
 
+/// What a planned op writes, shared by every backend: its entries, numbered after the
+/// conversation's last one and stamped `now`, and the conversation's new columns.
+pub(crate) struct Rows {
+    pub(crate) messages: Vec<Message>,
+    pub(crate) after: Snapshot,
+    pub(crate) handoff_reason: Option<HandoffReason>,
+    pub(crate) waiting_since: Option<Millis>,
+    pub(crate) last_seq: u64,
+}
+
+impl Plan {
+    pub(crate) fn rows(self, before: &Conversation, now: Millis) -> Rows {
+        let mut last_seq = before.last_seq;
+        let messages = self
+            .messages
+            .into_iter()
+            .map(|new| {
+                last_seq += 1;
+                Message {
+                    id: Uuid::new_v4(),
+                    conversation_id: before.id,
+                    seq: last_seq,
+                    client_msg_id: new.client_msg_id.clone(),
+                    author: new.author(),
+                    body: new.body,
+                    created_at: now,
+                    sources: new.sources,
+                    confidence: new.confidence,
+                    choices: new.choices,
+                    event: new.event,
+                }
+            })
+            .collect();
+        // Waiting since the first escalation; a re-escalation while waiting keeps the place.
+        let waiting_since = match self.after.state {
+            ConversationState::Waiting if before.snapshot.state == ConversationState::Waiting => {
+                before.waiting_since
+            }
+            ConversationState::Waiting => Some(now),
+            _ => None,
+        };
+        Rows {
+            messages,
+            handoff_reason: self.escalation.or_else(|| before.handoff_reason.clone()),
+            after: self.after,
+            waiting_since,
+            last_seq,
+        }
+    }
+}
+
 /// Runs the state machine for `op` against `snapshot`. Shared by every backend so they
 /// cannot disagree on what is allowed.
 pub(crate) fn plan(snapshot: &Snapshot, op: Op, locale: Option<&str>) -> Result<Plan, StateError> {

@@ -33,8 +33,8 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{
-    Committed, Conversation, Op, PasswordHash, Site, SiteSettings, Store, StoreError, StoreResult,
-    User, Visitor, agent_from_columns, now_ms, plan,
+    Committed, Conversation, Op, PasswordHash, Rows, Site, SiteSettings, Store, StoreError,
+    StoreResult, User, Visitor, agent_from_columns, now_ms, plan,
 };
 use crate::engine::KbEntry;
 use crate::fanout::Event;
@@ -514,33 +514,13 @@ async fn apply(conn: &mut PgConnection, conversation_id: Uuid, op: Op) -> StoreR
 
     let plan = plan(&before.snapshot, op, before.locale.as_deref())?;
     let now = now_ms();
-    let mut seq = before.last_seq;
-    let mut stored = Vec::with_capacity(plan.messages.len());
-    for new in plan.messages {
-        seq += 1;
-        stored.push(Message {
-            id: Uuid::new_v4(),
-            conversation_id,
-            seq,
-            client_msg_id: new.client_msg_id.clone(),
-            author: new.author(),
-            body: new.body,
-            created_at: now,
-            sources: new.sources,
-            confidence: new.confidence,
-            choices: new.choices,
-            event: new.event,
-        });
-    }
-    let after = plan.after;
-    let handoff_reason = plan.escalation.or_else(|| before.handoff_reason.clone());
-    let waiting_since = match after.state {
-        ConversationState::Waiting if before.snapshot.state == ConversationState::Waiting => {
-            before.waiting_since
-        }
-        ConversationState::Waiting => Some(now),
-        _ => None,
-    };
+    let Rows {
+        messages: stored,
+        after,
+        handoff_reason,
+        waiting_since,
+        last_seq: seq,
+    } = plan.rows(&before, now);
     // The entries and the conversation in one statement: $1..$8 are the conversation's, then
     // 11 per entry (its time is the conversation's `updated_at`, $6).
     let mut sql = String::from(
