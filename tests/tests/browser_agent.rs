@@ -7,19 +7,11 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use nexus_shared::Role;
-use nexus_tests::browser::{Browser, probe};
+use nexus_tests::browser::{Browser, click, page, probe, type_into, wait_conversation_state};
 use nexus_tests::{TestServer, widget_dir};
 
 const WAIT: Duration = Duration::from_secs(20);
 const PASSWORD: &str = "a long test password";
-
-/// JS returning `expr` for the agent page's first element matching `css` (as `e`), or null.
-fn page(css: &str, expr: &str) -> String {
-    format!(
-        "const e = document.querySelector({css:?});
-         return e && e.offsetParent !== null ? ({expr}) : null;"
-    )
-}
 
 /// JS returning `[author, text]` of the messages; `root` is `document` or the widget's
 /// shadow root.
@@ -33,29 +25,6 @@ fn messages(root: &str) -> String {
 }
 
 const WIDGET_ROOT: &str = "(document.querySelector('#nexus-flow-root') || {}).shadowRoot";
-
-async fn click(browser: &Browser, testid: &str) {
-    browser
-        .client
-        .find(Locator::Css(&format!("[data-testid=\"{testid}\"]")))
-        .await
-        .unwrap_or_else(|e| panic!("no [data-testid={testid}] on the agent page: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {testid}: {e}"));
-}
-
-async fn type_into(browser: &Browser, testid: &str, text: &str, clear: bool) {
-    let el = browser
-        .client
-        .find(Locator::Css(&format!("[data-testid=\"{testid}\"]")))
-        .await
-        .unwrap_or_else(|e| panic!("no [data-testid={testid}] on the agent page: {e}"));
-    if clear {
-        el.clear().await.unwrap();
-    }
-    el.send_keys(text).await.unwrap();
-}
 
 #[tokio::test]
 async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
@@ -93,8 +62,8 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
         .js(&page("[data-testid=agent-site]", "e.value"), vec![])
         .await;
     assert_eq!(site_key, "demo", "the site key is prefilled");
-    type_into(&agent, "agent-email", "ana@demo.test", false).await;
-    type_into(&agent, "agent-password", "not the password", false).await;
+    type_into(&agent, "agent-email", "ana@demo.test").await;
+    type_into(&agent, "agent-password", "not the password").await;
     click(&agent, "agent-submit").await;
     let refused = agent
         .wait_for(
@@ -104,7 +73,7 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
         )
         .await;
     assert_eq!(refused, "Wrong email or password.");
-    type_into(&agent, "agent-password", PASSWORD, true).await;
+    type_into(&agent, "agent-password", PASSWORD).await;
     click(&agent, "agent-submit").await;
     agent
         .wait_for(
@@ -210,17 +179,8 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
         )
         .await;
     click(&agent, "take-over").await;
-    agent
-        .wait_for(
-            "the conversation to be the agent's",
-            WAIT,
-            &page(
-                "[data-testid=conversation-state]",
-                "e.getAttribute('data-state') === 'human'",
-            ),
-        )
-        .await;
-    type_into(&agent, "agent-input", "Hi, this is Ana", false).await;
+    wait_conversation_state(&agent, "human").await;
+    type_into(&agent, "agent-input", "Hi, this is Ana").await;
     click(&agent, "agent-send").await;
     agent
         .wait_for(
@@ -266,7 +226,7 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
     visitor.screenshot("agent-visitor-sees-reply").await;
 
     // An internal note stays with the agents.
-    type_into(&agent, "note-input", "Customer seems in a hurry", false).await;
+    type_into(&agent, "note-input", "Customer seems in a hurry").await;
     click(&agent, "note-send").await;
     agent
         .wait_for(
@@ -286,14 +246,8 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
         .await;
     assert_eq!(question, "I want to talk to a human");
     assert_eq!(answer, "Hi, this is Ana");
-    type_into(&agent, "teach-question", "Who answers the chat?", true).await;
-    type_into(
-        &agent,
-        "teach-answer",
-        "Our support team, Ana among them.",
-        true,
-    )
-    .await;
+    type_into(&agent, "teach-question", "Who answers the chat?").await;
+    type_into(&agent, "teach-answer", "Our support team, Ana among them.").await;
     agent.screenshot("agent-conversation").await;
     click(&agent, "resolve").await;
     agent

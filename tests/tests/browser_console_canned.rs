@@ -141,16 +141,7 @@ async fn owner_manages_canned_responses_that_agents_pick_in_the_composer() {
     log_in(&agent, &server, "ana@demo.test").await;
     open_conversation(&agent, "[data-testid=inbox-item][data-state=waiting]").await;
     click(&agent, "take-over").await;
-    agent
-        .wait_for(
-            "the conversation to be the agent's",
-            WAIT,
-            &page(
-                &testid("conversation-state"),
-                "e.getAttribute('data-state') === 'human'",
-            ),
-        )
-        .await;
+    wait_conversation_state(&agent, "human").await;
     type_into(&agent, "agent-input", "/shipping").await;
     let offered = agent
         .wait_for("the canned responses picker", WAIT, &picker_items())

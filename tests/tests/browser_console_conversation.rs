@@ -6,7 +6,8 @@
 use fantoccini::key::Key;
 use nexus_shared::Role;
 use nexus_tests::browser::{
-    Browser, PASSWORD, WAIT, click, console_server, element, log_in, page, probe, testid, type_into,
+    Browser, PASSWORD, WAIT, click, console_server, element, log_in, page, probe, testid,
+    type_into, wait_conversation_state,
 };
 use serde_json::{Value, json};
 
@@ -130,16 +131,7 @@ async fn agent_inserts_edits_and_sends_the_suggested_reply_and_uses_canned_respo
     );
 
     click(&agent, "take-over").await;
-    agent
-        .wait_for(
-            "the conversation to be the agent's",
-            WAIT,
-            &page(
-                &testid("conversation-state"),
-                "e.getAttribute('data-state') === 'human'",
-            ),
-        )
-        .await;
+    wait_conversation_state(&agent, "human").await;
 
     // `/` opens the canned responses; Enter picks the first match.
     type_into(&agent, "agent-input", "/thanks").await;
