@@ -2,12 +2,13 @@
 //! speed -- MODEL_DIR [TOKENS]`. Prints, per sentence of TOKENS tokens (default 12, a typical
 //! visitor question) and for batches of 1, 8 and 32 such sentences, the mean wall time and the
 //! time on a CPU (Linux's `/proc/thread-self/schedstat`, which does not count waiting for a
-//! core on a busy machine).
+//! core on a busy machine). `NEXUS_FLOW_EMBED_PRECISION=f32` (or `int8`) picks the linear
+//! layers' arithmetic; the default is the best the CPU runs.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use nexus_embed::{Bert, BertConfig};
+use nexus_embed::{Bert, BertConfig, Precision};
 
 fn sched_ns() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -22,7 +23,17 @@ fn main() -> anyhow::Result<()> {
     );
     let tokens: usize = args.next().map_or(Ok(12), |t| t.parse())?;
     let config: BertConfig = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
-    let bert = Bert::load(&std::fs::read(dir.join("model.safetensors"))?, &config)?;
+    let precision = match std::env::var("NEXUS_FLOW_EMBED_PRECISION").ok().as_deref() {
+        Some("f32") => Precision::F32,
+        Some("int8") => Precision::Int8,
+        _ => Precision::best(),
+    };
+    let bert = Bert::load_with(
+        &std::fs::read(dir.join("model.safetensors"))?,
+        &config,
+        precision,
+    )?;
+    println!("linear layers in {}", bert.precision().as_str());
     // Ids of ordinary word pieces; [CLS] … [SEP].
     let sentence = |seed: usize| -> Vec<u32> {
         let mut ids = vec![101u32];

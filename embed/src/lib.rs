@@ -12,8 +12,71 @@
 //! replaced) without optimising the whole server.
 
 pub mod linalg;
+pub mod quant;
 
 use linalg::Packed;
+use quant::{QPacked, QScratch};
+
+/// The arithmetic of the linear layers (the bulk of a forward pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// `f32` weights and products.
+    F32,
+    /// `i8` weights per output and `i16` inputs per row, multiplied in integers (see
+    /// [`quant`]): about twice as fast, a quarter of the weights' memory.
+    Int8,
+}
+
+impl Precision {
+    /// [`Precision::Int8`] where the CPU runs its kernel ([`QPacked::available`]), else
+    /// [`Precision::F32`].
+    pub fn best() -> Self {
+        if QPacked::available() {
+            Self::Int8
+        } else {
+            Self::F32
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+/// A linear layer in one of the two precisions.
+enum Linear {
+    F32(Packed),
+    Int8(QPacked),
+}
+
+impl Linear {
+    fn new(weight: &[f32], n: usize, k: usize, bias: Option<&[f32]>, p: Precision) -> Self {
+        match p {
+            Precision::Int8 => match QPacked::new(weight, n, k, bias) {
+                Some(q) => Self::Int8(q),
+                None => Self::F32(Packed::new(weight, n, k, bias)),
+            },
+            Precision::F32 => Self::F32(Packed::new(weight, n, k, bias)),
+        }
+    }
+
+    fn outputs(&self) -> usize {
+        match self {
+            Self::F32(p) => p.outputs(),
+            Self::Int8(q) => q.outputs(),
+        }
+    }
+
+    fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], s: &mut QScratch) {
+        match self {
+            Self::F32(p) => p.matmul(x, m, out),
+            Self::Int8(q) => q.matmul(x, m, out, s),
+        }
+    }
+}
 
 /// Normalises `v` to unit length in place (leaves a zero vector alone).
 pub fn normalize(v: &mut [f32]) {
@@ -46,11 +109,11 @@ struct Norm {
 
 struct Layer {
     /// Query, key and value projections in one: `[3 × hidden, hidden]`.
-    qkv: Packed,
-    attn_out: Packed,
+    qkv: Linear,
+    attn_out: Linear,
     attn_norm: Norm,
-    intermediate: Packed,
-    out: Packed,
+    intermediate: Linear,
+    out: Linear,
     out_norm: Norm,
 }
 
@@ -72,6 +135,7 @@ pub struct Bert {
     vocab: usize,
     max_positions: usize,
     eps: f32,
+    precision: Precision,
 }
 
 impl std::fmt::Debug for Bert {
@@ -80,6 +144,7 @@ impl std::fmt::Debug for Bert {
             .field("hidden", &self.hidden)
             .field("layers", &self.layers.len())
             .field("heads", &self.heads)
+            .field("precision", &self.precision)
             .finish_non_exhaustive()
     }
 }
@@ -117,10 +182,10 @@ impl Weights<'_> {
         })
     }
 
-    fn linear(&self, prefix: &str, out: usize, inp: usize) -> anyhow::Result<Packed> {
+    fn linear(&self, prefix: &str, out: usize, inp: usize, p: Precision) -> anyhow::Result<Linear> {
         let w = self.get(&format!("{prefix}.weight"), &[out, inp])?;
         let b = self.get(&format!("{prefix}.bias"), &[out])?;
-        Ok(Packed::new(&w, out, inp, Some(&b)))
+        Ok(Linear::new(&w, out, inp, Some(&b), p))
     }
 }
 
@@ -133,6 +198,7 @@ struct Scratch {
     proj: Vec<f32>,
     ffn: Vec<f32>,
     scores: Vec<f32>,
+    quant: QScratch,
 }
 
 /// Scratch buffers larger than this (in floats, the biggest buffer) are freed after a pass.
@@ -144,8 +210,21 @@ thread_local! {
 
 impl Bert {
     /// Reads the weights from the bytes of a `model.safetensors` (F32 tensors named as in
-    /// Hugging Face's `BertModel`, without the `bert.` prefix) described by `c`.
+    /// Hugging Face's `BertModel`, without the `bert.` prefix) described by `c`, in the best
+    /// [`Precision`] this CPU runs.
     pub fn load(bytes: &[u8], c: &BertConfig) -> anyhow::Result<Self> {
+        Self::load_with(bytes, c, Precision::best())
+    }
+
+    /// [`Bert::load`] in the given precision ([`Precision::Int8`] falls back to `f32` where
+    /// the CPU lacks its kernel: [`Bert::precision`] tells).
+    pub fn load_with(bytes: &[u8], c: &BertConfig, precision: Precision) -> anyhow::Result<Self> {
+        let precision = if precision == Precision::Int8 && !QPacked::available() {
+            Precision::F32
+        } else {
+            precision
+        };
+        let p = precision;
         if let Some(act) = &c.hidden_act {
             anyhow::ensure!(act == "gelu", "unsupported activation {act:?}");
         }
@@ -186,15 +265,16 @@ impl Bert {
                 qkv_b.extend(w.get(&format!("{a}.self.{part}.bias"), &[h])?);
             }
             layers.push(Layer {
-                qkv: Packed::new(&qkv_w, 3 * h, h, Some(&qkv_b)),
-                attn_out: w.linear(&format!("{a}.output.dense"), h, h)?,
+                qkv: Linear::new(&qkv_w, 3 * h, h, Some(&qkv_b), p),
+                attn_out: w.linear(&format!("{a}.output.dense"), h, h, p)?,
                 attn_norm: w.norm(&format!("{a}.output.LayerNorm"), h)?,
                 intermediate: w.linear(
                     &format!("{l}.intermediate.dense"),
                     c.intermediate_size,
                     h,
+                    p,
                 )?,
-                out: w.linear(&format!("{l}.output.dense"), h, c.intermediate_size)?,
+                out: w.linear(&format!("{l}.output.dense"), h, c.intermediate_size, p)?,
                 out_norm: w.norm(&format!("{l}.output.LayerNorm"), h)?,
             });
         }
@@ -209,7 +289,13 @@ impl Bert {
             vocab: c.vocab_size,
             max_positions: c.max_position_embeddings,
             eps: c.layer_norm_eps as f32,
+            precision,
         })
+    }
+
+    /// The arithmetic the linear layers run in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The embedding's length (the hidden size).
@@ -265,7 +351,7 @@ impl Bert {
         linalg::add_layer_norm(&mut s.x, &[], &self.norm.gamma, &self.norm.beta, self.eps);
         let scale = 1.0 / (self.head_dim as f32).sqrt();
         for l in &self.layers {
-            l.qkv.matmul(&s.x, rows, &mut s.qkv);
+            l.qkv.matmul(&s.x, rows, &mut s.qkv, &mut s.quant);
             for &(start, end) in &spans {
                 linalg::attention(
                     &s.qkv[start * 3 * h..end * 3 * h],
@@ -276,12 +362,12 @@ impl Bert {
                     &mut s.ctx[start * h..end * h],
                 );
             }
-            l.attn_out.matmul(&s.ctx, rows, &mut s.proj);
+            l.attn_out.matmul(&s.ctx, rows, &mut s.proj, &mut s.quant);
             let n = &l.attn_norm;
             linalg::add_layer_norm(&mut s.x, &s.proj, &n.gamma, &n.beta, self.eps);
-            l.intermediate.matmul(&s.x, rows, &mut s.ffn);
+            l.intermediate.matmul(&s.x, rows, &mut s.ffn, &mut s.quant);
             linalg::gelu(&mut s.ffn);
-            l.out.matmul(&s.ffn, rows, &mut s.proj);
+            l.out.matmul(&s.ffn, rows, &mut s.proj, &mut s.quant);
             let n = &l.out_norm;
             linalg::add_layer_norm(&mut s.x, &s.proj, &n.gamma, &n.beta, self.eps);
         }

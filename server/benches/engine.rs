@@ -10,6 +10,8 @@
 //!   questions/s at N = 1, 8, 32);
 //! - `decide_end_to_end`: `AnswerEngine::decide` as the server calls it (embedding through the
 //!   batching threads, ranking, deciding);
+//!   Before it, 1,000 decisions one at a time are timed each and their p50 / p99 / max printed
+//!   (the target is stated on the p99);
 //! - `decide_concurrent/N`: N decisions at once, as N conversations asking together (the
 //!   batcher shares forward passes among them; throughput: decisions/s).
 //!
@@ -135,6 +137,10 @@ fn bench(c: &mut Criterion) {
         println!("no embedding model (run `cargo xtask setup`): embedding not measured");
         return;
     };
+    println!(
+        "embedding model: linear layers in {} (NEXUS_FLOW_EMBED_PRECISION=f32 or int8 picks)",
+        embedder.precision().as_str()
+    );
     let embedder = Arc::new(embedder);
     let question = "I ordered a jacket last week and it still has not arrived, where is it?";
     c.bench_function("embed_question", |b| {
@@ -176,6 +182,33 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // The distribution of one decision at a time (the target is on its p99), each timed alone.
+    let mut times: Vec<f64> = rt.block_on(async {
+        let mut times = Vec::with_capacity(1000);
+        for i in 0..1000 {
+            let t = std::time::Instant::now();
+            black_box(
+                engine
+                    .decide(Query {
+                        site_id: site,
+                        text: &questions[i % questions.len()],
+                        locale: None,
+                    })
+                    .await
+                    .ok(),
+            );
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times
+    });
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    println!(
+        "decide one at a time (10,000 examples, 1,000 questions of about 20 tokens): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms wall",
+        at(0.5),
+        at(0.99),
+        times[times.len() - 1]
+    );
     c.bench_function("decide_end_to_end (10,000 examples)", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(

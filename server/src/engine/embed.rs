@@ -21,6 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use sha2::{Digest, Sha256};
 
+pub use nexus_embed::Precision;
 use nexus_embed::{Bert, BertConfig};
 
 /// The embedding's length.
@@ -51,6 +52,16 @@ pub fn default_model_dir() -> Option<PathBuf> {
     Some(cache.join("nexus-flow/models/all-MiniLM-L6-v2"))
 }
 
+/// The precision `NEXUS_FLOW_EMBED_PRECISION` asks for (`int8`, `f32`), or the best one.
+fn precision_from_env() -> anyhow::Result<Precision> {
+    match std::env::var("NEXUS_FLOW_EMBED_PRECISION").ok().as_deref() {
+        None | Some("") => Ok(Precision::best()),
+        Some("int8") => Ok(Precision::Int8),
+        Some("f32") => Ok(Precision::F32),
+        Some(other) => anyhow::bail!("NEXUS_FLOW_EMBED_PRECISION={other:?}: use int8 or f32"),
+    }
+}
+
 /// all-MiniLM-L6-v2: text in, unit-length 384-float vector out. Thread-safe; the cache is
 /// shared by every caller.
 pub struct Embedder {
@@ -72,9 +83,17 @@ impl std::fmt::Debug for Embedder {
 }
 
 impl Embedder {
-    /// Loads the model from `dir` (see [`MODEL_FILES`]). The on-disk cache goes to
-    /// `dir/embeddings`; when that cannot be written, only the memory cache is used.
+    /// Loads the model from `dir` (see [`MODEL_FILES`]) in the precision
+    /// `NEXUS_FLOW_EMBED_PRECISION` names (`int8` or `f32`), by default the best this CPU runs
+    /// ([`Precision::best`]). The on-disk cache goes to `dir/embeddings`; when that cannot be
+    /// written, only the memory cache is used.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        Self::load_with(dir, precision_from_env()?)
+    }
+
+    /// [`Embedder::load`] in the given precision (`Int8` becomes `F32` where the CPU lacks
+    /// its kernel; [`Embedder::precision`] tells).
+    pub fn load_with(dir: &Path, precision: Precision) -> anyhow::Result<Self> {
         for f in MODEL_FILES {
             let p = dir.join(f);
             anyhow::ensure!(p.is_file(), "{} is missing", p.display());
@@ -102,8 +121,12 @@ impl Embedder {
         hasher.update(&config_bytes);
         hasher.update(&tokenizer_bytes);
         hasher.update((weights.len() as u64).to_le_bytes());
+        let bert = Bert::load_with(&weights, &config, precision)?;
+        // The two precisions give slightly different vectors: each has its own cache.
+        if bert.precision() != Precision::F32 {
+            hasher.update(bert.precision().as_str());
+        }
         let model_key = hex::encode(&hasher.finalize()[..8]);
-        let bert = Bert::load(&weights, &config)?;
         drop(weights);
         let disk = DiskCache::open(&dir.join("embeddings").join(&model_key));
         Ok(Self {
@@ -113,6 +136,11 @@ impl Embedder {
             memory: Mutex::new(HashMap::new()),
             disk,
         })
+    }
+
+    /// The arithmetic the model runs in.
+    pub fn precision(&self) -> Precision {
+        self.bert.precision()
     }
 
     /// The embeddings of `texts`, in order. Cached ones come from memory or disk; the rest are

@@ -504,6 +504,7 @@ pub fn server_engine(model_dir: Option<&Path>) -> Arc<dyn AnswerEngine> {
         Ok(embedder) => {
             tracing::info!(
                 model = %dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default(),
+                precision = embedder.precision().as_str(),
                 "answer engine: all-MiniLM-L6-v2 embeddings"
             );
             Arc::new(
