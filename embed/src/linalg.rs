@@ -277,7 +277,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Runs `f` inside the dispatched SIMD context, so plain loops in it (inlined) are vectorised
-/// for the CPU's instruction set.
+/// for the CPU's instruction set. Pass an `#[inline(always)] move` closure that moves a `&mut`
+/// capture (so it is `FnOnce` itself): an `Fn` or `FnMut` closure is reached through a
+/// `call_once` shim that LLVM may leave out of line, compiled without the instruction sets.
 #[inline(always)]
 fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     struct Op<F>(F);
@@ -300,7 +302,7 @@ fn exp_neg(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     let tiny = x < -87.0;
     let x = x.max(-87.0);
-    let n = (x * LOG2E).round();
+    let n = (x * LOG2E).round_ties_even();
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // e^r on [-ln2/2, ln2/2]: degree-6 Taylor polynomial (error < 2e-8).
     let p = 1.0
@@ -329,12 +331,16 @@ fn erf(x: f32) -> f32 {
 
 /// GELU (the exact, erf-based one BERT uses), in place.
 pub fn gelu(xs: &mut [f32]) {
-    vectorized(|| {
-        for x in xs.iter_mut() {
-            let v = *x;
-            *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-        }
-    });
+    vectorized(
+        #[inline(always)]
+        move || {
+            let xs = xs;
+            for x in xs.iter_mut() {
+                let v = *x;
+                *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        },
+    );
 }
 
 /// A sum of `xs` with eight independent partial sums (so that it vectorises).
@@ -355,39 +361,49 @@ fn sum8(xs: &[f32]) -> f32 {
 pub fn add_layer_norm(x: &mut [f32], y: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let h = gamma.len();
     assert!(y.is_empty() || y.len() == x.len());
-    vectorized(|| {
-        for (i, row) in x.chunks_exact_mut(h).enumerate() {
-            if !y.is_empty() {
-                for (a, b) in row.iter_mut().zip(&y[i * h..(i + 1) * h]) {
-                    *a += b;
+    vectorized(
+        #[inline(always)]
+        move || {
+            let x = x;
+            for (i, row) in x.chunks_exact_mut(h).enumerate() {
+                if !y.is_empty() {
+                    for (a, b) in row.iter_mut().zip(&y[i * h..(i + 1) * h]) {
+                        *a += b;
+                    }
+                }
+                let mean = sum8(row) / h as f32;
+                let mut sq = [0f32; 8];
+                let mut chunks = row.chunks_exact(8);
+                for c in &mut chunks {
+                    for k in 0..8 {
+                        let d = c[k] - mean;
+                        sq[k] += d * d;
+                    }
+                }
+                let tail: f32 = chunks
+                    .remainder()
+                    .iter()
+                    .map(|v| (v - mean) * (v - mean))
+                    .sum();
+                let var = (sq.iter().sum::<f32>() + tail) / h as f32;
+                let inv = 1.0 / (var + eps).sqrt();
+                for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+                    *v = (*v - mean) * inv * g + b;
                 }
             }
-            let mean = sum8(row) / h as f32;
-            let mut sq = [0f32; 8];
-            let mut chunks = row.chunks_exact(8);
-            for c in &mut chunks {
-                for k in 0..8 {
-                    let d = c[k] - mean;
-                    sq[k] += d * d;
-                }
-            }
-            let tail: f32 = chunks
-                .remainder()
-                .iter()
-                .map(|v| (v - mean) * (v - mean))
-                .sum();
-            let var = (sq.iter().sum::<f32>() + tail) / h as f32;
-            let inv = 1.0 / (var + eps).sqrt();
-            for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-                *v = (*v - mean) * inv * g + b;
-            }
-        }
-    });
+        },
+    );
 }
 
 /// Softmax of `xs`, in place.
 pub fn softmax(xs: &mut [f32]) {
-    vectorized(|| softmax_inline(xs));
+    vectorized(
+        #[inline(always)]
+        move || {
+            let xs = xs;
+            softmax_inline(xs)
+        },
+    );
 }
 
 #[inline(always)]
@@ -402,64 +418,140 @@ fn softmax_inline(xs: &mut [f32]) {
     }
 }
 
-/// A dot product with eight independent partial sums (so that it vectorises).
-#[inline(always)]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Multi-head self-attention of one sentence of `t` tokens. `qkv` holds each token's query,
 /// key and value (`3 × hidden` floats a row, heads side by side in each); each head's output
-/// goes to its columns of `ctx` (`t` rows of `hidden`). `scores` is scratch space.
+/// goes to its columns of `ctx` (`t` rows of `hidden`). `scratch` is reused space.
+///
+/// Heads of 32 or 64 dimensions (MiniLM's is 32) take a path with the head's vectors as
+/// fixed-size arrays: each score and each output row is summed in registers. Other sizes
+/// take a general path.
 pub fn attention(
     qkv: &[f32],
     t: usize,
     heads: usize,
     scale: f32,
-    scores: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
     ctx: &mut [f32],
 ) {
     let h = ctx.len() / t.max(1);
     assert_eq!(qkv.len(), t * 3 * h, "qkv is t × 3·hidden");
     assert_eq!(ctx.len(), t * h, "ctx is t × hidden");
     let d = h / heads.max(1);
-    scores.resize(t, 0.0);
-    vectorized(|| {
-        for head in 0..heads {
-            let off = head * d;
-            for i in 0..t {
-                let q = &qkv[i * 3 * h + off..][..d];
-                for (j, score) in scores.iter_mut().enumerate() {
-                    *score = dot8(q, &qkv[j * 3 * h + h + off..][..d]) * scale;
+    match d {
+        32 => attention_fixed::<32>(qkv, t, heads, scale, scratch, ctx),
+        64 => attention_fixed::<64>(qkv, t, heads, scale, scratch, ctx),
+        _ => attention_any(qkv, t, heads, d, scale, scratch, ctx),
+    }
+}
+
+/// The sum of 16 floats as a tree (so that it vectorises).
+#[inline(always)]
+fn sum16(a: [f32; 16]) -> f32 {
+    let b: [f32; 8] = std::array::from_fn(|i| a[i] + a[i + 8]);
+    let c: [f32; 4] = std::array::from_fn(|i| b[i] + b[i + 4]);
+    (c[0] + c[2]) + (c[1] + c[3])
+}
+
+/// [`attention`] for heads of `D` dimensions (`D` a multiple of 16).
+fn attention_fixed<const D: usize>(
+    qkv: &[f32],
+    t: usize,
+    heads: usize,
+    scale: f32,
+    scratch: &mut Vec<f32>,
+    ctx: &mut [f32],
+) {
+    let h = heads * D;
+    scratch.resize(t, 0.0);
+    let scores = &mut scratch[..];
+    vectorized(
+        #[inline(always)]
+        move || {
+            let (scores, ctx) = (scores, ctx);
+            let vector = |row: usize, part: usize, head: usize| -> &[f32; D] {
+                qkv[row * 3 * h + part * h + head * D..][..D]
+                    .try_into()
+                    .expect("D floats")
+            };
+            for head in 0..heads {
+                for i in 0..t {
+                    let q = vector(i, 0, head);
+                    for (j, score) in scores.iter_mut().enumerate() {
+                        let k = vector(j, 1, head);
+                        let mut acc = [0f32; 16];
+                        for c in (0..D).step_by(16) {
+                            for l in 0..16 {
+                                acc[l] += q[c + l] * k[c + l];
+                            }
+                        }
+                        *score = sum16(acc) * scale;
+                    }
+                    softmax_inline(scores);
+                    let mut out = [0f32; D];
+                    for (j, &p) in scores.iter().enumerate() {
+                        let v = vector(j, 2, head);
+                        for c in 0..D {
+                            out[c] += p * v[c];
+                        }
+                    }
+                    ctx[i * h + head * D..][..D].copy_from_slice(&out);
                 }
-                softmax_inline(scores);
-                let out = &mut ctx[i * h + off..][..d];
-                out.fill(0.0);
-                for (j, &p) in scores.iter().enumerate() {
-                    let v = &qkv[j * 3 * h + 2 * h + off..][..d];
-                    for (o, x) in out.iter_mut().zip(v) {
-                        *o += p * x;
+            }
+        },
+    );
+}
+
+/// [`attention`] for heads of any size: per head, the keys are gathered transposed
+/// (`d × t`) and the values contiguous (`t × d`), so that both products are runs of
+/// `a · x + y` over contiguous floats.
+fn attention_any(
+    qkv: &[f32],
+    t: usize,
+    heads: usize,
+    d: usize,
+    scale: f32,
+    scratch: &mut Vec<f32>,
+    ctx: &mut [f32],
+) {
+    let h = heads * d;
+    scratch.resize(t + 2 * t * d, 0.0);
+    let (scores, rest) = scratch.split_at_mut(t);
+    let (keys_t, values) = rest.split_at_mut(t * d);
+    vectorized(
+        #[inline(always)]
+        move || {
+            let (scores, keys_t, values, ctx) = (scores, keys_t, values, ctx);
+            for head in 0..heads {
+                let off = head * d;
+                for j in 0..t {
+                    let k = &qkv[j * 3 * h + h + off..][..d];
+                    for (c, &kc) in k.iter().enumerate() {
+                        keys_t[c * t + j] = kc;
+                    }
+                    values[j * d..(j + 1) * d]
+                        .copy_from_slice(&qkv[j * 3 * h + 2 * h + off..][..d]);
+                }
+                for i in 0..t {
+                    let q = &qkv[i * 3 * h + off..][..d];
+                    scores.fill(0.0);
+                    for (&qc, kt) in q.iter().zip(keys_t.chunks_exact(t)) {
+                        let qc = qc * scale;
+                        for (s, &k) in scores.iter_mut().zip(kt) {
+                            *s += qc * k;
+                        }
+                    }
+                    softmax_inline(scores);
+                    let out = &mut ctx[i * h + off..][..d];
+                    out.fill(0.0);
+                    for (&p, v) in scores.iter().zip(values.chunks_exact(d)) {
+                        for (o, &x) in out.iter_mut().zip(v) {
+                            *o += p * x;
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 #[cfg(test)]
@@ -497,6 +589,42 @@ mod tests {
                         (want - got).abs() < 1e-4,
                         "{m}×{n}×{k} [{i},{o}]: {got} vs {want}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attention_matches_the_definition_for_every_head_size() {
+        let mut seed = 4;
+        // 32 and 64 take the fixed-size path, 5 and 24 the general one.
+        for (t, heads, d) in [(1, 1, 32), (7, 12, 32), (20, 3, 64), (9, 2, 5), (3, 4, 24)] {
+            let h = heads * d;
+            let qkv: Vec<f32> = (0..t * 3 * h).map(|_| noise(&mut seed)).collect();
+            let scale = 1.0 / (d as f32).sqrt();
+            let mut ctx = vec![0f32; t * h];
+            attention(&qkv, t, heads, scale, &mut Vec::new(), &mut ctx);
+            for head in 0..heads {
+                for i in 0..t {
+                    let at = |row: usize, part: usize, c: usize| {
+                        f64::from(qkv[row * 3 * h + part * h + head * d + c])
+                    };
+                    let logits: Vec<f64> = (0..t)
+                        .map(|j| (0..d).map(|c| at(i, 0, c) * at(j, 1, c)).sum::<f64>())
+                        .map(|l| l * f64::from(scale))
+                        .collect();
+                    let max = logits.iter().copied().fold(f64::MIN, f64::max);
+                    let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+                    for c in 0..d {
+                        let want: f64 = (0..t)
+                            .map(|j| (logits[j] - max).exp() / z * at(j, 2, c))
+                            .sum();
+                        let got = f64::from(ctx[i * h + head * d + c]);
+                        assert!(
+                            (got - want).abs() < 1e-5,
+                            "t {t} heads {heads} d {d} [{i}, {head}, {c}]: {got} vs {want}"
+                        );
+                    }
                 }
             }
         }

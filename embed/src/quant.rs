@@ -71,8 +71,12 @@ impl std::fmt::Debug for QPacked {
 /// Scratch space of [`QPacked::matmul`]: the quantised rows and their scales.
 #[derive(Default)]
 pub struct QScratch {
-    /// Row-major, `k / 2` per row: inputs `2j` (low half) and `2j + 1` (high half) as `i16`.
+    /// Per block of [`MR`] rows, per pair `j` of inputs, the block's rows side by side
+    /// (`MR` values, zero past the last row): inputs `2j` (low half) and `2j + 1` (high half)
+    /// as `i16`. One base pointer then reaches every row's value at a fixed offset.
     pairs: Vec<i32>,
+    /// One row's pairs, before they are spread into `pairs`.
+    row: Vec<i32>,
     scales: Vec<f32>,
 }
 
@@ -169,7 +173,8 @@ impl QPacked {
             self.quantize_rows(simd, x, m, s);
             let (pairs, scales) = (&s.pairs, &s.scales);
             // A closure that moves `out` is `FnOnce` itself, so it is inlined into the
-            // vectorised context (an `Fn` closure is reached through a shim that is not).
+            // vectorised context (an `Fn` or `FnMut` closure is reached through a `call_once`
+            // shim that LLVM may leave out of line, outside the enabled instruction sets).
             simd.vectorize(
                 #[inline(always)]
                 move || {
@@ -180,28 +185,39 @@ impl QPacked {
         }
     }
 
-    /// Each row of `x` as `i16` pairs (in `s.pairs`) and its scale (in `s.scales`).
+    /// Each row of `x` as `i16` pairs (in `s.pairs`, laid out by blocks of rows) and its scale
+    /// (in `s.scales`).
     #[cfg(target_arch = "x86_64")]
     fn quantize_rows(&self, simd: V4Vnni, x: &[f32], m: usize, s: &mut QScratch) {
-        let k = self.k;
-        s.pairs.resize(m * k / 2, 0);
+        let (k, kp) = (self.k, self.k / 2);
+        s.pairs.clear();
+        s.pairs.resize(m.div_ceil(MR) * kp * MR, 0);
         s.scales.resize(m, 0.0);
+        s.row.resize(kp, 0);
         let x_max = self.x_max;
+        let QScratch {
+            pairs,
+            row: packed,
+            scales,
+        } = s;
+        let (pairs, packed, scales) = (&mut pairs[..], &mut packed[..], &mut scales[..]);
+        // Moving the `&mut` captures makes the closure `FnOnce`, inlined into the vectorised
+        // context (see `matmul`).
         simd.vectorize(
             #[inline(always)]
-            || {
-                for ((row, pairs), scale) in x
-                    .chunks_exact(k)
-                    .zip(s.pairs.chunks_exact_mut(k / 2))
-                    .zip(&mut s.scales)
-                {
-                    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            move || {
+                let (pairs, packed, scales) = (pairs, packed, scales);
+                for (i, (row, scale)) in x.chunks_exact(k).zip(scales.iter_mut()).enumerate() {
+                    let max = max_abs(row);
                     let inv = if max > 0.0 { x_max / max } else { 0.0 };
                     *scale = max / x_max;
-                    for (p, xs) in pairs.iter_mut().zip(row.chunks_exact(2)) {
-                        let lo = (xs[0] * inv).round() as i32;
-                        let hi = (xs[1] * inv).round() as i32;
-                        *p = (lo & 0xffff) | (hi << 16);
+                    for (p, xs) in packed.iter_mut().zip(row.chunks_exact(2)) {
+                        *p = (round_small(xs[0] * inv) & 0xffff) | (round_small(xs[1] * inv) << 16);
+                    }
+                    let (block, r) = (i / MR, i % MR);
+                    let dst = &mut pairs[block * kp * MR..][..kp * MR];
+                    for (j, &p) in packed.iter().enumerate() {
+                        dst[j * MR + r] = p;
                     }
                 }
             },
@@ -218,7 +234,7 @@ impl QPacked {
             let mut r0 = 0;
             while r0 < m {
                 let rows = (m - r0).min(MR);
-                let xs = &pairs[r0 * kp..(r0 + rows) * kp];
+                let xs = &pairs[r0 * kp..(r0 + MR) * kp];
                 let acc = match rows {
                     12 => block::<12>(simd, xs, kp, panel),
                     11 => block::<11>(simd, xs, kp, panel),
@@ -268,7 +284,31 @@ impl QPacked {
     }
 }
 
-/// `M` quantised rows (`kp` pairs each) times one panel: each output's `i32` sum, as two
+/// The largest magnitude in `xs`, with 16 independent maxima (so that it vectorises).
+#[inline(always)]
+fn max_abs(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for k in 0..16 {
+            let v = c[k].abs();
+            acc[k] = if v > acc[k] { v } else { acc[k] };
+        }
+    }
+    let tail = chunks.remainder().iter().fold(0f32, |m, v| m.max(v.abs()));
+    acc.iter().fold(tail, |m, &v| m.max(v))
+}
+
+/// `v` rounded to the nearest integer (ties to even), for `|v| < 2²²`: adding 1.5 · 2²³ leaves
+/// the integer in the low mantissa bits. Plain float arithmetic and integer bits, so that it
+/// vectorises (a saturating `as` conversion does not).
+#[inline(always)]
+fn round_small(v: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
+}
+
+/// `M` quantised rows (`kp` pairs each, laid out `[pair][MR]`) times one panel: each output's `i32` sum, as two
 /// vectors of 16 outputs a row (`MR` rows returned; rows past `M` are zero).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -279,15 +319,15 @@ fn block<const M: usize>(
     panel: &[core::arch::x86_64::__m256i],
 ) -> [[core::arch::x86_64::__m512i; 2]; MR] {
     let (f, bw) = (simd.avx512f, simd.avx512bw);
-    let rows: [&[i32]; M] = std::array::from_fn(|r| &xs[r * kp..][..kp]);
+    let xs = &xs[..kp * MR];
     let panel = &panel[..2 * kp];
     let zero = f._mm512_setzero_si512();
     let mut acc = [[zero; 2]; M];
-    for j in 0..kp {
+    for (j, x) in xs.chunks_exact(MR).enumerate() {
         let w0 = bw._mm512_cvtepi8_epi16(panel[2 * j]);
         let w1 = bw._mm512_cvtepi8_epi16(panel[2 * j + 1]);
         for r in 0..M {
-            let a = f._mm512_set1_epi32(rows[r][j]);
+            let a = f._mm512_set1_epi32(x[r]);
             // add(madd(a, w), acc): one `vpdpwssd` with VNNI enabled.
             acc[r][0] = f._mm512_add_epi32(acc[r][0], bw._mm512_madd_epi16(a, w0));
             acc[r][1] = f._mm512_add_epi32(acc[r][1], bw._mm512_madd_epi16(a, w1));
@@ -319,7 +359,7 @@ mod tests {
             let xm = row.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
             let xq: Vec<i64> = row
                 .iter()
-                .map(|&v| (v * (x_max / xm) as f32).round() as i64)
+                .map(|&v| (v * (x_max / xm) as f32).round_ties_even() as i64)
                 .collect();
             for o in 0..n {
                 let wr = &w[o * k..(o + 1) * k];
