@@ -31,6 +31,8 @@ const MAX_TOKENS: usize = 128;
 /// Tokens per forward pass when a knowledge base is embedded (sentences are packed without
 /// padding; this many rows keep a pass's activations in the core's cache).
 const BATCH_TOKENS: usize = 256;
+/// The version of the 8-bit arithmetic's rounding, part of its embedding cache's key.
+const INT8_NUMERICS: u32 = 2;
 /// The files a model directory must hold.
 pub const MODEL_FILES: [&str; 3] = ["model.safetensors", "tokenizer.json", "config.json"];
 
@@ -122,9 +124,11 @@ impl Embedder {
         hasher.update(&tokenizer_bytes);
         hasher.update((weights.len() as u64).to_le_bytes());
         let bert = Bert::load_with(&weights, &config, precision)?;
-        // The two precisions give slightly different vectors: each has its own cache.
+        // The two precisions give slightly different vectors: each has its own cache (and the
+        // 8-bit one a version, bumped whenever its rounding changes).
         if bert.precision() != Precision::F32 {
             hasher.update(bert.precision().as_str());
+            hasher.update(INT8_NUMERICS.to_le_bytes());
         }
         let model_key = hex::encode(&hasher.finalize()[..8]);
         drop(weights);
