@@ -313,6 +313,29 @@ impl Classifier {
         self.labels.is_empty()
     }
 
+    /// Examples per class (out-of-scope examples left out; 0 without classes).
+    pub fn examples_per_class(&self) -> f32 {
+        let classes = self
+            .labels
+            .iter()
+            .filter_map(|l| match l {
+                Label::Class(c) => Some(*c),
+                Label::OutOfScope => None,
+            })
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        let examples = self
+            .labels
+            .iter()
+            .filter(|l| matches!(l, Label::Class(_)))
+            .count();
+        if classes == 0 {
+            0.0
+        } else {
+            examples as f32 / classes as f32
+        }
+    }
+
     pub fn calibration(&self) -> (Logistic, Logistic) {
         (self.confidence, self.cover)
     }
