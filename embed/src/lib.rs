@@ -78,6 +78,15 @@ impl Linear {
     }
 }
 
+/// A deterministic pseudo-random number in -1..1 (the kernels' tests' inputs).
+#[cfg(test)]
+fn noise(seed: &mut u64) -> f32 {
+    *seed = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    ((*seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+}
+
 /// Normalises `v` to unit length in place (leaves a zero vector alone).
 pub fn normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();

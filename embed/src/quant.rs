@@ -341,13 +341,7 @@ fn block<const M: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((*seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-    }
+    use crate::noise;
 
     /// The product as the kernel defines it, in scalar code: the same rounding of weights and
     /// inputs, summed exactly.
