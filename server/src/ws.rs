@@ -480,7 +480,7 @@ impl SharedSites {
 /// A connection that said hello successfully.
 enum Peer {
     Visitor(Box<VisitorSession>),
-    Agent(crate::ws_agent::AgentSession),
+    Agent(Box<crate::ws_agent::AgentSession>),
 }
 
 impl Peer {
@@ -644,7 +644,7 @@ async fn accept(
                 .open_site(user.site_id)
                 .ok_or_else(|| too_many_connections("to this site"))?;
             let (session, welcome) = crate::ws_agent::AgentSession::open(state, user).await?;
-            Ok((Peer::Agent(session), welcome, slot))
+            Ok((Peer::Agent(Box::new(session)), welcome, slot))
         }
     }
 }

@@ -27,8 +27,11 @@ enum Live {
     /// The session fell behind on this conversation (or on the site feed, `None`).
     Lagged(Option<Uuid>),
     /// A reply stored by the session's writer (or why it was not).
-    Replied(Uuid, String, Result<Committed, ErrorBody>),
+    Replied(Box<Replied>),
 }
+
+/// A reply's conversation, client id and what storing it gave.
+struct Replied(Uuid, String, Result<Committed, ErrorBody>);
 
 /// A reply waiting for the session's writer.
 struct Reply {
@@ -73,7 +76,11 @@ fn writer(
                 &reply.body,
             )
             .await;
-            let done = Live::Replied(reply.conversation_id, reply.client_msg_id, result);
+            let done = Live::Replied(Box::new(Replied(
+                reply.conversation_id,
+                reply.client_msg_id,
+                result,
+            )));
             if tx.send(done).await.is_err() {
                 return;
             }
@@ -403,7 +410,8 @@ impl Connection for AgentSession {
             Live::Lagged(None) => Box::pin(agent::inbox(state, &self.user))
                 .await
                 .unwrap_or_default(),
-            Live::Replied(conversation_id, client_msg_id, result) => {
+            Live::Replied(replied) => {
+                let Replied(conversation_id, client_msg_id, result) = *replied;
                 Box::pin(self.replied(state, conversation_id, client_msg_id, result)).await
             }
         })
