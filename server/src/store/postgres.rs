@@ -9,11 +9,13 @@
 //! Commits go through a group commit: one task takes every [`Store::commit`] waiting (at most
 //! [`MAX_BATCH`]) and runs them in one transaction, with one `NOTIFY` for the batch, so a busy
 //! instance pays one WAL flush (and one hold of PostgreSQL's notification lock, which
-//! serialises committing transactions that notify) per batch instead of per message. Each
-//! commit costs two statements: the locking read (which also checks the `client_msg_id`) and
-//! one write (entries and conversation together). The batch locks its conversations in id
-//! order (a stable sort, so each conversation's commits keep their order), so batches of
-//! several instances cannot deadlock. An op the state machine refuses writes nothing and is
+//! serialises committing transactions that notify) per batch instead of per message. A batch
+//! costs three statements whatever its size: one locking read of all its conversations, one
+//! read of the messages its `client_msg_id`s already name, and one write of all its entries
+//! and conversations (with the notification); the state machine runs in memory in between,
+//! each commit after the previous ones (a stable sort by conversation keeps each
+//! conversation's commits in order). The batch locks its conversations in id order, so
+//! batches of several instances cannot deadlock. An op the state machine refuses writes nothing and is
 //! answered with its error; a database error rolls the batch back and each of its commits is
 //! then run alone, so only the failing one fails. No caller hears of its commit before the
 //! transaction committed.
