@@ -423,13 +423,56 @@ pub async fn handle(
     presence: &PresenceBoard,
     payload: &str,
 ) {
-    match unpack(payload) {
-        Ok(events) => {
-            for event in events {
+    let events = match unpack(payload) {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(error = %e, "fan-out: unreadable notification");
+            return;
+        }
+    };
+    // The entries announced by consecutive events are read together, in one query: a busy
+    // instance announces a whole group commit in one notification, and a read per
+    // conversation would make this (serial) listener the bottleneck.
+    let mut ranges = Vec::new();
+    for event in events {
+        match event {
+            Event::Messages {
+                origin,
+                conversation,
+                after,
+                seq,
+            } if origin != pg.instance() => {
+                hub.metrics().fanout_received();
+                if seq > after && hub.has_conversation_subscribers(conversation) {
+                    ranges.push((conversation, after, seq));
+                }
+            }
+            event => {
+                deliver_messages(pg, hub, &std::mem::take(&mut ranges)).await;
                 handle_event(pg, hub, engine, presence, event).await;
             }
         }
-        Err(e) => tracing::warn!(error = %e, "fan-out: unreadable notification"),
+    }
+    deliver_messages(pg, hub, &ranges).await;
+}
+
+/// Reads the entries `after + 1 ..= seq` of each `(conversation, after, seq)` (at most
+/// [`MAX_READ`] of each; connections page the rest) in one query, and publishes them to this
+/// instance's subscribers in sequence order.
+async fn deliver_messages(pg: &PgStore, hub: &Hub, ranges: &[(Uuid, u64, u64)]) {
+    if ranges.is_empty() {
+        return;
+    }
+    match pg.messages_in(ranges, MAX_READ).await {
+        Ok(messages) => {
+            for message in messages {
+                hub.publish_conversation_local(
+                    message.conversation_id,
+                    Arc::new(ServerFrame::Message(message)),
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "fan-out: cannot read new entries"),
     }
 }
 
@@ -472,20 +515,8 @@ async fn handle_event(
             seq,
             ..
         } => {
-            if !hub.has_conversation_subscribers(conversation) || seq <= after {
-                return;
-            }
-            let limit = u32::try_from(seq - after).unwrap_or(MAX_READ).min(MAX_READ);
-            match pg.messages_after(conversation, after, limit).await {
-                Ok(messages) => {
-                    for message in messages.into_iter().filter(|m| m.seq <= seq) {
-                        hub.publish_conversation_local(
-                            conversation,
-                            Arc::new(ServerFrame::Message(message)),
-                        );
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "fan-out: cannot read new entries"),
+            if seq > after && hub.has_conversation_subscribers(conversation) {
+                deliver_messages(pg, hub, &[(conversation, after, seq)]).await;
             }
         }
         Event::Conversation {

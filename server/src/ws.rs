@@ -400,6 +400,30 @@ impl Follower {
         }
     }
 
+    /// After this connection's own commit to `id` of `stored`: those entries from memory when
+    /// they follow what was sent, nothing when they were sent live already, else everything
+    /// not sent yet from the store.
+    pub(crate) async fn after_commit(
+        &mut self,
+        state: &AppState,
+        id: Uuid,
+        stored: &[Message],
+    ) -> Vec<ServerFrame> {
+        let (Some(&last), Some(first), Some(newest)) =
+            (self.last_sent.get(&id), stored.first(), stored.last())
+        else {
+            return self.catch_up(state, id).await;
+        };
+        if newest.seq <= last {
+            vec![]
+        } else if first.seq == last + 1 {
+            self.last_sent.insert(id, newest.seq);
+            stored.iter().cloned().map(ServerFrame::Message).collect()
+        } else {
+            self.catch_up(state, id).await
+        }
+    }
+
     /// Everything of `id` not sent yet, from the store.
     pub(crate) async fn catch_up(&mut self, state: &AppState, id: Uuid) -> Vec<ServerFrame> {
         let Some(&last) = self.last_sent.get(&id) else {
@@ -456,7 +480,7 @@ impl SharedSites {
 /// A connection that said hello successfully.
 enum Peer {
     Visitor(Box<VisitorSession>),
-    Agent(crate::ws_agent::AgentSession),
+    Agent(Box<crate::ws_agent::AgentSession>),
 }
 
 impl Peer {
@@ -620,7 +644,7 @@ async fn accept(
                 .open_site(user.site_id)
                 .ok_or_else(|| too_many_connections("to this site"))?;
             let (session, welcome) = crate::ws_agent::AgentSession::open(state, user).await?;
-            Ok((Peer::Agent(session), welcome, slot))
+            Ok((Peer::Agent(Box::new(session)), welcome, slot))
         }
     }
 }

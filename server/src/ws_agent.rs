@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::agent;
 use crate::error::store_error_body;
 use crate::hub::Frame;
-use crate::store::User;
+use crate::store::{Committed, User};
 use crate::ws::{Connection, End, Follower, drive, encode, error_frame, state_frame};
 
 /// What the forwarding tasks hand to the session.
@@ -26,7 +26,22 @@ enum Live {
     Frame(Frame),
     /// The session fell behind on this conversation (or on the site feed, `None`).
     Lagged(Option<Uuid>),
+    /// A reply stored by the session's writer (or why it was not).
+    Replied(Box<Replied>),
 }
+
+/// A reply's conversation, client id and what storing it gave.
+struct Replied(Uuid, String, Result<Committed, ErrorBody>);
+
+/// A reply waiting for the session's writer.
+struct Reply {
+    conversation_id: Uuid,
+    client_msg_id: String,
+    body: String,
+}
+
+/// Replies waiting for the writer, at most (the frame rate limit keeps it far lower).
+const REPLY_QUEUE: usize = 64;
 
 /// Bounded: a slow agent connection cannot grow server memory; its forwarders wait, then lag.
 const LIVE_QUEUE: usize = 256;
@@ -38,6 +53,39 @@ pub(crate) struct AgentSession {
     site_feed: JoinHandle<()>,
     watches: HashMap<Uuid, JoinHandle<()>>,
     follower: Follower,
+    replies: mpsc::Sender<Reply>,
+    writer: JoinHandle<()>,
+}
+
+/// Stores the session's replies one after the other, in the order they were sent, while the
+/// session goes on delivering live frames: waiting for a commit does not hold up what the
+/// agent receives.
+fn writer(
+    state: AppState,
+    user: User,
+    mut replies: mpsc::Receiver<Reply>,
+    tx: mpsc::Sender<Live>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(reply) = replies.recv().await {
+            let result = agent::reply(
+                &state,
+                &user,
+                reply.conversation_id,
+                &reply.client_msg_id,
+                &reply.body,
+            )
+            .await;
+            let done = Live::Replied(Box::new(Replied(
+                reply.conversation_id,
+                reply.client_msg_id,
+                result,
+            )));
+            if tx.send(done).await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 fn forward(
@@ -68,6 +116,8 @@ impl AgentSession {
             .map_err(|e| store_error_body(&e))?
             .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownSite, "The site no longer exists."))?;
         let (live_tx, live_rx) = mpsc::channel(LIVE_QUEUE);
+        let (replies, queued) = mpsc::channel(REPLY_QUEUE);
+        let writer = writer(state.clone(), user.clone(), queued, live_tx.clone());
         let site_feed = forward(state.hub.subscribe_site(site.id), live_tx.clone(), None);
         let status = state.presence.connect(site.id, &user.agent_ref());
         agent::start_idle_sweeper(state);
@@ -96,6 +146,8 @@ impl AgentSession {
                 site_feed,
                 watches: HashMap::new(),
                 follower: Follower::default(),
+                replies,
+                writer,
             },
             welcome,
         ))
@@ -109,6 +161,7 @@ impl AgentSession {
     {
         let end = self.run_inner(state, tx, rx).await;
         self.site_feed.abort();
+        self.writer.abort();
         for (_, task) in self.watches.drain() {
             task.abort();
         }
@@ -214,29 +267,20 @@ impl AgentSession {
                 client_msg_id,
                 body,
             } => {
-                let mut out = self.watch_if_needed(state, conversation_id).await?;
-                let committed =
-                    agent::reply(state, &user, conversation_id, &client_msg_id, &body).await?;
-                let (message, duplicate) = match committed.duplicate {
-                    Some(m) => (m, true),
-                    None => match committed.messages.last() {
-                        Some(m) => (m.clone(), false),
-                        None => {
-                            return Err(ErrorBody::new(
-                                ErrorCode::Internal,
-                                "The message was not stored.",
-                            ));
-                        }
-                    },
-                };
-                out.extend(self.follower.catch_up(state, conversation_id).await);
-                out.push(ServerFrame::Ack {
-                    client_msg_id,
+                let out = self.watch_if_needed(state, conversation_id).await?;
+                // Stored by the writer; the ack follows when it is (see `Live::Replied`).
+                let reply = Reply {
                     conversation_id,
-                    message_id: message.id,
-                    seq: message.seq,
-                    duplicate,
-                });
+                    client_msg_id: client_msg_id.clone(),
+                    body,
+                };
+                if self.replies.try_send(reply).is_err() {
+                    return Err(ErrorBody::new(
+                        ErrorCode::RateLimited,
+                        "Too many replies waiting; slow down.",
+                    )
+                    .for_message(client_msg_id));
+                }
                 Ok(out)
             }
             ClientFrame::Send { client_msg_id, .. } => Err(ErrorBody::new(
@@ -297,6 +341,44 @@ impl AgentSession {
         }
     }
 
+    /// A reply the writer stored: its entries not sent yet, then the ack (or the error).
+    async fn replied(
+        &mut self,
+        state: &AppState,
+        conversation_id: Uuid,
+        client_msg_id: String,
+        result: Result<Committed, ErrorBody>,
+    ) -> Vec<ServerFrame> {
+        let committed = match result {
+            Ok(committed) => committed,
+            Err(e) => return vec![error_frame(e)],
+        };
+        let (message, duplicate) = match committed.duplicate {
+            Some(m) => (m, true),
+            None => match committed.messages.last() {
+                Some(m) => (m.clone(), false),
+                None => {
+                    return vec![error_frame(ErrorBody::new(
+                        ErrorCode::Internal,
+                        "The message was not stored.",
+                    ))];
+                }
+            },
+        };
+        let mut out = self
+            .follower
+            .after_commit(state, conversation_id, &committed.messages)
+            .await;
+        out.push(ServerFrame::Ack {
+            client_msg_id,
+            conversation_id,
+            message_id: message.id,
+            seq: message.seq,
+            duplicate,
+        });
+        out
+    }
+
     async fn watch_if_needed(
         &mut self,
         state: &AppState,
@@ -328,6 +410,10 @@ impl Connection for AgentSession {
             Live::Lagged(None) => Box::pin(agent::inbox(state, &self.user))
                 .await
                 .unwrap_or_default(),
+            Live::Replied(replied) => {
+                let Replied(conversation_id, client_msg_id, result) = *replied;
+                Box::pin(self.replied(state, conversation_id, client_msg_id, result)).await
+            }
         })
     }
 }

@@ -519,3 +519,114 @@ async fn agents_online_on_another_instance_count_until_it_dies() {
     late.close().await;
     one.kill().await;
 }
+
+/// Many conversations writing at once on instance 1, each of its group commits announced in
+/// one notification: an agent on instance 2 watching all of them receives every entry of
+/// every conversation live, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_across_many_conversations_reaches_another_instance_in_order() {
+    if support::skipped() {
+        return;
+    }
+    const VISITORS: usize = 24;
+    const MESSAGES: usize = 15;
+    let schema = Schema::create(&support::base_url()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let widget = dir.path().join("widget");
+    let one = Instance::start(&schema.url, &widget).await;
+    let two = Instance::start(&schema.url, &widget).await;
+    support::add_user(&schema.url, "ana@demo.test", "agent").await;
+    let ana_token = support::login(two.port, "ana@demo.test").await;
+    let (mut agent, _) = Ws::agent(&two.ws_url(), &ana_token).await;
+
+    let mut visitors = Vec::new();
+    for i in 0..VISITORS {
+        let (mut visitor, _) = Ws::visitor(&one.ws_url(), None).await;
+        let (c, _) = visitor
+            .say(None, &format!("v{i}-0"), "I want to talk to a human")
+            .await;
+        visitor
+            .until("waiting", state_is(c, ConversationState::Waiting))
+            .await;
+        agent.send(&ClientFrame::Watch { conversation_id: c }).await;
+        agent
+            .until("the history", |f| {
+                matches!(f, ServerFrame::History { conversation_id, .. } if *conversation_id == c)
+                    .then_some(())
+            })
+            .await;
+        visitors.push((visitor, c));
+    }
+
+    // Every visitor sends all its messages without waiting for an ack, all at once.
+    let sent = visitors
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut visitor, c))| {
+            tokio::spawn(async move {
+                for n in 1..=MESSAGES {
+                    visitor
+                        .send(&ClientFrame::Send {
+                            conversation_id: Some(c),
+                            client_msg_id: format!("v{i}-{n}"),
+                            body: format!("message {n} of visitor {i}"),
+                        })
+                        .await;
+                }
+                let last = format!("v{i}-{MESSAGES}");
+                let seq = visitor
+                    .until("the last ack", |f| match f {
+                        ServerFrame::Ack {
+                            client_msg_id, seq, ..
+                        } if *client_msg_id == last => Some(*seq),
+                        ServerFrame::Error(e) => panic!("refused: {e:?}"),
+                        _ => None,
+                    })
+                    .await;
+                visitor.close().await;
+                (c, seq)
+            })
+        });
+    let mut last_seqs = Vec::new();
+    for task in sent {
+        last_seqs.push(task.await.expect("a visitor task"));
+    }
+
+    for (c, last) in &last_seqs {
+        let (c, last) = (*c, *last);
+        if !agent.seqs(c).contains(&last) {
+            agent
+                .until("the conversation's last entry", |f| match f {
+                    ServerFrame::Message(m) if m.conversation_id == c && m.seq == last => Some(()),
+                    _ => None,
+                })
+                .await;
+        }
+    }
+    agent.drain(Duration::from_millis(300)).await;
+    for (c, last) in last_seqs {
+        let seqs = agent.seqs(c);
+        let first = seqs.first().copied().unwrap_or(1);
+        assert_eq!(
+            seqs,
+            (first..=last).collect::<Vec<_>>(),
+            "conversation {c}: every entry once, in order"
+        );
+        let bodies: Vec<String> = agent
+            .seen
+            .iter()
+            .filter_map(|f| match f {
+                ServerFrame::Message(m)
+                    if m.conversation_id == c && m.author == Author::Visitor =>
+                {
+                    Some(m.body.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bodies.len(), MESSAGES, "conversation {c}: {bodies:?}");
+    }
+    agent.close().await;
+    one.kill().await;
+    two.kill().await;
+}

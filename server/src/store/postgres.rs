@@ -9,15 +9,18 @@
 //! Commits go through a group commit: one task takes every [`Store::commit`] waiting (at most
 //! [`MAX_BATCH`]) and runs them in one transaction, with one `NOTIFY` for the batch, so a busy
 //! instance pays one WAL flush (and one hold of PostgreSQL's notification lock, which
-//! serialises committing transactions that notify) per batch instead of per message. Each
-//! commit costs two statements: the locking read (which also checks the `client_msg_id`) and
-//! one write (entries and conversation together). The batch locks its conversations in id
-//! order (a stable sort, so each conversation's commits keep their order), so batches of
-//! several instances cannot deadlock. An op the state machine refuses writes nothing and is
+//! serialises committing transactions that notify) per batch instead of per message. A batch
+//! costs three statements whatever its size: one locking read of all its conversations, one
+//! read of the messages its `client_msg_id`s already name, and one write of all its entries
+//! and conversations (with the notification); the state machine runs in memory in between,
+//! each commit after the previous ones (a stable sort by conversation keeps each
+//! conversation's commits in order). The batch locks its conversations in id order, so
+//! batches of several instances cannot deadlock. An op the state machine refuses writes nothing and is
 //! answered with its error; a database error rolls the batch back and each of its commits is
 //! then run alone, so only the failing one fails. No caller hears of its commit before the
 //! transaction committed.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -184,6 +187,33 @@ impl PgStore {
         if let Err(e) = self.notify(&event.to_payload()).await {
             tracing::warn!(error = %e, "could not notify the other instances");
         }
+    }
+
+    /// The entries `after + 1 ..= seq` of each `(conversation, after, seq)` of `ranges`, at
+    /// most `limit` of each, in one query: grouped as `ranges` are, in sequence order.
+    pub async fn messages_in(
+        &self,
+        ranges: &[(Uuid, u64, u64)],
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        sqlx::query(
+            "SELECT m.* FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
+                 WITH ORDINALITY AS r(conversation_id, after_seq, seq, i)
+             CROSS JOIN LATERAL (SELECT * FROM messages
+                 WHERE conversation_id = r.conversation_id AND seq > r.after_seq
+                     AND seq <= r.seq
+                 ORDER BY seq LIMIT $4) AS m
+             ORDER BY r.i, m.seq",
+        )
+        .bind(ranges.iter().map(|r| r.0.to_string()).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| seq_i64(r.1)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| seq_i64(r.2)).collect::<Vec<_>>())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect()
     }
 
     pub async fn close(&self) {
@@ -391,6 +421,11 @@ impl Committer {
 
     /// Runs `batch` in one transaction with one notification; the result of each commit, or
     /// why the transaction failed.
+    ///
+    /// Five round trips whatever the batch's size: `BEGIN`, the locking read of its
+    /// conversations, the read of the messages its client ids already name, one write of every
+    /// entry and conversation (with the notification), `COMMIT`. The state machine runs in
+    /// memory in between, each commit against the state the previous ones left.
     async fn transaction(
         &self,
         batch: &[CommitRequest],
@@ -400,33 +435,33 @@ impl Committer {
             .begin()
             .await
             .map_err(|e| Failed::Commit(e.into()))?;
+        let (mut conversations, mut earlier) =
+            lock_batch(&mut tx, batch).await.map_err(Failed::Before)?;
         let mut results = Vec::with_capacity(batch.len());
+        let mut writes = Writes::default();
         let mut events = Vec::new();
         for request in batch {
-            match apply(&mut tx, request.conversation_id, request.op.clone()).await {
-                Ok(committed) => {
-                    if let Some(first) = committed.messages.first() {
-                        events.push(Event::Messages {
-                            origin: self.instance,
-                            conversation: request.conversation_id,
-                            after: first.seq - 1,
-                            seq: committed.conversation.last_seq,
-                        });
-                    }
-                    results.push(Ok(committed));
+            let result = plan_one(&mut conversations, &mut earlier, request);
+            if let Ok(committed) = &result
+                && committed.duplicate.is_none()
+            {
+                if let Some(first) = committed.messages.first() {
+                    events.push(Event::Messages {
+                        origin: self.instance,
+                        conversation: request.conversation_id,
+                        after: first.seq - 1,
+                        seq: committed.conversation.last_seq,
+                    });
                 }
-                // A database error aborts the transaction.
-                Err(e @ StoreError::Database(_)) => return Err(Failed::Before(e)),
-                // Refused, or not found: nothing was written.
-                Err(e) => results.push(Err(e)),
+                writes.add(committed);
             }
+            results.push(result);
         }
-        if !events.is_empty() {
-            // Delivered to the listening instances when (and only if) the transaction commits.
-            sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) AS payload")
-                .bind(&self.channel)
-                .bind(crate::fanout::pack(&events))
-                .execute(&mut *tx)
+        if !writes.is_empty() {
+            // The notification is delivered to the listening instances when (and only if)
+            // the transaction commits.
+            writes
+                .execute(&mut tx, &self.channel, &crate::fanout::pack(&events))
                 .await
                 .map_err(|e| Failed::Before(e.into()))?;
         }
@@ -460,141 +495,257 @@ fn copy_error(e: &StoreError) -> StoreError {
     }
 }
 
-/// One commit inside a transaction, in two statements: the locking read (with the
-/// `client_msg_id` check) and one write of the new entries and the conversation.
-async fn apply(conn: &mut PgConnection, conversation_id: Uuid, op: Op) -> StoreResult<Committed> {
-    let id = conversation_id.to_string();
-    let client_msg_id = match &op {
-        Op::Post { message, .. } => message.client_msg_id.clone(),
-        Op::Transition { .. } => None,
-    };
-    // The row lock orders concurrent commits to one conversation across every instance: the
-    // second waits, then plans against the state the first left behind. The subqueries see
-    // the statement's snapshot, taken before any such wait; `seen_seq` behind `last_seq`
-    // says the duplicate check must be repeated on what the other commit stored.
-    let row = sqlx::query(
-        "SELECT c.*,
-            (SELECT m.id FROM messages m
-             WHERE m.conversation_id = c.id AND m.client_msg_id = $1) AS duplicate_id,
-            (SELECT COALESCE(MAX(m.seq), 0) FROM messages m
-             WHERE m.conversation_id = c.id) AS seen_seq
-         FROM conversations c WHERE c.id = $2 FOR UPDATE OF c",
+/// Locks the conversations of `batch` and reads the messages its posts' client ids already
+/// name, keyed by conversation and client id.
+///
+/// The rows are locked in id order (`COLLATE "C"`, the order of [`Uuid`]'s bytes, as the
+/// batch is sorted), so batches of several instances cannot deadlock; a batch that waits for
+/// another's lock reads the row as that one left it. The duplicate check is a statement of its
+/// own, after the locks: its snapshot sees every message the other batches committed.
+async fn lock_batch(
+    conn: &mut PgConnection,
+    batch: &[CommitRequest],
+) -> StoreResult<(
+    HashMap<Uuid, Conversation>,
+    HashMap<(Uuid, String), Message>,
+)> {
+    let mut ids: Vec<String> = batch
+        .iter()
+        .map(|r| r.conversation_id.to_string())
+        .collect();
+    ids.dedup();
+    let conversations = sqlx::query(
+        "SELECT * FROM conversations WHERE id = ANY($1) ORDER BY id COLLATE \"C\" FOR UPDATE",
     )
-    .bind(&client_msg_id)
-    .bind(&id)
-    .fetch_optional(&mut *conn)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
     .await?
-    .ok_or(StoreError::NotFound)?;
-    let before = conversation_from_row(&row)?;
-    let seen_seq: i64 = row.try_get("seen_seq")?;
-    let duplicate = match row.try_get::<Option<String>, _>("duplicate_id")? {
-        Some(duplicate_id) => {
-            sqlx::query("SELECT * FROM messages WHERE id = $1")
-                .bind(duplicate_id)
-                .fetch_optional(&mut *conn)
-                .await?
+    .iter()
+    .map(|row| conversation_from_row(row).map(|c| (c.id, c)))
+    .collect::<StoreResult<HashMap<_, _>>>()?;
+    let (posted_in, client_ids): (Vec<String>, Vec<String>) = batch
+        .iter()
+        .filter_map(|r| match &r.op {
+            Op::Post { message, .. } => message
+                .client_msg_id
+                .clone()
+                .map(|id| (r.conversation_id.to_string(), id)),
+            Op::Transition { .. } => None,
+        })
+        .unzip();
+    let mut earlier = HashMap::new();
+    if !client_ids.is_empty() {
+        let rows = sqlx::query(
+            // A lateral lookup per client id: the unique index, whatever the table's size.
+            "SELECT m.* FROM UNNEST($1::text[], $2::text[]) AS d(conversation_id, client_msg_id)
+             CROSS JOIN LATERAL (SELECT * FROM messages
+                 WHERE conversation_id = d.conversation_id AND client_msg_id = d.client_msg_id)
+                 AS m",
+        )
+        .bind(&posted_in)
+        .bind(&client_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in &rows {
+            let message = message_from_row(row)?;
+            if let Some(client_id) = message.client_msg_id.clone() {
+                earlier.insert((message.conversation_id, client_id), message);
+            }
         }
-        None if seen_seq != seq_i64(before.last_seq) && client_msg_id.is_some() => {
-            sqlx::query("SELECT * FROM messages WHERE conversation_id = $1 AND client_msg_id = $2")
-                .bind(&id)
-                .bind(&client_msg_id)
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-        None => None,
-    };
-    if let Some(duplicate) = duplicate {
+    }
+    Ok((conversations, earlier))
+}
+
+/// Plans one commit of a batch against the state the commits before it left (`conversations`,
+/// updated here) and the messages stored so far (`earlier`, updated with the new ones).
+fn plan_one(
+    conversations: &mut HashMap<Uuid, Conversation>,
+    earlier: &mut HashMap<(Uuid, String), Message>,
+    request: &CommitRequest,
+) -> StoreResult<Committed> {
+    let id = request.conversation_id;
+    let before = conversations.get(&id).ok_or(StoreError::NotFound)?.clone();
+    if let Op::Post { message, .. } = &request.op
+        && let Some(client_id) = &message.client_msg_id
+        && let Some(duplicate) = earlier.get(&(id, client_id.clone()))
+    {
         return Ok(Committed {
             before: before.snapshot.clone(),
             conversation: before,
             messages: Vec::new(),
-            duplicate: Some(message_from_row(&duplicate)?),
+            duplicate: Some(duplicate.clone()),
         });
     }
-
-    let plan = plan(&before.snapshot, op, before.locale.as_deref())?;
+    let plan = plan(
+        &before.snapshot,
+        request.op.clone(),
+        before.locale.as_deref(),
+    )?;
     let now = now_ms();
     let Rows {
-        messages: stored,
+        messages,
         after,
         handoff_reason,
         waiting_since,
-        last_seq: seq,
+        last_seq,
     } = plan.rows(&before, now);
-    // The entries and the conversation in one statement: $1..$8 are the conversation's, then
-    // 11 per entry (its time is the conversation's `updated_at`, $6).
-    let mut sql = String::from(
-        "WITH entries AS (INSERT INTO messages (id, conversation_id, seq, client_msg_id,
-            author_kind, author_id, author_name, body, created_at, sources, confidence, choices,
-            event) VALUES ",
-    );
-    for i in 0..stored.len() {
-        let p = 9 + i * 11;
-        if i > 0 {
-            sql.push_str(", ");
+    for message in &messages {
+        if let Some(client_id) = &message.client_msg_id {
+            earlier.insert((id, client_id.clone()), message.clone());
         }
-        sql.push_str(&format!(
-            "(${}, $8, ${}, ${}, ${}, ${}, ${}, ${}, $6, ${}, ${}, ${}, ${})",
-            p,
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8,
-            p + 9,
-            p + 10
-        ));
     }
-    sql.push_str(
-        ") UPDATE conversations SET state = $1, assignee_id = $2, assignee_name = $3,
-            handoff_reason = $4, last_seq = $5, updated_at = $6, waiting_since = $7
-         WHERE id = $8",
-    );
-    let mut query = sqlx::query(&sql)
-        .bind(after.state.as_str())
-        .bind(after.assignee.as_ref().map(|a| a.id.to_string()))
-        .bind(after.assignee.as_ref().map(|a| a.name.clone()))
-        .bind(handoff_reason.as_ref().map(to_json))
-        .bind(seq_i64(seq))
-        .bind(now)
-        .bind(waiting_since)
-        .bind(&id);
-    for message in &stored {
-        let agent = match &message.author {
-            Author::Agent(a) => Some(a),
-            _ => None,
-        };
-        query = query
-            .bind(message.id.to_string())
-            .bind(seq_i64(message.seq))
-            .bind(message.client_msg_id.clone())
-            .bind(message.author.kind())
-            .bind(agent.map(|a| a.id.to_string()))
-            .bind(agent.map(|a| a.name.clone()))
-            .bind(message.body.clone())
-            .bind((!message.sources.is_empty()).then(|| to_json(&message.sources)))
-            .bind(message.confidence.map(f64::from))
-            .bind((!message.choices.is_empty()).then(|| to_json(&message.choices)))
-            .bind(message.event.as_ref().map(to_json));
-    }
-    query.execute(&mut *conn).await?;
-
+    let conversation = Conversation {
+        snapshot: after,
+        handoff_reason,
+        last_seq,
+        updated_at: now,
+        waiting_since,
+        ..before.clone()
+    };
+    conversations.insert(id, conversation.clone());
     Ok(Committed {
-        conversation: Conversation {
-            snapshot: after,
-            handoff_reason,
-            last_seq: seq,
-            updated_at: now,
-            waiting_since,
-            ..before.clone()
-        },
+        conversation,
         before: before.snapshot,
-        messages: stored,
+        messages,
         duplicate: None,
     })
+}
+
+/// What a batch writes, as columns: every new entry, and each conversation's columns after
+/// its last commit of the batch.
+#[derive(Default)]
+struct Writes {
+    entries: EntryColumns,
+    conversations: Vec<Conversation>,
+}
+
+#[derive(Default)]
+struct EntryColumns {
+    id: Vec<String>,
+    conversation_id: Vec<String>,
+    seq: Vec<i64>,
+    client_msg_id: Vec<Option<String>>,
+    author_kind: Vec<&'static str>,
+    author_id: Vec<Option<String>>,
+    author_name: Vec<Option<String>>,
+    body: Vec<String>,
+    created_at: Vec<i64>,
+    sources: Vec<Option<String>>,
+    confidence: Vec<Option<f64>>,
+    choices: Vec<Option<String>>,
+    event: Vec<Option<String>>,
+}
+
+impl Writes {
+    fn is_empty(&self) -> bool {
+        self.conversations.is_empty()
+    }
+
+    fn add(&mut self, committed: &Committed) {
+        let e = &mut self.entries;
+        for message in &committed.messages {
+            let agent = match &message.author {
+                Author::Agent(a) => Some(a),
+                _ => None,
+            };
+            e.id.push(message.id.to_string());
+            e.conversation_id.push(message.conversation_id.to_string());
+            e.seq.push(seq_i64(message.seq));
+            e.client_msg_id.push(message.client_msg_id.clone());
+            e.author_kind.push(message.author.kind());
+            e.author_id.push(agent.map(|a| a.id.to_string()));
+            e.author_name.push(agent.map(|a| a.name.clone()));
+            e.body.push(message.body.clone());
+            e.created_at.push(message.created_at);
+            e.sources
+                .push((!message.sources.is_empty()).then(|| to_json(&message.sources)));
+            e.confidence.push(message.confidence.map(f64::from));
+            e.choices
+                .push((!message.choices.is_empty()).then(|| to_json(&message.choices)));
+            e.event.push(message.event.as_ref().map(to_json));
+        }
+        // The batch is sorted by conversation: a later commit of the same one replaces the
+        // columns of the earlier.
+        match self.conversations.last_mut() {
+            Some(last) if last.id == committed.conversation.id => {
+                *last = committed.conversation.clone();
+            }
+            _ => self.conversations.push(committed.conversation.clone()),
+        }
+    }
+
+    /// One statement: the entries, the conversations and the batch's notifications.
+    async fn execute(
+        self,
+        conn: &mut PgConnection,
+        channel: &str,
+        payloads: &[String],
+    ) -> sqlx::Result<()> {
+        let e = self.entries;
+        let c = self.conversations;
+        sqlx::query(
+            "WITH entries AS (
+                INSERT INTO messages (id, conversation_id, seq, client_msg_id, author_kind,
+                    author_id, author_name, body, created_at, sources, confidence, choices, event)
+                SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[],
+                    $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[],
+                    $11::float8[], $12::text[], $13::text[])
+            ), updated AS (
+                UPDATE conversations c SET state = u.state, assignee_id = u.assignee_id,
+                    assignee_name = u.assignee_name, handoff_reason = u.handoff_reason,
+                    last_seq = u.last_seq, updated_at = u.updated_at,
+                    waiting_since = u.waiting_since
+                FROM UNNEST($14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+                    $19::bigint[], $20::bigint[], $21::bigint[])
+                    AS u(id, state, assignee_id, assignee_name, handoff_reason, last_seq,
+                        updated_at, waiting_since)
+                WHERE c.id = u.id
+            )
+            SELECT pg_notify($22, payload) FROM UNNEST($23::text[]) AS payload",
+        )
+        .bind(e.id)
+        .bind(e.conversation_id)
+        .bind(e.seq)
+        .bind(e.client_msg_id)
+        .bind(e.author_kind)
+        .bind(e.author_id)
+        .bind(e.author_name)
+        .bind(e.body)
+        .bind(e.created_at)
+        .bind(e.sources)
+        .bind(e.confidence)
+        .bind(e.choices)
+        .bind(e.event)
+        .bind(c.iter().map(|c| c.id.to_string()).collect::<Vec<_>>())
+        .bind(
+            c.iter()
+                .map(|c| c.snapshot.state.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|c| c.snapshot.assignee.as_ref().map(|a| a.id.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|c| c.snapshot.assignee.as_ref().map(|a| a.name.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|c| c.handoff_reason.as_ref().map(to_json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(c.iter().map(|c| seq_i64(c.last_seq)).collect::<Vec<_>>())
+        .bind(c.iter().map(|c| c.updated_at).collect::<Vec<_>>())
+        .bind(c.iter().map(|c| c.waiting_since).collect::<Vec<_>>())
+        .bind(channel)
+        .bind(payloads)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
