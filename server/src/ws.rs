@@ -400,6 +400,34 @@ impl Follower {
         }
     }
 
+    /// Entries of `id` this connection just stored: sent from memory when they follow on from
+    /// what was sent, else (a gap, or nothing known) everything not sent yet, from the store.
+    pub(crate) async fn stored(
+        &mut self,
+        state: &AppState,
+        id: Uuid,
+        stored: &[Message],
+    ) -> Vec<ServerFrame> {
+        let Some(&last) = self.last_sent.get(&id) else {
+            return vec![];
+        };
+        let fresh = stored.iter().position(|m| m.seq > last);
+        match fresh {
+            None if !stored.is_empty() => vec![],
+            Some(i) if stored[i].seq == last + 1 => {
+                if let Some(m) = stored.last() {
+                    self.last_sent.insert(id, m.seq);
+                }
+                stored[i..]
+                    .iter()
+                    .cloned()
+                    .map(ServerFrame::Message)
+                    .collect()
+            }
+            _ => self.catch_up(state, id).await,
+        }
+    }
+
     /// Everything of `id` not sent yet, from the store.
     pub(crate) async fn catch_up(&mut self, state: &AppState, id: Uuid) -> Vec<ServerFrame> {
         let Some(&last) = self.last_sent.get(&id) else {
@@ -787,7 +815,9 @@ impl VisitorSession {
                     (self.page_url.as_deref(), self.locale.as_deref()),
                 )
                 .await?;
-                let mut out = self.after_post(state, sent.conversation.id).await;
+                let mut out = self
+                    .after_post(state, sent.conversation.id, &sent.stored)
+                    .await;
                 out.push(ServerFrame::Ack {
                     client_msg_id,
                     conversation_id: sent.conversation.id,
@@ -814,7 +844,9 @@ impl VisitorSession {
                 )
                 .await
                 .map_err(|e| e.for_message(client_msg_id.clone()))?;
-                let mut out = self.after_post(state, sent.conversation.id).await;
+                let mut out = self
+                    .after_post(state, sent.conversation.id, &sent.stored)
+                    .await;
                 out.push(ServerFrame::Ack {
                     client_msg_id,
                     conversation_id: sent.conversation.id,
@@ -946,7 +978,7 @@ impl VisitorSession {
                 email,
             } => {
                 chat::leave_email(state, &self.visitor, conversation_id, &email).await?;
-                Ok(self.after_post(state, conversation_id).await)
+                Ok(self.after_post(state, conversation_id, &[]).await)
             }
             ClientFrame::ListConversations => {
                 Ok(vec![visitor_conversations(state, &self.visitor).await?])
@@ -965,10 +997,16 @@ impl VisitorSession {
 
     /// After a post: follow the conversation (it may be new) and send whatever of its
     /// timeline this connection has not seen yet, so the client gets its own message and any
-    /// system notice in order, before the ack.
-    async fn after_post(&mut self, state: &AppState, conversation_id: Uuid) -> Vec<ServerFrame> {
+    /// system notice in order, before the ack. `stored` (what the post stored) saves the read
+    /// from the store when nothing else came in between.
+    async fn after_post(
+        &mut self,
+        state: &AppState,
+        conversation_id: Uuid,
+        stored: &[Message],
+    ) -> Vec<ServerFrame> {
         self.follow(state, conversation_id);
-        self.catch_up(state).await
+        self.follower.stored(state, conversation_id, stored).await
     }
 }
 
