@@ -3,9 +3,10 @@
 //! and a pool of readers.
 //!
 //! Conversation commits go through a group commit: one task takes every [`Store::commit`]
-//! waiting (at most [`MAX_BATCH`]), runs them in one transaction, each in a savepoint of its
-//! own (an op the state machine refuses, or one that fails, rolls back alone and gets its own
-//! error), commits once (one fsync with `synchronous = FULL` for the whole batch), and only
+//! waiting (at most [`MAX_BATCH`]), plans them in memory and writes them in one transaction
+//! (an op the state machine refuses writes nothing and gets its own error; when the write
+//! fails, the batch runs again with a savepoint per op, so a failing op rolls back alone),
+//! commits once (one fsync with `synchronous = FULL` for the whole batch), and only
 //! then answers each caller. A commit is therefore durable before its caller hears of it, as
 //! before; a lone commit waits for no timer, and commits arriving while a batch is being
 //! written form the next batch.
