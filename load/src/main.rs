@@ -299,6 +299,8 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
     let mut next_send: Option<tokio::time::Instant> = None;
     let mut asked: std::collections::VecDeque<Instant> = Default::default();
     let mut n = 0usize;
+    // As the widget does: once an ack names the conversation, sends name it too.
+    let mut conversation = None;
     loop {
         let wait = async {
             match next_send {
@@ -310,7 +312,10 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
             incoming = ws.next() => {
                 let Some(Ok(message)) = incoming else { break };
                 match decode(message) {
-                    Some(ServerFrame::Ack { .. }) => { c.acked.fetch_add(1, Ordering::Relaxed); }
+                    Some(ServerFrame::Ack { conversation_id, .. }) => {
+                        c.acked.fetch_add(1, Ordering::Relaxed);
+                        conversation = Some(conversation_id);
+                    }
                     Some(ServerFrame::Message(m)) => match &m.author {
                         Author::Ai => {
                             c.ai_answers.fetch_add(1, Ordering::Relaxed);
@@ -333,6 +338,7 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
                             // keeps answering this visitor.
                             c.escalated.fetch_add(1, Ordering::Relaxed);
                             asked.clear();
+                            conversation = None;
                             if !send(&mut ws, &ClientFrame::NewConversation).await { break; }
                         }
                         ConversationState::Human if args.mode == Mode::Human => {
@@ -376,7 +382,7 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
                     _ => stamp(run.start),
                 };
                 let frame = ClientFrame::Send {
-                    conversation_id: None,
+                    conversation_id: conversation,
                     client_msg_id: format!("v{index}-{n}"),
                     body,
                 };

@@ -181,6 +181,9 @@ pub struct Sent {
     pub conversation: Conversation,
     pub message: Message,
     pub duplicate: bool,
+    /// Every entry this send stored, in sequence order (a reopening notice, then the
+    /// message); empty when nothing was stored or when not known.
+    pub stored: Vec<Message>,
 }
 
 /// Stores a visitor message (once per `client_msg_id`), publishes it, and starts the AI's
@@ -220,6 +223,7 @@ pub async fn visitor_send(
                     conversation,
                     message: earlier,
                     duplicate: true,
+                    stored: Vec::new(),
                 });
             }
             match store.latest_conversation(visitor.id).await.map_err(fail)? {
@@ -253,6 +257,7 @@ pub async fn visitor_send(
             conversation: committed.conversation,
             message: earlier,
             duplicate: true,
+            stored: Vec::new(),
         });
     }
     publish(state, &committed);
@@ -262,7 +267,11 @@ pub async fn visitor_send(
         .cloned()
         .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "The message was not stored."))?;
 
-    let conversation = committed.conversation;
+    let Committed {
+        conversation,
+        messages: stored,
+        ..
+    } = committed;
     if conversation.snapshot.state == ConversationState::Ai {
         // The AI's turn, with the site's current settings, after the ack.
         let task_state = state.clone();
@@ -280,6 +289,7 @@ pub async fn visitor_send(
         conversation,
         message,
         duplicate: false,
+        stored,
     })
 }
 
@@ -825,10 +835,12 @@ pub async fn visitor_choose(
             }
         }
     }
+    // The AI's answer may follow the choice: what to send is read from the store.
     Ok(Sent {
         conversation: committed.conversation,
         message,
         duplicate,
+        stored: Vec::new(),
     })
 }
 

@@ -401,26 +401,32 @@ impl Follower {
     }
 
     /// After this connection's own commit to `id` of `stored`: those entries from memory when
-    /// they follow what was sent, nothing when they were sent live already, else everything
-    /// not sent yet from the store.
+    /// they follow on from what was sent (the ones sent live already left out), nothing when
+    /// all were sent live, else (a gap, or nothing stored) everything not sent yet, from the
+    /// store.
     pub(crate) async fn after_commit(
         &mut self,
         state: &AppState,
         id: Uuid,
         stored: &[Message],
     ) -> Vec<ServerFrame> {
-        let (Some(&last), Some(first), Some(newest)) =
-            (self.last_sent.get(&id), stored.first(), stored.last())
-        else {
-            return self.catch_up(state, id).await;
+        let Some(&last) = self.last_sent.get(&id) else {
+            return vec![];
         };
-        if newest.seq <= last {
-            vec![]
-        } else if first.seq == last + 1 {
-            self.last_sent.insert(id, newest.seq);
-            stored.iter().cloned().map(ServerFrame::Message).collect()
-        } else {
-            self.catch_up(state, id).await
+        let fresh = stored.iter().position(|m| m.seq > last);
+        match fresh {
+            None if !stored.is_empty() => vec![],
+            Some(i) if stored[i].seq == last + 1 => {
+                if let Some(m) = stored.last() {
+                    self.last_sent.insert(id, m.seq);
+                }
+                stored[i..]
+                    .iter()
+                    .cloned()
+                    .map(ServerFrame::Message)
+                    .collect()
+            }
+            _ => self.catch_up(state, id).await,
         }
     }
 
@@ -811,7 +817,9 @@ impl VisitorSession {
                     (self.page_url.as_deref(), self.locale.as_deref()),
                 )
                 .await?;
-                let mut out = self.after_post(state, sent.conversation.id).await;
+                let mut out = self
+                    .after_post(state, sent.conversation.id, &sent.stored)
+                    .await;
                 out.push(ServerFrame::Ack {
                     client_msg_id,
                     conversation_id: sent.conversation.id,
@@ -838,7 +846,9 @@ impl VisitorSession {
                 )
                 .await
                 .map_err(|e| e.for_message(client_msg_id.clone()))?;
-                let mut out = self.after_post(state, sent.conversation.id).await;
+                let mut out = self
+                    .after_post(state, sent.conversation.id, &sent.stored)
+                    .await;
                 out.push(ServerFrame::Ack {
                     client_msg_id,
                     conversation_id: sent.conversation.id,
@@ -970,7 +980,7 @@ impl VisitorSession {
                 email,
             } => {
                 chat::leave_email(state, &self.visitor, conversation_id, &email).await?;
-                Ok(self.after_post(state, conversation_id).await)
+                Ok(self.after_post(state, conversation_id, &[]).await)
             }
             ClientFrame::ListConversations => {
                 Ok(vec![visitor_conversations(state, &self.visitor).await?])
@@ -989,10 +999,18 @@ impl VisitorSession {
 
     /// After a post: follow the conversation (it may be new) and send whatever of its
     /// timeline this connection has not seen yet, so the client gets its own message and any
-    /// system notice in order, before the ack.
-    async fn after_post(&mut self, state: &AppState, conversation_id: Uuid) -> Vec<ServerFrame> {
+    /// system notice in order, before the ack. `stored` (what the post stored) saves the read
+    /// from the store when nothing else came in between.
+    async fn after_post(
+        &mut self,
+        state: &AppState,
+        conversation_id: Uuid,
+        stored: &[Message],
+    ) -> Vec<ServerFrame> {
         self.follow(state, conversation_id);
-        self.catch_up(state).await
+        self.follower
+            .after_commit(state, conversation_id, stored)
+            .await
     }
 }
 

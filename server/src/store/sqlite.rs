@@ -3,13 +3,15 @@
 //! and a pool of readers.
 //!
 //! Conversation commits go through a group commit: one task takes every [`Store::commit`]
-//! waiting (at most [`MAX_BATCH`]), runs them in one transaction, each in a savepoint of its
-//! own (an op the state machine refuses, or one that fails, rolls back alone and gets its own
-//! error), commits once (one fsync with `synchronous = FULL` for the whole batch), and only
+//! waiting (at most [`MAX_BATCH`]), plans them in memory and writes them in one transaction
+//! (an op the state machine refuses writes nothing and gets its own error; when the write
+//! fails, the batch runs again with a savepoint per op, so a failing op rolls back alone),
+//! commits once (one fsync with `synchronous = FULL` for the whole batch), and only
 //! then answers each caller. A commit is therefore durable before its caller hears of it, as
 //! before; a lone commit waits for no timer, and commits arriving while a batch is being
 //! written form the next batch.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -208,10 +210,286 @@ async fn group_commit(pool: SqlitePool, mut requests: mpsc::Receiver<CommitReque
     }
 }
 
-/// Runs each request in a savepoint of one transaction, commits it, then answers every caller:
-/// its own result when the transaction committed, an error for all when it did not.
+/// Writes a batch in one transaction and answers every caller once it committed.
+///
+/// First the planned path ([`plan_batch`]): one read of all the batch's conversations and of
+/// the stored messages carrying its client ids, the state machine run in memory op after op
+/// (each op sees what the ops before it in the batch left), then one write of every new entry
+/// and every changed conversation, and the commit: five calls to the connection's worker
+/// thread for the whole batch instead of two per op. A refused op, an unknown conversation or
+/// a repeated client id writes nothing there, so it needs no savepoint. Only when that write
+/// fails is the transaction rolled back and the batch run again op by op, each in a savepoint
+/// of its own ([`commit_each`]), so the failing op rolls back alone and gets its own error.
 #[instrument(skip_all, fields(batch = batch.len()))]
 async fn commit_batch(pool: &SqlitePool, batch: Vec<CommitRequest>) {
+    match plan_batch(pool, &batch).await {
+        Ok((tx, results)) => match tx.commit().await {
+            Ok(()) => {
+                for (request, result) in batch.into_iter().zip(results) {
+                    let _ = request.reply.send(result);
+                }
+            }
+            // Not run again: a failed commit is not a refused op.
+            Err(e) => {
+                tracing::warn!(error = %e, "a group commit failed; none of its commits is kept");
+                for request in batch {
+                    let _ = request.reply.send(Err(copy_error(&e)));
+                }
+            }
+        },
+        Err(e) => {
+            tracing::debug!(error = %e, "a planned batch failed; writing it op by op");
+            commit_each(pool, batch).await;
+        }
+    }
+}
+
+/// The planned path of [`commit_batch`] up to the commit: the open transaction and the
+/// result of each op, in order; an error when the batch's reads or its write failed (the
+/// transaction is then rolled back when dropped).
+async fn plan_batch(
+    pool: &SqlitePool,
+    batch: &[CommitRequest],
+) -> Result<
+    (
+        sqlx::Transaction<'static, sqlx::Sqlite>,
+        Vec<StoreResult<Committed>>,
+    ),
+    sqlx::Error,
+> {
+    let mut tx = pool.begin().await?;
+    let (mut conversations, mut duplicates) = read_batch(&mut tx, batch).await?;
+    let now = now_ms();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut written = Vec::new();
+    // Conversations to update, in the order of their first change.
+    let mut changed: Vec<Uuid> = Vec::new();
+    for request in batch {
+        let Some(before) = conversations.get(&request.conversation_id) else {
+            results.push(Err(StoreError::NotFound));
+            continue;
+        };
+        let client_msg_id = match &request.op {
+            Op::Post { message, .. } => message.client_msg_id.as_deref(),
+            Op::Transition { .. } => None,
+        };
+        if let Some(earlier) =
+            client_msg_id.and_then(|c| duplicates.get(&(request.conversation_id, c.to_owned())))
+        {
+            results.push(Ok(Committed {
+                before: before.snapshot.clone(),
+                conversation: before.clone(),
+                messages: Vec::new(),
+                duplicate: Some(earlier.clone()),
+            }));
+            continue;
+        }
+        let plan = match plan(
+            &before.snapshot,
+            request.op.clone(),
+            before.locale.as_deref(),
+        ) {
+            Ok(plan) => plan,
+            Err(e) => {
+                results.push(Err(e.into()));
+                continue;
+            }
+        };
+        let Rows {
+            messages,
+            after,
+            handoff_reason,
+            waiting_since,
+            last_seq,
+        } = plan.rows(before, now);
+        let conversation = Conversation {
+            snapshot: after,
+            handoff_reason,
+            last_seq,
+            updated_at: now,
+            waiting_since,
+            ..before.clone()
+        };
+        for message in &messages {
+            if let Some(c) = &message.client_msg_id {
+                duplicates.insert((conversation.id, c.clone()), message.clone());
+            }
+        }
+        written.extend(messages.iter().cloned());
+        if !changed.contains(&conversation.id) {
+            changed.push(conversation.id);
+        }
+        results.push(Ok(Committed {
+            before: before.snapshot.clone(),
+            conversation: conversation.clone(),
+            messages,
+            duplicate: None,
+        }));
+        conversations.insert(conversation.id, conversation);
+    }
+    if !changed.is_empty() {
+        let changed: Vec<&Conversation> = changed
+            .iter()
+            .filter_map(|id| conversations.get(id))
+            .collect();
+        write_batch(&mut tx, &written, &changed).await?;
+    }
+    Ok((tx, results))
+}
+
+/// The batch's conversations, by id, and the stored messages carrying the client ids its
+/// posts name, by conversation and client id: two statements.
+async fn read_batch(
+    conn: &mut SqliteConnection,
+    batch: &[CommitRequest],
+) -> Result<
+    (
+        HashMap<Uuid, Conversation>,
+        HashMap<(Uuid, String), Message>,
+    ),
+    sqlx::Error,
+> {
+    let mut ids: Vec<String> = batch
+        .iter()
+        .map(|r| r.conversation_id.to_string())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let sql = format!(
+        "SELECT * FROM conversations WHERE id IN ({})",
+        placeholders(ids.len(), "?")
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for id in &ids {
+        query = query.bind(id);
+    }
+    let mut conversations = HashMap::with_capacity(ids.len());
+    for row in query.fetch_all(&mut *conn).await? {
+        let c = conversation_from_row(&row).map_err(corrupt)?;
+        conversations.insert(c.id, c);
+    }
+
+    let wanted: Vec<(String, &str)> = batch
+        .iter()
+        .filter_map(|r| match &r.op {
+            Op::Post { message, .. } => message
+                .client_msg_id
+                .as_deref()
+                .map(|c| (r.conversation_id.to_string(), c)),
+            Op::Transition { .. } => None,
+        })
+        .collect();
+    let mut duplicates = HashMap::new();
+    if !wanted.is_empty() {
+        let sql = format!(
+            "WITH wanted (conversation_id, client_msg_id) AS (VALUES {})
+             SELECT m.* FROM wanted JOIN messages m
+                ON m.conversation_id = wanted.conversation_id
+               AND m.client_msg_id = wanted.client_msg_id",
+            placeholders(wanted.len(), "(?, ?)")
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (conversation_id, client_msg_id) in wanted {
+            query = query.bind(conversation_id).bind(client_msg_id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let m = message_from_row(&row).map_err(corrupt)?;
+            if let Some(c) = m.client_msg_id.clone() {
+                duplicates.insert((m.conversation_id, c), m);
+            }
+        }
+    }
+    Ok((conversations, duplicates))
+}
+
+/// Rows per `INSERT`: 13 arguments each stays far below SQLite's 32,766.
+const INSERT_ROWS: usize = 500;
+
+/// Every new entry of a batch and the new columns of each conversation it changed, in one
+/// call: multi-row `INSERT`s, then one `UPDATE … FROM (VALUES …)`.
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    messages: &[Message],
+    conversations: &[&Conversation],
+) -> Result<(), sqlx::Error> {
+    let mut sql = String::new();
+    for chunk in messages.chunks(INSERT_ROWS) {
+        sql.push_str(
+            "INSERT INTO messages (id, conversation_id, seq, client_msg_id, author_kind,
+                author_id, author_name, body, created_at, sources, confidence, choices, event)
+             VALUES ",
+        );
+        sql.push_str(&placeholders(
+            chunk.len(),
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ));
+        sql.push_str(";\n");
+    }
+    sql.push_str(&format!(
+        "UPDATE conversations SET state = v.column2, assignee_id = v.column3,
+            assignee_name = v.column4, handoff_reason = v.column5, last_seq = v.column6,
+            updated_at = v.column7, waiting_since = v.column8
+         FROM (VALUES {}) AS v WHERE conversations.id = v.column1",
+        placeholders(conversations.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
+    ));
+    let mut query = sqlx::query(&sql).persistent(false);
+    for message in messages {
+        let agent = match &message.author {
+            Author::Agent(a) => Some(a),
+            _ => None,
+        };
+        query = query
+            .bind(message.id.to_string())
+            .bind(message.conversation_id.to_string())
+            .bind(seq_i64(message.seq))
+            .bind(message.client_msg_id.clone())
+            .bind(message.author.kind())
+            .bind(agent.map(|a| a.id.to_string()))
+            .bind(agent.map(|a| a.name.clone()))
+            .bind(message.body.clone())
+            .bind(message.created_at)
+            .bind((!message.sources.is_empty()).then(|| to_json(&message.sources)))
+            .bind(message.confidence.map(f64::from))
+            .bind((!message.choices.is_empty()).then(|| to_json(&message.choices)))
+            .bind(message.event.as_ref().map(to_json));
+    }
+    for c in conversations {
+        query = query
+            .bind(c.id.to_string())
+            .bind(c.snapshot.state.as_str())
+            .bind(c.snapshot.assignee.as_ref().map(|a| a.id.to_string()))
+            .bind(c.snapshot.assignee.as_ref().map(|a| a.name.clone()))
+            .bind(c.handoff_reason.as_ref().map(to_json))
+            .bind(seq_i64(c.last_seq))
+            .bind(c.updated_at)
+            .bind(c.waiting_since);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// `n` copies of `one`, comma separated.
+fn placeholders(n: usize, one: &str) -> String {
+    let mut s = String::with_capacity(n * (one.len() + 2));
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(one);
+    }
+    s
+}
+
+/// A row the planned path cannot read: the batch fails (and runs again op by op, where the
+/// op it belongs to gets the error).
+fn corrupt(e: StoreError) -> sqlx::Error {
+    sqlx::Error::Decode(e.to_string().into())
+}
+
+/// The op-by-op path of [`commit_batch`]: each request in a savepoint of one transaction,
+/// commits it, then answers every caller: its own result when the transaction committed, an
+/// error for all when it did not.
+async fn commit_each(pool: &SqlitePool, batch: Vec<CommitRequest>) {
     let mut tx = match pool.begin().await {
         Ok(tx) => tx,
         Err(e) => {
@@ -1338,4 +1616,148 @@ fn pending_from_row(row: &SqliteRow) -> StoreResult<crate::learn::PendingEntry> 
             .ok_or_else(|| StoreError::Corrupt(format!("origin: {origin}")))?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use nexus_shared::{ConversationState, StateError};
+
+    use super::*;
+    use crate::store::NewMessage;
+
+    fn post(body: &str, client_msg_id: &str) -> Op {
+        Op::Post {
+            message: NewMessage {
+                client_msg_id: Some(client_msg_id.to_owned()),
+                ..NewMessage::new(Author::Visitor, body)
+            },
+            reopen_to: ConversationState::Ai,
+        }
+    }
+
+    /// A batch whose one write fails (a trigger refuses one body) runs again op by op: that
+    /// op alone gets an error, the others commit, in order, and a refusal, a repeated client
+    /// id and an unknown conversation in the same batch each get their own answer.
+    #[tokio::test]
+    async fn a_failing_write_fails_its_op_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("batch.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let site = Site {
+            id: Uuid::new_v4(),
+            key: "batch".into(),
+            name: "Batch".into(),
+            settings: SiteSettings::default(),
+            created_at: now_ms(),
+        };
+        store.create_site(&site).await.unwrap();
+        let (visitor, _) = store
+            .create_visitor(site.id, &VisitorInfo::default())
+            .await
+            .unwrap();
+        let conversation = store
+            .create_conversation(site.id, visitor.id, None, None)
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages WHEN NEW.body = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
+        )
+        .execute(&store.writer)
+        .await
+        .unwrap();
+
+        let ops = [
+            post("one", "c1"),
+            post("boom", "c2"),
+            post("two", "c3"),
+            post("one again", "c1"),
+            Op::Post {
+                message: NewMessage::new(Author::Ai, "silenced?"),
+                reopen_to: ConversationState::Ai,
+            },
+        ];
+        let id = conversation.id;
+        let (results, unknown) = tokio::join!(
+            futures_util::future::join_all(ops.into_iter().map(|op| store.commit(id, op))),
+            store.commit(Uuid::new_v4(), post("lost", "c9")),
+        );
+        assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+        let seq = |i: usize| match &results[i] {
+            Ok(c) => c.messages.last().map(|m| m.seq),
+            Err(e) => panic!("op {i}: {e}"),
+        };
+        assert_eq!(seq(0), Some(1));
+        assert!(
+            results[1].is_err(),
+            "the refused write fails: {:?}",
+            results[1]
+        );
+        assert_eq!(seq(2), Some(2));
+        let again = results[3].as_ref().unwrap();
+        assert_eq!(again.duplicate.as_ref().map(|m| m.seq), Some(1));
+        assert_eq!(seq(4), Some(3), "the AI may answer in the AI state");
+
+        let bodies: Vec<String> = store
+            .messages_after(id, 0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        assert_eq!(bodies, ["one", "two", "silenced?"]);
+        assert_eq!(store.conversation(id).await.unwrap().unwrap().last_seq, 3);
+
+        // Without the trigger, the same mix goes through the planned path, with the same
+        // answers: a refusal and a repeated client id write nothing.
+        sqlx::query("DROP TRIGGER refuse_boom")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let taken = store
+            .commit(
+                id,
+                Op::Transition {
+                    transition: nexus_shared::Transition::TakenOver {
+                        agent: AgentRef {
+                            id: Uuid::new_v4(),
+                            name: "Ana".into(),
+                        },
+                    },
+                    notice: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(taken.conversation.last_seq, 4);
+        let ops = [
+            post("three", "c4"),
+            Op::Post {
+                message: NewMessage::new(Author::Ai, "too late"),
+                reopen_to: ConversationState::Ai,
+            },
+            post("three again", "c4"),
+            post("four", "c5"),
+        ];
+        let results =
+            futures_util::future::join_all(ops.into_iter().map(|op| store.commit(id, op))).await;
+        assert_eq!(results[0].as_ref().unwrap().messages[0].seq, 5);
+        assert!(
+            matches!(
+                results[1],
+                Err(StoreError::State(StateError::AiSilenced(_)))
+            ),
+            "{:?}",
+            results[1]
+        );
+        let again = results[2].as_ref().unwrap();
+        assert_eq!(again.duplicate.as_ref().map(|m| m.seq), Some(5));
+        assert_eq!(results[3].as_ref().unwrap().messages[0].seq, 6);
+        let c = store.conversation(id).await.unwrap().unwrap();
+        assert_eq!(
+            (c.last_seq, c.snapshot.state),
+            (6, ConversationState::Human)
+        );
+        assert_eq!(store.messages_after(id, 4, 10).await.unwrap().len(), 2);
+    }
 }
