@@ -419,7 +419,18 @@ impl Browser {
             if open == true {
                 break;
             }
-            self.widget_element("launcher").await.click().await.unwrap();
+            // The app replaces the loader's launcher when it mounts: a click on the element
+            // found just before is refused as stale, and the next round finds the new one.
+            if let Err(e) = self.widget_element("launcher").await.click().await {
+                assert!(
+                    matches!(
+                        &e,
+                        fantoccini::error::CmdError::Standard(w)
+                            if w.error == fantoccini::error::ErrorStatus::StaleElementReference
+                    ),
+                    "clicking the launcher: {e}"
+                );
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         self.wait_for(
