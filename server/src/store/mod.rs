@@ -367,6 +367,60 @@ impl Plan {
     }
 }
 
+/// Plans one commit of a group-committed batch, in memory, against the state the batch's
+/// earlier commits left: `conversations` (read once for the batch, updated here) and `earlier`
+/// (the stored messages carrying the batch's client ids, keyed by conversation and client id;
+/// the new ones are added). A client id already stored, in the database or earlier in the
+/// batch, is a duplicate and writes nothing.
+pub(crate) fn plan_in_batch(
+    conversations: &mut HashMap<Uuid, Conversation>,
+    earlier: &mut HashMap<(Uuid, String), Message>,
+    id: Uuid,
+    op: &Op,
+    now: Millis,
+) -> StoreResult<Committed> {
+    let before = conversations.get(&id).ok_or(StoreError::NotFound)?.clone();
+    if let Op::Post { message, .. } = op
+        && let Some(client_id) = &message.client_msg_id
+        && let Some(duplicate) = earlier.get(&(id, client_id.clone()))
+    {
+        return Ok(Committed {
+            before: before.snapshot.clone(),
+            conversation: before,
+            messages: Vec::new(),
+            duplicate: Some(duplicate.clone()),
+        });
+    }
+    let plan = plan(&before.snapshot, op.clone(), before.locale.as_deref())?;
+    let Rows {
+        messages,
+        after,
+        handoff_reason,
+        waiting_since,
+        last_seq,
+    } = plan.rows(&before, now);
+    for message in &messages {
+        if let Some(client_id) = &message.client_msg_id {
+            earlier.insert((id, client_id.clone()), message.clone());
+        }
+    }
+    let conversation = Conversation {
+        snapshot: after,
+        handoff_reason,
+        last_seq,
+        updated_at: now,
+        waiting_since,
+        ..before.clone()
+    };
+    conversations.insert(id, conversation.clone());
+    Ok(Committed {
+        conversation,
+        before: before.snapshot,
+        messages,
+        duplicate: None,
+    })
+}
+
 /// Runs the state machine for `op` against `snapshot`. Shared by every backend so they
 /// cannot disagree on what is allowed.
 pub(crate) fn plan(snapshot: &Snapshot, op: Op, locale: Option<&str>) -> Result<Plan, StateError> {

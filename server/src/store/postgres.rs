@@ -36,8 +36,8 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{
-    Committed, Conversation, Op, PasswordHash, Rows, Site, SiteSettings, Store, StoreError,
-    StoreResult, User, Visitor, agent_from_columns, now_ms, plan,
+    Committed, Conversation, Op, PasswordHash, Site, SiteSettings, Store, StoreError, StoreResult,
+    User, Visitor, agent_from_columns, now_ms, plan_in_batch,
 };
 use crate::engine::KbEntry;
 use crate::fanout::Event;
@@ -441,7 +441,13 @@ impl Committer {
         let mut writes = Writes::default();
         let mut events = Vec::new();
         for request in batch {
-            let result = plan_one(&mut conversations, &mut earlier, request);
+            let result = plan_in_batch(
+                &mut conversations,
+                &mut earlier,
+                request.conversation_id,
+                &request.op,
+                now_ms(),
+            );
             if let Ok(committed) = &result
                 && committed.duplicate.is_none()
             {
@@ -554,61 +560,6 @@ async fn lock_batch(
         }
     }
     Ok((conversations, earlier))
-}
-
-/// Plans one commit of a batch against the state the commits before it left (`conversations`,
-/// updated here) and the messages stored so far (`earlier`, updated with the new ones).
-fn plan_one(
-    conversations: &mut HashMap<Uuid, Conversation>,
-    earlier: &mut HashMap<(Uuid, String), Message>,
-    request: &CommitRequest,
-) -> StoreResult<Committed> {
-    let id = request.conversation_id;
-    let before = conversations.get(&id).ok_or(StoreError::NotFound)?.clone();
-    if let Op::Post { message, .. } = &request.op
-        && let Some(client_id) = &message.client_msg_id
-        && let Some(duplicate) = earlier.get(&(id, client_id.clone()))
-    {
-        return Ok(Committed {
-            before: before.snapshot.clone(),
-            conversation: before,
-            messages: Vec::new(),
-            duplicate: Some(duplicate.clone()),
-        });
-    }
-    let plan = plan(
-        &before.snapshot,
-        request.op.clone(),
-        before.locale.as_deref(),
-    )?;
-    let now = now_ms();
-    let Rows {
-        messages,
-        after,
-        handoff_reason,
-        waiting_since,
-        last_seq,
-    } = plan.rows(&before, now);
-    for message in &messages {
-        if let Some(client_id) = &message.client_msg_id {
-            earlier.insert((id, client_id.clone()), message.clone());
-        }
-    }
-    let conversation = Conversation {
-        snapshot: after,
-        handoff_reason,
-        last_seq,
-        updated_at: now,
-        waiting_since,
-        ..before.clone()
-    };
-    conversations.insert(id, conversation.clone());
-    Ok(Committed {
-        conversation,
-        before: before.snapshot,
-        messages,
-        duplicate: None,
-    })
 }
 
 /// What a batch writes, as columns: every new entry, and each conversation's columns after

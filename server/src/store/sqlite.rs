@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::{
     Committed, Conversation, Op, PasswordHash, Rows, Site, SiteSettings, Store, StoreError,
-    StoreResult, User, Visitor, agent_from_columns, now_ms, plan,
+    StoreResult, User, Visitor, agent_from_columns, now_ms, plan, plan_in_batch,
 };
 use crate::engine::KbEntry;
 
@@ -265,67 +265,22 @@ async fn plan_batch(
     // Conversations to update, in the order of their first change.
     let mut changed: Vec<Uuid> = Vec::new();
     for request in batch {
-        let Some(before) = conversations.get(&request.conversation_id) else {
-            results.push(Err(StoreError::NotFound));
-            continue;
-        };
-        let client_msg_id = match &request.op {
-            Op::Post { message, .. } => message.client_msg_id.as_deref(),
-            Op::Transition { .. } => None,
-        };
-        if let Some(earlier) =
-            client_msg_id.and_then(|c| duplicates.get(&(request.conversation_id, c.to_owned())))
+        let result = plan_in_batch(
+            &mut conversations,
+            &mut duplicates,
+            request.conversation_id,
+            &request.op,
+            now,
+        );
+        if let Ok(committed) = &result
+            && committed.duplicate.is_none()
         {
-            results.push(Ok(Committed {
-                before: before.snapshot.clone(),
-                conversation: before.clone(),
-                messages: Vec::new(),
-                duplicate: Some(earlier.clone()),
-            }));
-            continue;
-        }
-        let plan = match plan(
-            &before.snapshot,
-            request.op.clone(),
-            before.locale.as_deref(),
-        ) {
-            Ok(plan) => plan,
-            Err(e) => {
-                results.push(Err(e.into()));
-                continue;
-            }
-        };
-        let Rows {
-            messages,
-            after,
-            handoff_reason,
-            waiting_since,
-            last_seq,
-        } = plan.rows(before, now);
-        let conversation = Conversation {
-            snapshot: after,
-            handoff_reason,
-            last_seq,
-            updated_at: now,
-            waiting_since,
-            ..before.clone()
-        };
-        for message in &messages {
-            if let Some(c) = &message.client_msg_id {
-                duplicates.insert((conversation.id, c.clone()), message.clone());
+            written.extend(committed.messages.iter().cloned());
+            if !changed.contains(&request.conversation_id) {
+                changed.push(request.conversation_id);
             }
         }
-        written.extend(messages.iter().cloned());
-        if !changed.contains(&conversation.id) {
-            changed.push(conversation.id);
-        }
-        results.push(Ok(Committed {
-            before: before.snapshot.clone(),
-            conversation: conversation.clone(),
-            messages,
-            duplicate: None,
-        }));
-        conversations.insert(conversation.id, conversation);
+        results.push(result);
     }
     if !changed.is_empty() {
         let changed: Vec<&Conversation> = changed
