@@ -249,6 +249,29 @@ pub struct Classifier {
     norms: Vec<f32>,
     confidence: Logistic,
     cover: Logistic,
+    /// Counted once here: the decisions read it on every question.
+    examples_per_class: f32,
+}
+
+/// In-scope examples per class present in `labels` (0 without classes).
+fn examples_per_class(labels: &[Label]) -> f32 {
+    let classes = labels
+        .iter()
+        .filter_map(|l| match l {
+            Label::Class(c) => Some(*c),
+            Label::OutOfScope => None,
+        })
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let examples = labels
+        .iter()
+        .filter(|l| matches!(l, Label::Class(_)))
+        .count();
+    if classes == 0 {
+        0.0
+    } else {
+        examples as f32 / classes as f32
+    }
 }
 
 impl Classifier {
@@ -288,6 +311,7 @@ impl Classifier {
             norms,
             dim,
             vectors,
+            examples_per_class: examples_per_class(&labels),
             labels,
             slots,
             n_classes,
@@ -315,25 +339,7 @@ impl Classifier {
 
     /// Examples per class (out-of-scope examples left out; 0 without classes).
     pub fn examples_per_class(&self) -> f32 {
-        let classes = self
-            .labels
-            .iter()
-            .filter_map(|l| match l {
-                Label::Class(c) => Some(*c),
-                Label::OutOfScope => None,
-            })
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        let examples = self
-            .labels
-            .iter()
-            .filter(|l| matches!(l, Label::Class(_)))
-            .count();
-        if classes == 0 {
-            0.0
-        } else {
-            examples as f32 / classes as f32
-        }
+        self.examples_per_class
     }
 
     pub fn calibration(&self) -> (Logistic, Logistic) {
