@@ -111,6 +111,8 @@ type Ws = WebSocketStream<TcpStream>;
 /// What each connection measured, in microseconds.
 #[derive(Default)]
 struct Latencies {
+    /// From a visitor's send to the server's ack (the message is stored).
+    visitor_ack: Vec<u32>,
     visitor_ai: Vec<u32>,
     visitor_agent: Vec<u32>,
     agent_visitor: Vec<u32>,
@@ -298,6 +300,8 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
     let offset = interval.mul_f64((index as f64 * 0.618_033_988_7).fract());
     let mut next_send: Option<tokio::time::Instant> = None;
     let mut asked: std::collections::VecDeque<Instant> = Default::default();
+    // Send times of the messages not acked yet (acks come in the order of the sends).
+    let mut unacked: std::collections::VecDeque<Instant> = Default::default();
     let mut n = 0usize;
     // As the widget does: once an ack names the conversation, sends name it too.
     let mut conversation = None;
@@ -312,8 +316,13 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
             incoming = ws.next() => {
                 let Some(Ok(message)) = incoming else { break };
                 match decode(message) {
-                    Some(ServerFrame::Ack { conversation_id, .. }) => {
+                    Some(ServerFrame::Ack { conversation_id, client_msg_id, .. }) => {
                         c.acked.fetch_add(1, Ordering::Relaxed);
+                        if !client_msg_id.ends_with("-setup")
+                            && let Some(at) = unacked.pop_front()
+                        {
+                            latencies.visitor_ack.push(at.elapsed().as_micros() as u32);
+                        }
                         conversation = Some(conversation_id);
                     }
                     Some(ServerFrame::Message(m)) => match &m.author {
@@ -387,6 +396,7 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
                     body,
                 };
                 asked.push_back(Instant::now());
+                unacked.push_back(Instant::now());
                 if !send(&mut ws, &frame).await { break; }
                 c.sent.fetch_add(1, Ordering::Relaxed);
                 next_send = next_send.map(|at| at + interval);
@@ -633,6 +643,7 @@ async fn main() -> anyhow::Result<()> {
     let mut all = Latencies::default();
     for task in tasks {
         if let Ok(l) = task.await {
+            all.visitor_ack.extend(l.visitor_ack);
             all.visitor_ai.extend(l.visitor_ai);
             all.visitor_agent.extend(l.visitor_agent);
             all.agent_visitor.extend(l.agent_visitor);
@@ -663,6 +674,7 @@ async fn main() -> anyhow::Result<()> {
         share(cpu0.0, cpu1.0),
         share(cpu0.1, cpu1.1),
     );
+    percentiles("visitor -> ack", all.visitor_ack);
     percentiles("visitor -> AI answer", all.visitor_ai);
     percentiles("visitor -> agent", all.visitor_agent);
     percentiles("agent -> visitor", all.agent_visitor);

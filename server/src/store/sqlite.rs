@@ -20,11 +20,11 @@ use nexus_shared::{
     Snapshot, VisitorInfo,
 };
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
+use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 use tracing::instrument;
 use uuid::Uuid;
@@ -75,16 +75,26 @@ impl SqliteStore {
                 ))
             })?;
         }
+        // No test before a connection is handed out: it is a call to the connection's worker
+        // thread, and a SQLite connection cannot go stale.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .test_before_acquire(false)
+            // A batch's read returns up to two rows per commit in one call.
+            .connect_with(options.clone().row_buffer_size(2 * MAX_BATCH))
             .await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.read_only(true))
+            .test_before_acquire(false)
+            // A history page in one call to the worker thread.
+            .connect_with(
+                options
+                    .read_only(true)
+                    .row_buffer_size(nexus_shared::limits::MAX_HISTORY_PAGE as usize + 1),
+            )
             .await?;
         let (commits, requests) = mpsc::channel(QUEUE);
         tokio::spawn(group_commit(writer.clone(), requests));
@@ -206,59 +216,74 @@ fn seq_i64(seq: u64) -> i64 {
 async fn group_commit(pool: SqlitePool, mut requests: mpsc::Receiver<CommitRequest>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&pool, std::mem::take(&mut batch)).await;
+        let batch = std::mem::take(&mut batch);
+        match pool.acquire().await {
+            Ok(mut conn) => commit_batch(&mut conn, batch).await,
+            Err(e) => {
+                for request in batch {
+                    let _ = request.reply.send(Err(copy_error(&e)));
+                }
+            }
+        }
     }
 }
 
 /// Writes a batch in one transaction and answers every caller once it committed.
 ///
-/// First the planned path ([`plan_batch`]): one read of all the batch's conversations and of
-/// the stored messages carrying its client ids, the state machine run in memory op after op
-/// (each op sees what the ops before it in the batch left), then one write of every new entry
-/// and every changed conversation, and the commit: five calls to the connection's worker
-/// thread for the whole batch instead of two per op. A refused op, an unknown conversation or
-/// a repeated client id writes nothing there, so it needs no savepoint. Only when that write
-/// fails is the transaction rolled back and the batch run again op by op, each in a savepoint
-/// of its own ([`commit_each`]), so the failing op rolls back alone and gets its own error.
+/// First the planned path ([`plan_batch`]): the transaction's start with one read of all the
+/// batch's conversations and of the stored messages carrying its client ids, the state
+/// machine run in memory op after op (each op sees what the ops before it in the batch left),
+/// one write of every new entry and every changed conversation, then the commit: three calls
+/// to the connection's worker thread for the whole batch (each call is a hand-off between
+/// threads, which costs more than the statements). A refused op, an unknown conversation or
+/// a repeated client id writes nothing there, so it needs no savepoint. Only when the reads or
+/// the write fail is the transaction rolled back and the batch run again op by op, each in a
+/// savepoint of its own ([`commit_each`]), so the failing op rolls back alone and gets its own
+/// error.
 #[instrument(skip_all, fields(batch = batch.len()))]
-async fn commit_batch(pool: &SqlitePool, batch: Vec<CommitRequest>) {
-    match plan_batch(pool, &batch).await {
-        Ok((tx, results)) => match tx.commit().await {
-            Ok(()) => {
-                for (request, result) in batch.into_iter().zip(results) {
-                    let _ = request.reply.send(result);
-                }
-            }
-            // Not run again: a failed commit is not a refused op.
-            Err(e) => {
-                tracing::warn!(error = %e, "a group commit failed; none of its commits is kept");
-                for request in batch {
-                    let _ = request.reply.send(Err(copy_error(&e)));
-                }
-            }
-        },
+async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<CommitRequest>) {
+    let results = match plan_batch(conn, &batch).await {
+        Ok(results) => results,
         Err(e) => {
             tracing::debug!(error = %e, "a planned batch failed; writing it op by op");
-            commit_each(pool, batch).await;
+            rollback(conn).await;
+            commit_each(conn, batch).await;
+            return;
+        }
+    };
+    match sqlx::query("COMMIT").execute(&mut *conn).await {
+        Ok(_) => {
+            for (request, result) in batch.into_iter().zip(results) {
+                let _ = request.reply.send(result);
+            }
+        }
+        // Not run again: a failed commit is not a refused op.
+        Err(e) => {
+            tracing::warn!(error = %e, "a group commit failed; none of its commits is kept");
+            rollback(conn).await;
+            for request in batch {
+                let _ = request.reply.send(Err(copy_error(&e)));
+            }
         }
     }
 }
 
-/// The planned path of [`commit_batch`] up to the commit: the open transaction and the
-/// result of each op, in order; an error when the batch's reads or its write failed (the
-/// transaction is then rolled back when dropped).
+/// Ends what a failed call left open: a failing statement stops its call inside the
+/// transaction (when SQLite rolled the transaction back itself, there is nothing to end).
+async fn rollback(conn: &mut SqliteConnection) {
+    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        tracing::debug!(error = %e, "nothing to roll back");
+    }
+}
+
+/// The planned path of [`commit_batch`] up to the commit, which the caller makes: the result
+/// of each op, in order; an error when the batch's reads or its write failed (the caller then
+/// rolls back what is still open).
 async fn plan_batch(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     batch: &[CommitRequest],
-) -> Result<
-    (
-        sqlx::Transaction<'static, sqlx::Sqlite>,
-        Vec<StoreResult<Committed>>,
-    ),
-    sqlx::Error,
-> {
-    let mut tx = pool.begin().await?;
-    let (mut conversations, mut duplicates) = read_batch(&mut tx, batch).await?;
+) -> Result<Vec<StoreResult<Committed>>, sqlx::Error> {
+    let (mut conversations, mut duplicates) = read_batch(conn, batch).await?;
     let now = now_ms();
     let mut results = Vec::with_capacity(batch.len());
     let mut written = Vec::new();
@@ -282,18 +307,18 @@ async fn plan_batch(
         }
         results.push(result);
     }
-    if !changed.is_empty() {
-        let changed: Vec<&Conversation> = changed
-            .iter()
-            .filter_map(|id| conversations.get(id))
-            .collect();
-        write_batch(&mut tx, &written, &changed).await?;
-    }
-    Ok((tx, results))
+    let changed: Vec<&Conversation> = changed
+        .iter()
+        .filter_map(|id| conversations.get(id))
+        .collect();
+    write_batch(conn, &written, &changed).await?;
+    Ok(results)
 }
 
-/// The batch's conversations, by id, and the stored messages carrying the client ids its
-/// posts name, by conversation and client id: two statements.
+/// Starts the batch's transaction and reads its conversations, by id, and the stored messages
+/// carrying the client ids its posts name, by conversation and client id: three statements in
+/// one call. `BEGIN IMMEDIATE` takes the write lock before the reads, so what they read cannot
+/// change before the write (another process, such as `nexus-flow user add`, waits for it).
 async fn read_batch(
     conn: &mut SqliteConnection,
     batch: &[CommitRequest],
@@ -310,20 +335,6 @@ async fn read_batch(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let sql = format!(
-        "SELECT * FROM conversations WHERE id IN ({})",
-        placeholders(ids.len(), "?")
-    );
-    let mut query = sqlx::query(&sql).persistent(false);
-    for id in &ids {
-        query = query.bind(id);
-    }
-    let mut conversations = HashMap::with_capacity(ids.len());
-    for row in query.fetch_all(&mut *conn).await? {
-        let c = conversation_from_row(&row).map_err(corrupt)?;
-        conversations.insert(c.id, c);
-    }
-
     let wanted: Vec<(String, &str)> = batch
         .iter()
         .filter_map(|r| match &r.op {
@@ -334,20 +345,35 @@ async fn read_batch(
             Op::Transition { .. } => None,
         })
         .collect();
-    let mut duplicates = HashMap::new();
+    let mut sql = format!(
+        "BEGIN IMMEDIATE;
+         SELECT 'conversation' AS batch_row, * FROM conversations WHERE id IN ({});",
+        placeholders(ids.len(), "?")
+    );
     if !wanted.is_empty() {
-        let sql = format!(
+        sql.push_str(&format!(
             "WITH wanted (conversation_id, client_msg_id) AS (VALUES {})
-             SELECT m.* FROM wanted JOIN messages m
+             SELECT 'message' AS batch_row, m.* FROM wanted JOIN messages m
                 ON m.conversation_id = wanted.conversation_id
                AND m.client_msg_id = wanted.client_msg_id",
             placeholders(wanted.len(), "(?, ?)")
-        );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for (conversation_id, client_msg_id) in wanted {
-            query = query.bind(conversation_id).bind(client_msg_id);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
+        ));
+    }
+    let mut query = sqlx::query(&sql).persistent(false);
+    for id in &ids {
+        query = query.bind(id);
+    }
+    for (conversation_id, client_msg_id) in wanted {
+        query = query.bind(conversation_id).bind(client_msg_id);
+    }
+    let mut conversations = HashMap::with_capacity(ids.len());
+    let mut duplicates = HashMap::new();
+    // The rows of both statements, each named by its `batch_row` column.
+    for row in query.fetch_all(&mut *conn).await? {
+        if row.try_get::<&str, _>("batch_row")? == "conversation" {
+            let c = conversation_from_row(&row).map_err(corrupt)?;
+            conversations.insert(c.id, c);
+        } else {
             let m = message_from_row(&row).map_err(corrupt)?;
             if let Some(c) = m.client_msg_id.clone() {
                 duplicates.insert((m.conversation_id, c), m);
@@ -361,12 +387,16 @@ async fn read_batch(
 const INSERT_ROWS: usize = 500;
 
 /// Every new entry of a batch and the new columns of each conversation it changed, in one
-/// call: multi-row `INSERT`s, then one `UPDATE … FROM (VALUES …)`.
+/// call: multi-row `INSERT`s, then one `UPDATE … FROM (VALUES …)`; nothing when the batch
+/// changed nothing.
 async fn write_batch(
     conn: &mut SqliteConnection,
     messages: &[Message],
     conversations: &[&Conversation],
 ) -> Result<(), sqlx::Error> {
+    if conversations.is_empty() {
+        return Ok(());
+    }
     let mut sql = String::new();
     for chunk in messages.chunks(INSERT_ROWS) {
         sql.push_str(
@@ -444,8 +474,8 @@ fn corrupt(e: StoreError) -> sqlx::Error {
 /// The op-by-op path of [`commit_batch`]: each request in a savepoint of one transaction,
 /// commits it, then answers every caller: its own result when the transaction committed, an
 /// error for all when it did not.
-async fn commit_each(pool: &SqlitePool, batch: Vec<CommitRequest>) {
-    let mut tx = match pool.begin().await {
+async fn commit_each(conn: &mut SqliteConnection, batch: Vec<CommitRequest>) {
+    let mut tx = match conn.begin().await {
         Ok(tx) => tx,
         Err(e) => {
             for request in batch {
