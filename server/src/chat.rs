@@ -19,7 +19,7 @@ use crate::engine::llm::{ChatMessage as LlmMessage, LlmError};
 use crate::engine::{Decision, KbEntry, Query, placeholders, policy};
 use crate::error::store_error_body;
 use crate::hub::Hub;
-use crate::store::{Committed, Conversation, NewMessage, Op, Site, StoreError, Visitor};
+use crate::store::{Committed, Conversation, Guard, NewMessage, Op, Site, StoreError, Visitor};
 
 /// Checks a client message id: non-empty, at most 64 bytes.
 pub fn validate_client_msg_id(id: &str) -> Result<(), ErrorBody> {
@@ -204,10 +204,8 @@ pub async fn visitor_send(
     let store = state.store.as_ref();
     let fail = |e: StoreError| store_error_body(&e).for_message(client_msg_id);
 
-    let conversation = match conversation_id {
-        Some(id) => visitor_conversation(state, visitor, id)
-            .await
-            .map_err(|e| e.for_message(client_msg_id))?,
+    let conversation_id = match conversation_id {
+        Some(id) => id,
         None => {
             if let Some(earlier) = store
                 .visitor_message_by_client_id(visitor.id, client_msg_id)
@@ -227,31 +225,49 @@ pub async fn visitor_send(
                 });
             }
             match store.latest_conversation(visitor.id).await.map_err(fail)? {
-                Some(c) => c,
-                None => store
-                    .create_conversation(site.id, visitor.id, context.0, context.1)
-                    .await
-                    .map_err(fail)?,
+                Some(c) => c.id,
+                None => {
+                    store
+                        .create_conversation(site.id, visitor.id, context.0, context.1)
+                        .await
+                        .map_err(fail)?
+                        .id
+                }
             }
         }
     };
 
-    // Settings may have changed since the visitor connected: what a resolved conversation
-    // reopens into is read fresh (the settings are not read for every message of a
-    // conversation a person owns).
-    let reopen_to = if conversation.snapshot.state == ConversationState::Resolved {
-        reopen_state(&fresh_site(state, site).await.map_err(fail)?)
-    } else {
-        reopen_state(site)
+    // No read before the post: the store checks that the conversation is the visitor's. A
+    // resolved conversation reopens with the settings as they are now (they may have changed
+    // since the visitor connected), so that post is refused first and made again with them
+    // (the settings are not read for every message).
+    let post = |reopen_to| Op::Post {
+        message: NewMessage {
+            client_msg_id: Some(client_msg_id.to_owned()),
+            ..NewMessage::new(Author::Visitor, body)
+        },
+        reopen_to,
     };
-    let message = NewMessage {
-        client_msg_id: Some(client_msg_id.to_owned()),
-        ..NewMessage::new(Author::Visitor, body)
+    let guard = |reopen| Guard::Visitor {
+        id: visitor.id,
+        reopen,
     };
-    let committed = store
-        .commit(conversation.id, Op::Post { message, reopen_to })
+    let committed = match store
+        .commit_guarded(guard(false), conversation_id, post(reopen_state(site)))
         .await
-        .map_err(fail)?;
+    {
+        Err(StoreError::State(StateError::Resolved)) => {
+            let site = fresh_site(state, site).await.map_err(fail)?;
+            store
+                .commit_guarded(guard(true), conversation_id, post(reopen_state(&site)))
+                .await
+        }
+        other => other,
+    }
+    .map_err(|e| match e {
+        StoreError::NotFound => not_found().for_message(client_msg_id),
+        e => fail(e),
+    })?;
     if let Some(earlier) = committed.duplicate {
         return Ok(Sent {
             conversation: committed.conversation,
@@ -303,6 +319,12 @@ async fn fresh_site(state: &AppState, site: &Site) -> Result<Site, StoreError> {
         .unwrap_or_else(|| site.clone()))
 }
 
+/// What a caller hears of a conversation it may not see, exactly as of one that does not
+/// exist.
+fn not_found() -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, "This conversation does not exist.")
+}
+
 /// Loads a conversation and checks it belongs to this visitor.
 pub async fn visitor_conversation(
     state: &AppState,
@@ -321,10 +343,7 @@ pub async fn conversation_if(
 ) -> Result<Conversation, ErrorBody> {
     match state.store.conversation(id).await {
         Ok(Some(c)) if visible(&c) => Ok(c),
-        Ok(_) => Err(ErrorBody::new(
-            ErrorCode::NotFound,
-            "This conversation does not exist.",
-        )),
+        Ok(_) => Err(not_found()),
         Err(e) => Err(store_error_body(&e)),
     }
 }

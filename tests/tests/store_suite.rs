@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use nexus_server::engine::KbEntry;
 use nexus_server::store::{
-    NewMessage, Op, PasswordHash, Site, SiteSettings, Store, StoreError, User, now_ms,
+    Guard, NewMessage, Op, PasswordHash, Site, SiteSettings, Store, StoreError, User, now_ms,
 };
 use nexus_shared::{
     AgentRef, Author, ConversationState, Draft, HandoffReason, Note, Role, StateError, Transition,
@@ -936,6 +936,98 @@ async fn learned_entries(store: Arc<dyn Store>) {
 }
 
 /// Declares each case once per backend.
+/// A visitor's post is checked inside the commit: another visitor's conversation is refused
+/// as not found and keeps nothing (also when both arrive in one batch); a resolved
+/// conversation is refused unless the guard allows reopening, and then reopens.
+async fn guarded_commits(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let site = new_site(store, "guard").await;
+    let info = VisitorInfo::default();
+    let (owner, _) = store.create_visitor(site.id, &info).await.unwrap();
+    let (stranger, _) = store.create_visitor(site.id, &info).await.unwrap();
+    let conversation = store
+        .create_conversation(site.id, owner.id, None, None)
+        .await
+        .unwrap();
+    let as_visitor = |id| Guard::Visitor { id, reopen: false };
+
+    let (mine, theirs) = tokio::join!(
+        store.commit_guarded(
+            as_visitor(owner.id),
+            conversation.id,
+            post(Author::Visitor, "mine", Some("c-1")),
+        ),
+        store.commit_guarded(
+            as_visitor(stranger.id),
+            conversation.id,
+            post(Author::Visitor, "not mine", Some("c-2")),
+        ),
+    );
+    assert_eq!(mine.unwrap().messages.len(), 1);
+    assert!(matches!(theirs, Err(StoreError::NotFound)), "{theirs:?}");
+    let bodies: Vec<String> = store
+        .messages_after(conversation.id, 0, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, ["mine"]);
+
+    store
+        .commit(
+            conversation.id,
+            transition(Transition::Resolved { by: None }),
+        )
+        .await
+        .unwrap();
+    let refused = store
+        .commit_guarded(
+            as_visitor(owner.id),
+            conversation.id,
+            post(Author::Visitor, "again", Some("c-3")),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::State(StateError::Resolved))),
+        "{refused:?}"
+    );
+    let reopened = store
+        .commit_guarded(
+            Guard::Visitor {
+                id: owner.id,
+                reopen: true,
+            },
+            conversation.id,
+            Op::Post {
+                message: NewMessage {
+                    client_msg_id: Some("c-3".into()),
+                    ..NewMessage::new(Author::Visitor, "again")
+                },
+                reopen_to: ConversationState::Waiting,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened.conversation.snapshot.state,
+        ConversationState::Waiting
+    );
+    assert_eq!(reopened.messages.last().unwrap().body, "again");
+    // The stranger still cannot write there, reopening or not.
+    let theirs = store
+        .commit_guarded(
+            Guard::Visitor {
+                id: stranger.id,
+                reopen: true,
+            },
+            conversation.id,
+            post(Author::Visitor, "not mine", Some("c-4")),
+        )
+        .await;
+    assert!(matches!(theirs, Err(StoreError::NotFound)), "{theirs:?}");
+}
+
 macro_rules! store_suite {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -977,6 +1069,7 @@ store_suite!(
     drafts_notes_feedback,
     canned_responses,
     learned_entries,
+    guarded_commits,
 );
 
 /// Two stores on one schema are two instances' pools: takeovers through both at once still

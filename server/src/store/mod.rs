@@ -289,6 +289,35 @@ pub enum Op {
     },
 }
 
+/// Who commits, checked inside the commit against the conversation as its transaction reads
+/// it: a visitor's post needs no read of the conversation before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// No check: the caller checked, or the server acts itself.
+    None,
+    /// The conversation must be this visitor's, else [`StoreError::NotFound`] (exactly as if it
+    /// did not exist). Unless `reopen`, a post to a resolved conversation is refused with
+    /// [`StateError::Resolved`] instead of reopening it, so that the caller can reopen it with
+    /// the site's current settings.
+    Visitor { id: Uuid, reopen: bool },
+}
+
+impl Guard {
+    pub(crate) fn check(self, conversation: &Conversation, op: &Op) -> StoreResult<()> {
+        match self {
+            Self::None => Ok(()),
+            Self::Visitor { id, .. } if conversation.visitor_id != id => Err(StoreError::NotFound),
+            Self::Visitor { reopen: false, .. }
+                if matches!(op, Op::Post { .. })
+                    && conversation.snapshot.state == ConversationState::Resolved =>
+            {
+                Err(StateError::Resolved.into())
+            }
+            Self::Visitor { .. } => Ok(()),
+        }
+    }
+}
+
 /// The result of a commit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Committed {
@@ -376,10 +405,12 @@ pub(crate) fn plan_in_batch(
     conversations: &mut HashMap<Uuid, Conversation>,
     earlier: &mut HashMap<(Uuid, String), Message>,
     id: Uuid,
+    guard: Guard,
     op: &Op,
     now: Millis,
 ) -> StoreResult<Committed> {
     let before = conversations.get(&id).ok_or(StoreError::NotFound)?.clone();
+    guard.check(&before, op)?;
     if let Op::Post { message, .. } = op
         && let Some(client_id) = &message.client_msg_id
         && let Some(duplicate) = earlier.get(&(id, client_id.clone()))
@@ -556,7 +587,16 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_position(&self, conversation: &Conversation) -> StoreResult<Option<u32>>;
 
     /// Applies `op` to a conversation atomically; see the module documentation.
-    async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed>;
+    async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed> {
+        self.commit_guarded(Guard::None, conversation_id, op).await
+    }
+    /// [`Store::commit`], refused unless `guard` allows it (see [`Guard`]).
+    async fn commit_guarded(
+        &self,
+        guard: Guard,
+        conversation_id: Uuid,
+        op: Op,
+    ) -> StoreResult<Committed>;
 
     /// Conversations of a site that are not resolved, most recently updated first.
     async fn open_conversations(&self, site_id: Uuid, limit: u32)

@@ -36,8 +36,8 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{
-    Committed, Conversation, Op, PasswordHash, Site, SiteSettings, Store, StoreError, StoreResult,
-    User, Visitor, agent_from_columns, now_ms, plan_in_batch,
+    Committed, Conversation, Guard, Op, PasswordHash, Site, SiteSettings, Store, StoreError,
+    StoreResult, User, Visitor, agent_from_columns, now_ms, plan_in_batch,
 };
 use crate::engine::KbEntry;
 use crate::fanout::Event;
@@ -66,6 +66,7 @@ pub struct PgStore {
 /// One caller's commit, waiting for the group-commit task.
 struct CommitRequest {
     conversation_id: Uuid,
+    guard: Guard,
     op: Op,
     reply: oneshot::Sender<StoreResult<Committed>>,
 }
@@ -445,6 +446,7 @@ impl Committer {
                 &mut conversations,
                 &mut earlier,
                 request.conversation_id,
+                request.guard,
                 &request.op,
                 now_ms(),
             );
@@ -1043,10 +1045,16 @@ impl Store for PgStore {
     }
 
     #[instrument(skip_all, fields(conversation = %conversation_id))]
-    async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed> {
+    async fn commit_guarded(
+        &self,
+        guard: Guard,
+        conversation_id: Uuid,
+        op: Op,
+    ) -> StoreResult<Committed> {
         let (reply, answer) = oneshot::channel();
         let request = CommitRequest {
             conversation_id,
+            guard,
             op,
             reply,
         };

@@ -30,7 +30,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{
-    Committed, Conversation, Op, PasswordHash, Rows, Site, SiteSettings, Store, StoreError,
+    Committed, Conversation, Guard, Op, PasswordHash, Rows, Site, SiteSettings, Store, StoreError,
     StoreResult, User, Visitor, agent_from_columns, now_ms, plan, plan_in_batch,
 };
 use crate::engine::KbEntry;
@@ -51,6 +51,7 @@ pub struct SqliteStore {
 /// One caller's commit, waiting for the group-commit task.
 struct CommitRequest {
     conversation_id: Uuid,
+    guard: Guard,
     op: Op,
     reply: oneshot::Sender<StoreResult<Committed>>,
 }
@@ -294,6 +295,7 @@ async fn plan_batch(
             &mut conversations,
             &mut duplicates,
             request.conversation_id,
+            request.guard,
             &request.op,
             now,
         );
@@ -490,7 +492,7 @@ async fn commit_each(conn: &mut SqliteConnection, batch: Vec<CommitRequest>) {
     // of the batch is kept.
     let mut broken = None;
     for request in requests.by_ref() {
-        match apply(&mut tx, request.conversation_id, request.op).await {
+        match apply(&mut tx, request.conversation_id, request.guard, request.op).await {
             Ok(committed) => done.push((request.reply, Ok(committed))),
             Err(Failed::Op(e)) => done.push((request.reply, Err(e))),
             Err(Failed::Batch(e)) => {
@@ -551,9 +553,10 @@ fn copy_error(e: &sqlx::Error) -> StoreError {
 async fn apply(
     conn: &mut SqliteConnection,
     conversation_id: Uuid,
+    guard: Guard,
     op: Op,
 ) -> Result<Committed, Failed> {
-    match write(conn, conversation_id, op).await {
+    match write(conn, conversation_id, guard, op).await {
         Ok(committed) => Ok(committed),
         Err((e, false)) => Err(Failed::Op(e)),
         Err((e, true)) => match sqlx::query("ROLLBACK TO op; RELEASE op")
@@ -570,6 +573,7 @@ async fn apply(
 async fn write(
     conn: &mut SqliteConnection,
     conversation_id: Uuid,
+    guard: Guard,
     op: Op,
 ) -> Result<Committed, (StoreError, bool)> {
     let id = conversation_id.to_string();
@@ -591,6 +595,7 @@ async fn write(
     .map_err(|e| read(e.into()))?
     .ok_or(read(StoreError::NotFound))?;
     let before = conversation_from_row(&row).map_err(read)?;
+    guard.check(&before, &op).map_err(read)?;
     let duplicate_id: Option<String> = row.try_get("duplicate_id").map_err(|e| read(e.into()))?;
     if let Some(duplicate_id) = duplicate_id {
         let duplicate = sqlx::query("SELECT * FROM messages WHERE id = ?")
@@ -1022,10 +1027,16 @@ impl Store for SqliteStore {
     }
 
     #[instrument(skip_all, fields(conversation = %conversation_id))]
-    async fn commit(&self, conversation_id: Uuid, op: Op) -> StoreResult<Committed> {
+    async fn commit_guarded(
+        &self,
+        guard: Guard,
+        conversation_id: Uuid,
+        op: Op,
+    ) -> StoreResult<Committed> {
         let (reply, answer) = oneshot::channel();
         let request = CommitRequest {
             conversation_id,
+            guard,
             op,
             reply,
         };
