@@ -451,3 +451,61 @@ async fn review_mode_sends_only_what_an_agent_approved() {
     );
     server.stop().await;
 }
+
+/// A visitor connected before the owner turned the AI off writes again in a resolved
+/// conversation: it reopens waiting for a person (the settings as they are now), and the AI
+/// says nothing.
+#[tokio::test]
+async fn a_resolved_conversation_reopens_with_the_settings_of_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
+    let agent_token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
+    let (mut agent, _) = WsClient::agent(&server.ws_url(), &agent_token).await;
+    let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    visitor
+        .send(&send(None, "I want to talk to a human", "v-1"))
+        .await;
+    let conversation_id = visitor.recv_ack().await;
+    assert_eq!(state_of(&mut visitor).await, ConversationState::Waiting);
+    agent
+        .send(&ClientFrame::Resolve {
+            conversation_id,
+            teach: None,
+        })
+        .await;
+    let (resolved, _) = visitor
+        .recv_until(|f| match f {
+            ServerFrame::State { state, .. } if *state == ConversationState::Resolved => {
+                Some(*state)
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(resolved, ConversationState::Resolved);
+
+    let response = reqwest::Client::new()
+        .patch(server.url("/api/v1/site"))
+        .bearer_auth(&owner)
+        .json(&serde_json::json!({"autonomy": "off"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    visitor
+        .send(&send(
+            Some(conversation_id),
+            "how can I cancel my order",
+            "v-2",
+        ))
+        .await;
+    assert_eq!(visitor.recv_ack().await, conversation_id);
+    assert_eq!(state_of(&mut visitor).await, ConversationState::Waiting);
+    let seen = drain_messages(&mut visitor, Duration::from_millis(800)).await;
+    assert!(
+        !seen.iter().any(|m| m.author == Author::Ai),
+        "the AI is off: {seen:?}"
+    );
+    server.stop().await;
+}
