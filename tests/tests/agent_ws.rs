@@ -29,6 +29,16 @@ async fn state_of(client: &mut WsClient) -> ConversationState {
         .0
 }
 
+/// Waits until the client hears that its conversation is in `state`.
+async fn wait_for_state(client: &mut WsClient, state: ConversationState) {
+    client
+        .recv_until(|f| match f {
+            ServerFrame::State { state: s, .. } if *s == state => Some(()),
+            _ => None,
+        })
+        .await;
+}
+
 /// Collects frames for `wait` and returns the messages among them.
 async fn drain_messages(client: &mut WsClient, wait: Duration) -> Vec<nexus_shared::Message> {
     let mut out = vec![];
@@ -187,15 +197,7 @@ async fn escalate_take_over_reply_hand_back_resolve_and_teach() {
             }),
         })
         .await;
-    let (resolved, _) = first
-        .recv_until(|f| match f {
-            ServerFrame::State { state, .. } if *state == ConversationState::Resolved => {
-                Some(*state)
-            }
-            _ => None,
-        })
-        .await;
-    assert_eq!(resolved, ConversationState::Resolved);
+    wait_for_state(&mut first, ConversationState::Resolved).await;
 
     // The next visitors asking the same, or a paraphrase, get the taught answer from the AI.
     for (i, ask) in [question, "can you gift wrap a birthday present?"]
@@ -474,15 +476,7 @@ async fn a_resolved_conversation_reopens_with_the_settings_of_now() {
             teach: None,
         })
         .await;
-    let (resolved, _) = visitor
-        .recv_until(|f| match f {
-            ServerFrame::State { state, .. } if *state == ConversationState::Resolved => {
-                Some(*state)
-            }
-            _ => None,
-        })
-        .await;
-    assert_eq!(resolved, ConversationState::Resolved);
+    wait_for_state(&mut visitor, ConversationState::Resolved).await;
 
     let response = reqwest::Client::new()
         .patch(server.url("/api/v1/site"))
