@@ -45,12 +45,14 @@ const MAX_IDENTITY_FIELD_BYTES: usize = 320;
 /// is resident for the connection's life, so it is most of an idle connection's cost. A frame
 /// larger than this still arrives whole: the buffer grows to the frame's length, read by read.
 const READ_BUFFER_BYTES: usize = 1024;
+/// Frames written before a flush are gathered up to this size, then written out.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// `GET /ws`: upgrades with small buffers (1 KiB read buffer per idle connection, not
-/// 128 KiB) and the frame size limit. Frames are written out as they are sent (write buffer
-/// target 0: `send` flushes each one anyway), so nothing waits in the write buffer. The
-/// `Origin` header goes to the session, which checks it against the site's allowed origins
-/// once `hello` names the site.
+/// 128 KiB) and the frame size limit. Frames ready together are written together: they
+/// wait in the write buffer (up to [`WRITE_BUFFER_BYTES`]) for the flush that follows them in
+/// `drive`, never longer. The `Origin` header goes to the session, which checks it against
+/// the site's allowed origins once `hello` names the site.
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
@@ -62,7 +64,9 @@ pub async fn upgrade(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     ws.read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
+        // Frames written together wait for the flush after them (`drive`) up to this size,
+        // so they leave in one write.
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(limits::MAX_FRAME_BYTES)
         .max_frame_size(limits::MAX_FRAME_BYTES)
@@ -324,10 +328,14 @@ where
             }
             _ = shutdown.changed() => return End::Close(1012, "server restarting"),
         };
+        // One flush for all of them: frames that are ready together leave in one write.
         for frame in &out {
-            if tx.send(encode(frame)).await.is_err() {
+            if tx.feed(encode(frame)).await.is_err() {
                 return End::Gone;
             }
+        }
+        if !out.is_empty() && tx.flush().await.is_err() {
+            return End::Gone;
         }
     }
 }

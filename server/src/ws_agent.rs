@@ -45,6 +45,8 @@ const REPLY_QUEUE: usize = 64;
 
 /// Bounded: a slow agent connection cannot grow server memory; its forwarders wait, then lag.
 const LIVE_QUEUE: usize = 256;
+/// Queued live events turned into frames and written together, at most.
+const LIVE_BATCH: usize = 64;
 
 pub(crate) struct AgentSession {
     user: User,
@@ -402,18 +404,41 @@ impl Connection for AgentSession {
     }
 
     async fn live(&mut self, state: &AppState) -> Option<Vec<ServerFrame>> {
-        // The waiting is inline (it is what an idle connection does); the work on a frame is
-        // boxed, so it takes heap only while it runs (see `ws::drive`).
-        Some(match self.live_rx.recv().await? {
-            Live::Frame(frame) => Box::pin(self.follower.forward(state, &frame)).await,
-            Live::Lagged(Some(id)) => Box::pin(self.follower.catch_up(state, id)).await,
-            Live::Lagged(None) => Box::pin(agent::inbox(state, &self.user))
-                .await
-                .unwrap_or_default(),
+        // The waiting is inline (it is what an idle connection does); the work on the frames
+        // is boxed, so it takes heap only while it runs (see `ws::drive`).
+        let first = self.live_rx.recv().await?;
+        Some(Box::pin(self.take_live(state, first)).await)
+    }
+}
+
+impl AgentSession {
+    /// The frames for `first` and for whatever else is already queued (at most
+    /// [`LIVE_BATCH`] in all), in order: `ws::drive` writes them with one flush, so a busy
+    /// agent's frames go out in a few writes instead of one write each.
+    async fn take_live(&mut self, state: &AppState, first: Live) -> Vec<ServerFrame> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(live) = next.take() {
+            out.extend(self.on_live(state, live).await);
+            taken += 1;
+            if taken < LIVE_BATCH {
+                next = self.live_rx.try_recv().ok();
+            }
+        }
+        out
+    }
+
+    async fn on_live(&mut self, state: &AppState, live: Live) -> Vec<ServerFrame> {
+        match live {
+            Live::Frame(frame) => self.follower.forward(state, &frame).await,
+            Live::Lagged(Some(id)) => self.follower.catch_up(state, id).await,
+            Live::Lagged(None) => agent::inbox(state, &self.user).await.unwrap_or_default(),
             Live::Replied(replied) => {
                 let Replied(conversation_id, client_msg_id, result) = *replied;
-                Box::pin(self.replied(state, conversation_id, client_msg_id, result)).await
+                self.replied(state, conversation_id, client_msg_id, result)
+                    .await
             }
-        })
+        }
     }
 }
