@@ -1028,6 +1028,121 @@ async fn guarded_commits(store: Arc<dyn Store>) {
     assert!(matches!(theirs, Err(StoreError::NotFound)), "{theirs:?}");
 }
 
+/// Posts to some conversations and state changes of others, all at once (so, mostly, in one
+/// batch): a conversation that only got entries keeps its state and moves to the top of the
+/// open list; one whose state changed has the new state, reason, owner and waiting time; each
+/// conversation's `last_seq` is its last entry; entries' ids sort in the order they were stored.
+async fn posts_and_moves_at_once(store: Arc<dyn Store>) {
+    let site = new_site(store.as_ref(), "mixed").await;
+    let (visitor, _) = store
+        .create_visitor(site.id, &VisitorInfo::default())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let c = store
+            .create_conversation(site.id, visitor.id, None, None)
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    let [a, b, c, d] = ids[..] else {
+        unreachable!()
+    };
+    let escalated = || {
+        transition(Transition::Escalated {
+            reason: HandoffReason::VisitorAsked,
+        })
+    };
+    store.commit(d, escalated()).await.unwrap();
+    let ana = agent("Ana");
+    let ops = vec![
+        (a, post(Author::Visitor, "a1", Some("a1"))),
+        (b, post(Author::Visitor, "b1", Some("b1"))),
+        (c, post(Author::Visitor, "c1", Some("c1"))),
+        (c, escalated()),
+        (d, transition(Transition::TakenOver { agent: ana.clone() })),
+        (d, post(Author::Agent(ana.clone()), "d1", None)),
+        (a, post(Author::Visitor, "a2", Some("a2"))),
+    ];
+    let results =
+        futures_util::future::join_all(ops.into_iter().map(|(id, op)| store.commit(id, op))).await;
+    for (i, result) in results.iter().enumerate() {
+        assert!(result.is_ok(), "op {i}: {result:?}");
+    }
+
+    for (id, state) in [
+        (a, ConversationState::Ai),
+        (b, ConversationState::Ai),
+        (c, ConversationState::Waiting),
+        (d, ConversationState::Human),
+    ] {
+        let conversation = store.conversation(id).await.unwrap().unwrap();
+        assert_eq!(conversation.snapshot.state, state);
+        let messages = store.messages_after(id, 0, 100).await.unwrap();
+        assert_eq!(
+            conversation.last_seq,
+            messages.last().map_or(0, |m| m.seq),
+            "{state:?}: last_seq is its last entry"
+        );
+        let mut by_id = messages.clone();
+        by_id.sort_by_key(|m| m.id);
+        assert_eq!(
+            by_id, messages,
+            "{state:?}: ids sort as the entries were stored"
+        );
+    }
+    let a_now = store.conversation(a).await.unwrap().unwrap();
+    assert_eq!(a_now.last_seq, 2);
+    assert_eq!(
+        (
+            a_now.snapshot.assignee,
+            a_now.handoff_reason,
+            a_now.waiting_since
+        ),
+        (None, None, None)
+    );
+    let c_now = store.conversation(c).await.unwrap().unwrap();
+    assert_eq!(c_now.handoff_reason, Some(HandoffReason::VisitorAsked));
+    assert!(
+        c_now.waiting_since.is_some(),
+        "waiting since the escalation"
+    );
+    let d_now = store.conversation(d).await.unwrap().unwrap();
+    assert_eq!(d_now.snapshot.assignee, Some(ana));
+    assert_eq!(
+        store
+            .messages_after(d, 0, 100)
+            .await
+            .unwrap()
+            .last()
+            .map(|m| m.body.as_str()),
+        Some("d1")
+    );
+
+    // The open list: most recent activity first; a post moves its conversation to the top,
+    // a resolved one leaves the list.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store
+        .commit(b, post(Author::Visitor, "b2", Some("b2")))
+        .await
+        .unwrap();
+    store
+        .commit(a, transition(Transition::Resolved { by: None }))
+        .await
+        .unwrap();
+    let open: Vec<Uuid> = store
+        .open_conversations(site.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(open.len(), 3, "{open:?}");
+    assert_eq!(open[0], b, "the latest post first");
+    assert!(open.contains(&c) && open.contains(&d) && !open.contains(&a));
+}
+
 macro_rules! store_suite {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1070,6 +1185,7 @@ store_suite!(
     canned_responses,
     learned_entries,
     guarded_commits,
+    posts_and_moves_at_once,
 );
 
 /// Two stores on one schema are two instances' pools: takeovers through both at once still

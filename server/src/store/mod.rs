@@ -364,7 +364,9 @@ impl Plan {
             .map(|new| {
                 last_seq += 1;
                 Message {
-                    id: Uuid::new_v4(),
+                    // Time-ordered: a new entry's id goes at the end of the id index, one
+                    // page for a whole batch instead of one random page per entry.
+                    id: Uuid::now_v7(),
                     conversation_id: before.id,
                     seq: last_seq,
                     client_msg_id: new.client_msg_id.clone(),

@@ -1070,7 +1070,7 @@ impl Store for PgStore {
         limit: u32,
     ) -> StoreResult<Vec<Conversation>> {
         sqlx::query(
-            "SELECT * FROM conversations WHERE site_id = $1 AND state != 'resolved'
+            "SELECT * FROM conversations WHERE site_id = $1 AND state IN ('ai', 'waiting', 'human')
              ORDER BY updated_at DESC LIMIT $2",
         )
         .bind(site_id.to_string())

@@ -25,7 +25,7 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -40,11 +40,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// At most this many commits share one transaction.
 pub const MAX_BATCH: usize = 256;
 /// Pages the write-ahead log holds before a commit copies them into the database file
-/// (SQLite's default is 1,000). A checkpoint runs inside the commit that reaches it and holds
-/// up that batch; at 8,000 (32 MiB with 4 KiB pages) a page changed again and again is copied
-/// once per checkpoint instead of eight times, and batches wait less often (at 5,000 msg/s
-/// over 60 s: visitor→agent p99 91 ms instead of 109 ms, BENCHMARKS.md).
+/// (SQLite's default is 1,000), and the log starts again from its beginning. That checkpoint
+/// runs inside the commit that reaches it and holds up that batch, so most of the copying is
+/// done before, by the [`checkpointer`] on a connection of its own: the commit's checkpoint
+/// then only copies what was written since the checkpointer's last pass.
 const WAL_CHECKPOINT_PAGES: u32 = 8_000;
+/// How long after a commit the [`checkpointer`] copies the log into the database file: its
+/// passes are short and the writer's own checkpoint finds little left to copy.
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(50);
 /// Commits waiting for the writer; a caller beyond this waits to be queued.
 const QUEUE: usize = 8_192;
 
@@ -73,7 +76,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
-            .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string());
+            .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+            // A batch's multi-row statements keep a statement journal (the pages they change,
+            // to undo the statement alone); in memory instead of a temporary file created,
+            // written and deleted for every batch.
+            .pragma("temp_store", "memory");
         if let Some(parent) = std::path::Path::new(options.get_filename()).parent()
             && !parent.as_os_str().is_empty()
         {
@@ -93,6 +100,7 @@ impl SqliteStore {
             .connect_with(options.clone().row_buffer_size(2 * MAX_BATCH))
             .await?;
         MIGRATOR.run(&writer).await?;
+        let checkpoint_conn = SqliteConnection::connect_with(&options).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -105,7 +113,9 @@ impl SqliteStore {
             )
             .await?;
         let (commits, requests) = mpsc::channel(QUEUE);
-        tokio::spawn(group_commit(writer.clone(), requests));
+        let (committed, commit_seen) = watch::channel(());
+        tokio::spawn(group_commit(writer.clone(), requests, committed));
+        tokio::spawn(checkpointer(checkpoint_conn, commit_seen));
         Ok(Self {
             writer,
             reader,
@@ -221,18 +231,49 @@ fn seq_i64(seq: u64) -> i64 {
 
 /// The group-commit task: takes every commit waiting (at most [`MAX_BATCH`]) and writes them
 /// in one transaction, until the store is dropped.
-async fn group_commit(pool: SqlitePool, mut requests: mpsc::Receiver<CommitRequest>) {
+async fn group_commit(
+    pool: SqlitePool,
+    mut requests: mpsc::Receiver<CommitRequest>,
+    committed: watch::Sender<()>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut batch);
         match pool.acquire().await {
-            Ok(mut conn) => commit_batch(&mut conn, batch).await,
+            Ok(mut conn) => {
+                commit_batch(&mut conn, batch).await;
+                // Wakes the checkpointer (the value carries nothing).
+                committed.send_replace(());
+            }
             Err(e) => {
                 for request in batch {
                     let _ = request.reply.send(Err(copy_error(&e)));
                 }
             }
         }
+    }
+}
+
+/// Copies the write-ahead log into the database file a moment after commits, on its own
+/// connection (and so its own thread), while the writer goes on: a `PASSIVE` checkpoint never
+/// waits for the writer or holds it up. It cannot start the log again while the writer keeps
+/// appending to it (that needs every frame copied when a write transaction begins), so the
+/// writer's own checkpoint at [`WAL_CHECKPOINT_PAGES`] still does, copying only what was
+/// written since this pass. Ends when the group commit ends (the store was dropped).
+async fn checkpointer(mut conn: SqliteConnection, mut commits: watch::Receiver<()>) {
+    while commits.changed().await.is_ok() {
+        tokio::time::sleep(CHECKPOINT_DELAY).await;
+        // The commits made while this task slept are covered by the pass below.
+        commits.mark_unchanged();
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!(error = %e, "background checkpoint failed");
+        }
+    }
+    if let Err(e) = conn.close().await {
+        tracing::debug!(error = %e, "closing the checkpoint connection");
     }
 }
 
@@ -292,6 +333,9 @@ async fn plan_batch(
     batch: &[CommitRequest],
 ) -> Result<Vec<StoreResult<Committed>>, sqlx::Error> {
     let (mut conversations, mut duplicates) = read_batch(conn, batch).await?;
+    // As read: a conversation whose state columns the batch leaves as they are gets the
+    // narrow update (see `write_batch`).
+    let stored = conversations.clone();
     let now = now_ms();
     let mut results = Vec::with_capacity(batch.len());
     let mut written = Vec::new();
@@ -316,11 +360,17 @@ async fn plan_batch(
         }
         results.push(result);
     }
-    let changed: Vec<&Conversation> = changed
+    let (moved, advanced): (Vec<&Conversation>, Vec<&Conversation>) = changed
         .iter()
         .filter_map(|id| conversations.get(id))
-        .collect();
-    write_batch(conn, &written, &changed).await?;
+        .partition(|c| {
+            stored.get(&c.id).is_none_or(|s| {
+                s.snapshot != c.snapshot
+                    || s.handoff_reason != c.handoff_reason
+                    || s.waiting_since != c.waiting_since
+            })
+        });
+    write_batch(conn, &written, &moved, &advanced).await?;
     Ok(results)
 }
 
@@ -396,14 +446,19 @@ async fn read_batch(
 const INSERT_ROWS: usize = 500;
 
 /// Every new entry of a batch and the new columns of each conversation it changed, in one
-/// call: multi-row `INSERT`s, then one `UPDATE … FROM (VALUES …)`; nothing when the batch
-/// changed nothing.
+/// call: multi-row `INSERT`s, then an `UPDATE … FROM (VALUES …)` of the conversations whose
+/// state changed (`moved`) and one of only the sequence and time of those that just got new
+/// entries (`advanced`, most of a busy batch): a column an `UPDATE` sets rewrites the entries
+/// of every index on it, even when the value stays the same, so leaving the state columns
+/// out leaves `conversations_site_state` untouched (fewer pages written per message); nothing
+/// when the batch changed nothing.
 async fn write_batch(
     conn: &mut SqliteConnection,
     messages: &[Message],
-    conversations: &[&Conversation],
+    moved: &[&Conversation],
+    advanced: &[&Conversation],
 ) -> Result<(), sqlx::Error> {
-    if conversations.is_empty() {
+    if moved.is_empty() && advanced.is_empty() {
         return Ok(());
     }
     let mut sql = String::new();
@@ -419,13 +474,22 @@ async fn write_batch(
         ));
         sql.push_str(";\n");
     }
-    sql.push_str(&format!(
-        "UPDATE conversations SET state = v.column2, assignee_id = v.column3,
-            assignee_name = v.column4, handoff_reason = v.column5, last_seq = v.column6,
-            updated_at = v.column7, waiting_since = v.column8
-         FROM (VALUES {}) AS v WHERE conversations.id = v.column1",
-        placeholders(conversations.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
-    ));
+    if !moved.is_empty() {
+        sql.push_str(&format!(
+            "UPDATE conversations SET state = v.column2, assignee_id = v.column3,
+                assignee_name = v.column4, handoff_reason = v.column5, last_seq = v.column6,
+                updated_at = v.column7, waiting_since = v.column8
+             FROM (VALUES {}) AS v WHERE conversations.id = v.column1;\n",
+            placeholders(moved.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
+        ));
+    }
+    if !advanced.is_empty() {
+        sql.push_str(&format!(
+            "UPDATE conversations SET last_seq = v.column2, updated_at = v.column3
+             FROM (VALUES {}) AS v WHERE conversations.id = v.column1",
+            placeholders(advanced.len(), "(?, ?, ?)")
+        ));
+    }
     let mut query = sqlx::query(&sql).persistent(false);
     for message in messages {
         let agent = match &message.author {
@@ -447,7 +511,7 @@ async fn write_batch(
             .bind((!message.choices.is_empty()).then(|| to_json(&message.choices)))
             .bind(message.event.as_ref().map(to_json));
     }
-    for c in conversations {
+    for c in moved {
         query = query
             .bind(c.id.to_string())
             .bind(c.snapshot.state.as_str())
@@ -457,6 +521,12 @@ async fn write_batch(
             .bind(seq_i64(c.last_seq))
             .bind(c.updated_at)
             .bind(c.waiting_since);
+    }
+    for c in advanced {
+        query = query
+            .bind(c.id.to_string())
+            .bind(seq_i64(c.last_seq))
+            .bind(c.updated_at);
     }
     query.execute(&mut *conn).await?;
     Ok(())
@@ -1059,7 +1129,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<Conversation>> {
         sqlx::query(
-            "SELECT * FROM conversations WHERE site_id = ? AND state != 'resolved'
+            "SELECT * FROM conversations WHERE site_id = ? AND state IN ('ai', 'waiting', 'human')
              ORDER BY updated_at DESC LIMIT ?",
         )
         .bind(site_id.to_string())
@@ -1762,5 +1832,70 @@ mod tests {
             (6, ConversationState::Human)
         );
         assert_eq!(store.messages_after(id, 4, 10).await.unwrap().len(), 2);
+    }
+
+    /// The log is copied into the database file in the background soon after commits, long
+    /// before the writer's own checkpoint at [`WAL_CHECKPOINT_PAGES`] would: the database file
+    /// itself grows with what was committed, while the log is far from that size.
+    #[tokio::test]
+    async fn commits_reach_the_database_file_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckpt.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let site = Site {
+            id: Uuid::new_v4(),
+            key: "ckpt".into(),
+            name: "Checkpoint".into(),
+            settings: SiteSettings::default(),
+            created_at: now_ms(),
+        };
+        store.create_site(&site).await.unwrap();
+        let (visitor, _) = store
+            .create_visitor(site.id, &VisitorInfo::default())
+            .await
+            .unwrap();
+        let conversation = store
+            .create_conversation(site.id, visitor.id, None, None)
+            .await
+            .unwrap();
+        // Whatever earlier writes left in the log is copied first, so that the file's size
+        // below is what this test's commits add.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        let body = "a message long enough to fill pages quickly ".repeat(20);
+        for i in 0..200 {
+            store
+                .commit(conversation.id, post(&body, &format!("c{i}")))
+                .await
+                .unwrap();
+        }
+        let log_pages = std::fs::metadata(dir.path().join("ckpt.db-wal"))
+            .unwrap()
+            .len()
+            / 4096;
+        assert!(
+            log_pages < u64::from(WAL_CHECKPOINT_PAGES) / 2,
+            "the writer's checkpoint is not what copies here ({log_pages} pages in the log)"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = std::fs::metadata(&path).unwrap().len();
+            // 200 messages of 900 bytes: at least 150 KB of rows.
+            if now >= before + 150_000 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file did not grow: {before} -> {now} bytes"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stored = store.messages_after(conversation.id, 0, 500).await.unwrap();
+        assert_eq!(stored.len(), 200);
     }
 }
