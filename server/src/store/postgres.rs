@@ -133,12 +133,16 @@ impl PgStore {
         let instance = Uuid::new_v4();
         let (commits, requests) = mpsc::channel(QUEUE);
         // The group commit has a connection of its own: commits never queue behind reads
-        // for the shared pool.
+        // for the shared pool. Its statements find rows by key only, and never by scanning
+        // a table: `conversations` is small and changes with every message, so its
+        // statistics say a scan is cheaper while its dead row versions pile up, and the
+        // plans a connection keeps from its first batches then scan them for every batch
+        // (at 5,000 msg/s: visitor→agent p99 43–97 ms with scans, 13 ms without).
         let committer = Committer {
             pool: PgPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(acquire_timeout)
-                .connect_lazy_with(options.clone()),
+                .connect_lazy_with(options.clone().options([("enable_seqscan", "off")])),
             channel: channel.clone(),
             instance,
         };
