@@ -46,8 +46,10 @@ pub const MAX_BATCH: usize = 256;
 /// then only copies what was written since the checkpointer's last pass.
 const WAL_CHECKPOINT_PAGES: u32 = 8_000;
 /// How long after a commit the [`checkpointer`] copies the log into the database file: its
-/// passes are short and the writer's own checkpoint finds little left to copy.
-const CHECKPOINT_DELAY: Duration = Duration::from_millis(50);
+/// passes are short (each one's `fsync` of the database file delays the commits' `fsync` of
+/// the log less) and the writer's own checkpoint finds little left to copy. 20 ms gave
+/// visitor→agent p99 17–35 ms at 5,000 msg/s over 60 s, 50 ms 26–47 ms (BENCHMARKS.md).
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(20);
 /// Commits waiting for the writer; a caller beyond this waits to be queued.
 const QUEUE: usize = 8_192;
 
@@ -282,59 +284,69 @@ async fn checkpointer(mut conn: SqliteConnection, mut commits: watch::Receiver<(
 /// First the planned path ([`plan_batch`]): the transaction's start with one read of all the
 /// batch's conversations and of the stored messages carrying its client ids, the state
 /// machine run in memory op after op (each op sees what the ops before it in the batch left),
-/// one write of every new entry and every changed conversation, then the commit: three calls
-/// to the connection's worker thread for the whole batch (each call is a hand-off between
-/// threads, which costs more than the statements). A refused op, an unknown conversation or
-/// a repeated client id writes nothing there, so it needs no savepoint. Only when the reads or
-/// the write fail is the transaction rolled back and the batch run again op by op, each in a
-/// savepoint of its own ([`commit_each`]), so the failing op rolls back alone and gets its own
-/// error.
+/// then one write of every new entry and every changed conversation followed by the commit:
+/// two calls to the connection's worker thread for the whole batch (each call is a hand-off
+/// between threads, which costs more than the statements). A refused op, an unknown
+/// conversation or a repeated client id writes nothing there, so it needs no savepoint. When
+/// the reads or the write fail, the transaction is rolled back and the batch runs again op by
+/// op, each in a savepoint of its own ([`commit_each`]), so the failing op rolls back alone
+/// and gets its own error. A failed commit is not run again: every caller gets the error.
 #[instrument(skip_all, fields(batch = batch.len()))]
 async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<CommitRequest>) {
-    let results = match plan_batch(conn, &batch).await {
-        Ok(results) => results,
-        Err(e) => {
-            tracing::debug!(error = %e, "a planned batch failed; writing it op by op");
-            rollback(conn).await;
-            commit_each(conn, batch).await;
-            return;
-        }
-    };
-    match sqlx::query("COMMIT").execute(&mut *conn).await {
-        Ok(_) => {
+    let failed = match plan_batch(conn, &batch).await {
+        Ok(results) => {
             for (request, result) in batch.into_iter().zip(results) {
                 let _ = request.reply.send(result);
             }
+            return;
         }
-        // Not run again: a failed commit is not a refused op.
+        Err(e) => e,
+    };
+    // A failing statement stops its call: the write failed inside the transaction, which is
+    // still open; when nothing is left to roll back, the commit itself failed (SQLite ended
+    // the transaction) and nothing of the batch is kept.
+    let (PlanFailed::Read(e) | PlanFailed::Write(e)) = &failed;
+    if rollback(conn).await || matches!(failed, PlanFailed::Read(_)) {
+        tracing::debug!(error = %e, "a planned batch failed; writing it op by op");
+        commit_each(conn, batch).await;
+    } else {
+        tracing::warn!(error = %e, "a group commit failed; none of its commits is kept");
+        for request in batch {
+            let _ = request.reply.send(Err(copy_error(e)));
+        }
+    }
+}
+
+/// Why the planned path of a batch failed.
+enum PlanFailed {
+    /// Starting the transaction or its reads: nothing was written.
+    Read(sqlx::Error),
+    /// The write or the commit.
+    Write(sqlx::Error),
+}
+
+/// Ends what a failed call left open; whether a transaction was open.
+async fn rollback(conn: &mut SqliteConnection) -> bool {
+    match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        Ok(_) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "a group commit failed; none of its commits is kept");
-            rollback(conn).await;
-            for request in batch {
-                let _ = request.reply.send(Err(copy_error(&e)));
-            }
+            tracing::debug!(error = %e, "nothing to roll back");
+            false
         }
     }
 }
 
-/// Ends what a failed call left open: a failing statement stops its call inside the
-/// transaction (when SQLite rolled the transaction back itself, there is nothing to end).
-async fn rollback(conn: &mut SqliteConnection) {
-    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-        tracing::debug!(error = %e, "nothing to roll back");
-    }
-}
-
-/// The planned path of [`commit_batch`] up to the commit, which the caller makes: the result
-/// of each op, in order; an error when the batch's reads or its write failed (the caller then
-/// rolls back what is still open).
+/// The planned path of [`commit_batch`], commit included: the result of each op, in order;
+/// an error when the batch's reads, its write or its commit failed (the caller then rolls
+/// back what is still open).
 async fn plan_batch(
     conn: &mut SqliteConnection,
     batch: &[CommitRequest],
-) -> Result<Vec<StoreResult<Committed>>, sqlx::Error> {
-    let (mut conversations, mut duplicates) = read_batch(conn, batch).await?;
+) -> Result<Vec<StoreResult<Committed>>, PlanFailed> {
+    let (mut conversations, mut duplicates) =
+        read_batch(conn, batch).await.map_err(PlanFailed::Read)?;
     // As read: a conversation whose state columns the batch leaves as they are gets the
-    // narrow update (see `write_batch`).
+    // narrow update (see `write_and_commit`).
     let stored = conversations.clone();
     let now = now_ms();
     let mut results = Vec::with_capacity(batch.len());
@@ -370,7 +382,9 @@ async fn plan_batch(
                     || s.waiting_since != c.waiting_since
             })
         });
-    write_batch(conn, &written, &moved, &advanced).await?;
+    write_and_commit(conn, &written, &moved, &advanced)
+        .await
+        .map_err(PlanFailed::Write)?;
     Ok(results)
 }
 
@@ -445,20 +459,22 @@ async fn read_batch(
 /// Rows per `INSERT`: 13 arguments each stays far below SQLite's 32,766.
 const INSERT_ROWS: usize = 500;
 
-/// Every new entry of a batch and the new columns of each conversation it changed, in one
-/// call: multi-row `INSERT`s, then an `UPDATE … FROM (VALUES …)` of the conversations whose
-/// state changed (`moved`) and one of only the sequence and time of those that just got new
-/// entries (`advanced`, most of a busy batch): a column an `UPDATE` sets rewrites the entries
-/// of every index on it, even when the value stays the same, so leaving the state columns
-/// out leaves `conversations_site_state` untouched (fewer pages written per message); nothing
-/// when the batch changed nothing.
-async fn write_batch(
+/// Every new entry of a batch and the new columns of each conversation it changed, then the
+/// commit, in one call: multi-row `INSERT`s, an `UPDATE … FROM (VALUES …)` of the
+/// conversations whose state changed (`moved`) and one of only the sequence and time of those
+/// that just got new entries (`advanced`, most of a busy batch), `COMMIT`. A column an
+/// `UPDATE` sets rewrites the entries of every index on it, even when the value stays the
+/// same, so leaving the state columns out leaves `conversations_site_state` untouched (fewer
+/// pages written per message). Only the commit when the batch changed nothing; a failing
+/// statement stops the call before the commit.
+async fn write_and_commit(
     conn: &mut SqliteConnection,
     messages: &[Message],
     moved: &[&Conversation],
     advanced: &[&Conversation],
 ) -> Result<(), sqlx::Error> {
     if moved.is_empty() && advanced.is_empty() {
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
         return Ok(());
     }
     let mut sql = String::new();
@@ -486,10 +502,11 @@ async fn write_batch(
     if !advanced.is_empty() {
         sql.push_str(&format!(
             "UPDATE conversations SET last_seq = v.column2, updated_at = v.column3
-             FROM (VALUES {}) AS v WHERE conversations.id = v.column1",
+             FROM (VALUES {}) AS v WHERE conversations.id = v.column1;\n",
             placeholders(advanced.len(), "(?, ?, ?)")
         ));
     }
+    sql.push_str("COMMIT");
     let mut query = sqlx::query(&sql).persistent(false);
     for message in messages {
         let agent = match &message.author {
