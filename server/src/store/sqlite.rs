@@ -1725,14 +1725,11 @@ mod tests {
         }
     }
 
-    /// A batch whose one write fails (a trigger refuses one body) runs again op by op: that
-    /// op alone gets an error, the others commit, in order, and a refusal, a repeated client
-    /// id and an unknown conversation in the same batch each get their own answer.
-    #[tokio::test]
-    async fn a_failing_write_fails_its_op_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("batch.db").display());
-        let store = SqliteStore::connect(&url).await.unwrap();
+    /// A new store at `path` with a site, a visitor and one conversation of theirs.
+    async fn store_with_conversation(path: &std::path::Path) -> (SqliteStore, Conversation) {
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
         let site = Site {
             id: Uuid::new_v4(),
             key: "batch".into(),
@@ -1749,6 +1746,16 @@ mod tests {
             .create_conversation(site.id, visitor.id, None, None)
             .await
             .unwrap();
+        (store, conversation)
+    }
+
+    /// A batch whose one write fails (a trigger refuses one body) runs again op by op: that
+    /// op alone gets an error, the others commit, in order, and a refusal, a repeated client
+    /// id and an unknown conversation in the same batch each get their own answer.
+    #[tokio::test]
+    async fn a_failing_write_fails_its_op_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, conversation) = store_with_conversation(&dir.path().join("batch.db")).await;
         sqlx::query(
             "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages WHEN NEW.body = 'boom'
              BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
@@ -1858,25 +1865,7 @@ mod tests {
     async fn commits_reach_the_database_file_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ckpt.db");
-        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        let site = Site {
-            id: Uuid::new_v4(),
-            key: "ckpt".into(),
-            name: "Checkpoint".into(),
-            settings: SiteSettings::default(),
-            created_at: now_ms(),
-        };
-        store.create_site(&site).await.unwrap();
-        let (visitor, _) = store
-            .create_visitor(site.id, &VisitorInfo::default())
-            .await
-            .unwrap();
-        let conversation = store
-            .create_conversation(site.id, visitor.id, None, None)
-            .await
-            .unwrap();
+        let (store, conversation) = store_with_conversation(&path).await;
         // Whatever earlier writes left in the log is copied first, so that the file's size
         // below is what this test's commits add.
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
