@@ -20,7 +20,8 @@ fn random_password() -> String {
 }
 
 /// Creates the demo site and its knowledge base (from the Bitext customer-support data) when
-/// it does not exist yet. Returns whether it was created.
+/// it does not exist yet. Returns whether it was created (by this call: another instance
+/// starting at the same time may have created it).
 pub async fn ensure_demo_site(store: &dyn Store) -> StoreResult<bool> {
     if store.site_by_key(DEMO_SITE_KEY).await?.is_some() {
         return Ok(false);
@@ -42,10 +43,11 @@ pub async fn ensure_demo_site(store: &dyn Store) -> StoreResult<bool> {
         },
         created_at: now_ms(),
     };
-    store.create_site(&site).await?;
     let entries = demo::demo_kb();
-    for entry in &entries {
-        store.upsert_kb_entry(site.id, entry).await?;
+    // One transaction: an instance starting beside this one finds either no demo site (and
+    // races to create it: one wins) or the whole of it, never a site without its knowledge.
+    if !store.create_site_with_kb(&site, &entries).await? {
+        return Ok(false);
     }
     tracing::info!(
         site = DEMO_SITE_KEY,

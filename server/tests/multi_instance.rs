@@ -630,3 +630,54 @@ async fn a_burst_across_many_conversations_reaches_another_instance_in_order() {
     one.kill().await;
     two.kill().await;
 }
+
+/// Three instances started at the same moment on an empty schema, as a deployment's first
+/// start does: all of them come up, the demo site exists once with its whole knowledge base,
+/// and each instance answers the demo questions from it (none loaded it half-made).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_share_one_whole_demo_site() {
+    if support::skipped() {
+        return;
+    }
+    let schema = Schema::create(&support::base_url()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let widget = dir.path().join("widget");
+    let (one, two, three) = tokio::join!(
+        Instance::start(&schema.url, &widget),
+        Instance::start(&schema.url, &widget),
+        Instance::start(&schema.url, &widget),
+    );
+
+    let mut db = support::pg_connect(&schema.url).await;
+    let sites: Vec<String> = sqlx::query_scalar("SELECT id FROM sites WHERE key = 'demo'")
+        .fetch_all(&mut db)
+        .await
+        .expect("the demo site");
+    assert_eq!(sites.len(), 1, "one demo site");
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kb_entries WHERE site_id = $1")
+        .bind(&sites[0])
+        .fetch_one(&mut db)
+        .await
+        .expect("its knowledge base");
+    assert_eq!(
+        entries as usize,
+        nexus_server::engine::demo::demo_kb().len(),
+        "the whole demo knowledge base"
+    );
+
+    for (n, instance) in [&one, &two, &three].into_iter().enumerate() {
+        let (mut visitor, _) = Ws::visitor(&instance.ws_url(), None).await;
+        let (c, asked) = visitor
+            .say(None, "q-1", "I want help seeing your payment methods")
+            .await;
+        let answer = visitor
+            .until("the answer or a handoff", |f| match f {
+                ServerFrame::Message(m) if m.conversation_id == c && m.seq > asked => {
+                    Some(m.author.clone())
+                }
+                _ => None,
+            })
+            .await;
+        assert_eq!(answer, Author::Ai, "instance {}: the AI answers", n + 1);
+    }
+}

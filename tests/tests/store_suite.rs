@@ -153,6 +153,46 @@ async fn knowledge_base(store: Arc<dyn Store>) {
         entries.iter().find(|e| e.id == "refunds").unwrap().answer,
         "Imported."
     );
+
+    // A site and its knowledge base in one go; the same key again creates nothing and leaves
+    // the first one as it was.
+    let whole = Site {
+        id: Uuid::new_v4(),
+        key: "kb-whole".into(),
+        name: "Whole".into(),
+        settings: SiteSettings::default(),
+        created_at: now_ms(),
+    };
+    assert!(
+        store
+            .create_site_with_kb(&whole, &[kb("x", "X"), kb("y", "Y")])
+            .await
+            .unwrap()
+    );
+    let again = Site {
+        id: Uuid::new_v4(),
+        name: "Again".into(),
+        ..whole.clone()
+    };
+    assert!(
+        !store
+            .create_site_with_kb(&again, &[kb("z", "Z")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.site_by_key("kb-whole").await.unwrap(),
+        Some(whole.clone())
+    );
+    let ids: Vec<String> = store
+        .kb_entries(whole.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["x", "y"]);
+    assert!(store.kb_entries(again.id).await.unwrap().is_empty());
 }
 
 async fn visitors(store: Arc<dyn Store>) {

@@ -523,6 +523,10 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     async fn create_site(&self, site: &Site) -> StoreResult<()>;
+    /// Creates `site` and its knowledge base in one transaction, unless a site with its key
+    /// exists already; whether it was created. Instances starting together on one database
+    /// race to create the same site: one creates it, the others find it whole.
+    async fn create_site_with_kb(&self, site: &Site, entries: &[KbEntry]) -> StoreResult<bool>;
     async fn site_by_key(&self, key: &str) -> StoreResult<Option<Site>>;
     async fn site(&self, id: Uuid) -> StoreResult<Option<Site>>;
     async fn sites(&self) -> StoreResult<Vec<Site>>;

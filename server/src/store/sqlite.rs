@@ -227,6 +227,36 @@ fn kb_from_row(row: &SqliteRow) -> StoreResult<KbEntry> {
     })
 }
 
+/// Inserts or replaces `entries` of `site_id`'s knowledge base, inside the caller's
+/// transaction.
+async fn write_kb_entries(
+    conn: &mut SqliteConnection,
+    site_id: Uuid,
+    entries: &[KbEntry],
+    now: Millis,
+) -> sqlx::Result<()> {
+    for entry in entries {
+        sqlx::query(
+            "INSERT INTO kb_entries (site_id, id, title, answer, examples, escalate, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (site_id, id) DO UPDATE SET title = excluded.title,
+                answer = excluded.answer, examples = excluded.examples,
+                escalate = excluded.escalate, updated_at = excluded.updated_at",
+        )
+        .bind(site_id.to_string())
+        .bind(&entry.id)
+        .bind(&entry.title)
+        .bind(&entry.answer)
+        .bind(to_json(&entry.examples))
+        .bind(entry.escalate.as_ref().map(to_json))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
@@ -810,6 +840,29 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn create_site_with_kb(&self, site: &Site, entries: &[KbEntry]) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO sites (id, key, name, settings, created_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(site.id.to_string())
+        .bind(&site.key)
+        .bind(&site.name)
+        .bind(to_json(&site.settings))
+        .bind(site.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !created {
+            return Ok(false);
+        }
+        write_kb_entries(&mut tx, site.id, entries, now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn site_by_key(&self, key: &str) -> StoreResult<Option<Site>> {
@@ -1519,25 +1572,7 @@ impl Store for SqliteStore {
     async fn import_kb_entries(&self, site_id: Uuid, entries: &[KbEntry]) -> StoreResult<()> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        for entry in entries {
-            sqlx::query(
-                "INSERT INTO kb_entries (site_id, id, title, answer, examples, escalate, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (site_id, id) DO UPDATE SET title = excluded.title,
-                    answer = excluded.answer, examples = excluded.examples,
-                    escalate = excluded.escalate, updated_at = excluded.updated_at",
-            )
-            .bind(site_id.to_string())
-            .bind(&entry.id)
-            .bind(&entry.title)
-            .bind(&entry.answer)
-            .bind(to_json(&entry.examples))
-            .bind(entry.escalate.as_ref().map(to_json))
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        write_kb_entries(&mut tx, site_id, entries, now).await?;
         tx.commit().await?;
         Ok(())
     }
