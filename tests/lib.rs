@@ -157,11 +157,18 @@ impl WsClient {
 
     /// Connects with an `Origin` header, as a browser on that origin would.
     pub async fn connect_from(url: &str, origin: &str) -> Self {
+        Self::connect_with(url, &[("origin", origin)]).await
+    }
+
+    /// Connects with these request headers (an `X-Forwarded-For` a proxy would add, say).
+    pub async fn connect_with(url: &str, headers: &[(&'static str, &str)]) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut request = url.into_client_request().expect("a websocket URL");
-        request
-            .headers_mut()
-            .insert("origin", origin.parse().expect("an origin header"));
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, value.parse().expect("a header value"));
+        }
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("websocket connects");

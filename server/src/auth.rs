@@ -165,11 +165,12 @@ pub struct LoginResponse {
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<(StatusCode, ApiJson<LoginResponse>), AppError> {
     let email = request.email.trim().to_lowercase();
     let account_key = format!("{}\u{0}{email}", request.site_key);
-    let ip_key = ip_key(peer.ip());
+    let ip_key = ip_key(state.connections.client_ip(peer.ip(), &headers));
     if state.throttle.is_locked(&account_key) || state.throttle.is_locked(&ip_key) {
         return Err(AppError::new(
             ErrorCode::LoginThrottled,

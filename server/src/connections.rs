@@ -4,15 +4,19 @@
 //! dropping the slot gives it back. A connection over a cap is told `too_many_connections` and
 //! closed; the connections already open are not touched.
 //!
-//! The IP address is the TCP peer's: behind a reverse proxy every visitor shares the proxy's
-//! address, so raise the per-IP cap there (or put the cap in the proxy).
+//! The IP address is the TCP peer's, unless the peer is a proxy the server was told to trust
+//! (`--trusted-proxy`): then it is the address that proxy says it forwarded for
+//! (`X-Forwarded-For`, see [`ConnectionLimits::client_ip`]). Login throttling counts by the
+//! same address.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
+use axum::http::HeaderMap;
+use ipnet::IpNet;
 use uuid::Uuid;
 
 /// Connections one IP address may hold open at once.
@@ -26,6 +30,8 @@ pub struct ConnectionLimits {
     per_site: AtomicU32,
     ips: Mutex<HashMap<IpAddr, u32>>,
     sites: Mutex<HashMap<Uuid, u32>>,
+    /// Peers whose `X-Forwarded-For` is believed; none by default.
+    trusted_proxies: RwLock<Vec<IpNet>>,
 }
 
 impl Default for ConnectionLimits {
@@ -89,7 +95,52 @@ impl ConnectionLimits {
             per_site: AtomicU32::new(per_site),
             ips: Mutex::default(),
             sites: Mutex::default(),
+            trusted_proxies: RwLock::default(),
         }
+    }
+
+    /// The reverse proxies (addresses or networks) whose `X-Forwarded-For` header names the
+    /// client; connections already open keep the address they were counted under.
+    pub fn set_trusted_proxies(&self, proxies: Vec<IpNet>) {
+        *self
+            .trusted_proxies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = proxies;
+    }
+
+    /// The client's address for a request from `peer`: the peer's own, unless the peer is a
+    /// trusted proxy. Then `X-Forwarded-For` (every such header, in order) is read from the
+    /// right, past the trusted proxies that forwarded it: the first address that is not a
+    /// trusted proxy is the client's. What stands further left was written by the client
+    /// itself and is never believed. A header that is missing, or an entry that is not an
+    /// address, leaves the last address known good (the peer's when nothing else is).
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        let trusted = self
+            .trusted_proxies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+        if !is_trusted(&peer) {
+            return peer;
+        }
+        let forwarded: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        let mut client = peer;
+        for entry in forwarded.iter().rev() {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = ip.to_canonical();
+            if !is_trusted(&client) {
+                break;
+            }
+        }
+        client
     }
 
     /// Changes the per-IP cap; connections already open stay open.
@@ -131,6 +182,67 @@ impl ConnectionLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", v.parse().unwrap());
+        }
+        headers
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_address_is_believed_only_from_trusted_proxies() {
+        let limits = ConnectionLimits::default();
+        let proxy = ip("10.0.0.5");
+        let header = forwarded(&["203.0.113.7"]);
+        assert_eq!(
+            limits.client_ip(proxy, &header),
+            proxy,
+            "no proxy is trusted by default: the header is ignored"
+        );
+
+        limits.set_trusted_proxies(vec![
+            "10.0.0.0/24".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]);
+        assert_eq!(limits.client_ip(proxy, &header), ip("203.0.113.7"));
+        assert_eq!(
+            limits.client_ip(ip("198.51.100.9"), &header),
+            ip("198.51.100.9"),
+            "an untrusted peer's header is ignored"
+        );
+        // A client that writes its own header cannot choose its address: the right-most
+        // entry not written by a trusted proxy counts, past a chain of trusted ones.
+        assert_eq!(
+            limits.client_ip(proxy, &forwarded(&["1.1.1.1, 203.0.113.7"])),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            limits.client_ip(proxy, &forwarded(&["1.1.1.1", "203.0.113.7, 10.0.0.9"])),
+            ip("203.0.113.7"),
+            "several headers read as one list, trusted hops skipped"
+        );
+        assert_eq!(limits.client_ip(proxy, &HeaderMap::new()), proxy);
+        assert_eq!(
+            limits.client_ip(proxy, &forwarded(&["203.0.113.7, not-an-address"])),
+            proxy,
+            "a malformed entry leaves the last address known good"
+        );
+        assert_eq!(
+            limits.client_ip(ip("::1"), &forwarded(&["2001:db8::2"])),
+            ip("2001:db8::2")
+        );
+        assert_eq!(
+            limits.client_ip(ip("::ffff:10.0.0.5"), &forwarded(&["::ffff:203.0.113.7"])),
+            ip("203.0.113.7"),
+            "IPv4 addresses written as IPv6 count as IPv4"
+        );
+    }
 
     #[test]
     fn slots_are_counted_and_given_back() {

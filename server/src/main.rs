@@ -218,6 +218,12 @@ struct ServeArgs {
     /// Open WebSocket connections allowed per site (visitors and agents).
     #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_SITE", default_value_t = nexus_server::connections::MAX_CONNECTIONS_PER_SITE)]
     max_connections_per_site: u32,
+    /// Reverse proxies (addresses or networks, comma separated or the flag repeated) whose
+    /// `X-Forwarded-For` names the client. The per-IP connection cap and login throttling then
+    /// count the client's address instead of the proxy's. Only list proxies you run: a client
+    /// reaching the server directly from such an address could name any address.
+    #[arg(long = "trusted-proxy", env = "NEXUS_FLOW_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    trusted_proxies: Vec<ipnet::IpNet>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -253,6 +259,14 @@ impl LlmArgs {
             timeout: std::time::Duration::from_secs(self.llm_timeout.max(1)),
         })))
     }
+}
+
+/// A trusted proxy: a network (`10.0.0.0/8`) or one address (`10.0.0.1`).
+fn parse_proxy(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is not an IP address or network (such as 10.0.0.0/8)"))
 }
 
 #[tokio::main]
@@ -330,6 +344,12 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     state
         .connections
         .set_per_site(args.max_connections_per_site);
+    if !args.trusted_proxies.is_empty() {
+        tracing::info!(proxies = ?args.trusted_proxies, "X-Forwarded-For is believed from these proxies");
+    }
+    state
+        .connections
+        .set_trusted_proxies(args.trusted_proxies.clone());
     state.llm = args.llm.client();
     if let Some(llm) = &state.llm {
         tracing::info!(

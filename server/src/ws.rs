@@ -63,6 +63,11 @@ pub async fn upgrade(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // Behind a trusted reverse proxy, the visitor's address rather than the proxy's.
+    let peer = SocketAddr::new(
+        state.connections.client_ip(peer.ip(), &headers),
+        peer.port(),
+    );
     ws.read_buffer_size(READ_BUFFER_BYTES)
         // Frames written together wait for the flush after them (`drive`) up to this size,
         // so they leave in one write.

@@ -80,6 +80,79 @@ async fn connections_over_the_per_ip_cap_are_refused_and_others_keep_working() {
     still_works(&mut again).await;
 }
 
+/// Behind a trusted reverse proxy, each visitor counts under their own address (from
+/// `X-Forwarded-For`), not the proxy's; without the proxy trusted, the header changes nothing.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_per_ip_cap_counts_each_visitor() {
+    let (server, _dir) = server().await;
+    server.state.connections.set_per_ip(2);
+    let from = |client: &'static str| {
+        let url = server.ws_url();
+        async move {
+            let mut ws = WsClient::connect_with(&url, &[("x-forwarded-for", client)]).await;
+            let answer = ws.hello_visitor("demo", None, None).await;
+            (ws, answer)
+        }
+    };
+
+    // Not trusted (the default): the header is ignored, everyone is 127.0.0.1.
+    let (a, answer) = from("203.0.113.1").await;
+    assert!(matches!(answer, ServerFrame::Welcome(_)), "{answer:?}");
+    let (b, answer) = from("203.0.113.2").await;
+    assert!(matches!(answer, ServerFrame::Welcome(_)), "{answer:?}");
+    let mut third =
+        WsClient::connect_with(&server.ws_url(), &[("x-forwarded-for", "203.0.113.3")]).await;
+    assert_eq!(
+        error_code(&third.recv().await),
+        Some(ErrorCode::TooManyConnections),
+        "an untrusted X-Forwarded-For does not get past the cap"
+    );
+    drop((a, b));
+
+    // The proxy on 127.0.0.1 trusted: two visitors behind it each have their own cap.
+    server
+        .state
+        .connections
+        .set_trusted_proxies(vec!["127.0.0.1/32".parse().expect("a network")]);
+    let ip = "127.0.0.1".parse().expect("ip");
+    for _ in 0..100 {
+        if server.state.connections.open_from(ip) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut open = Vec::new();
+    for client in ["203.0.113.1", "203.0.113.1", "203.0.113.2", "203.0.113.2"] {
+        let (ws, answer) = from(client).await;
+        assert!(
+            matches!(answer, ServerFrame::Welcome(_)),
+            "{client}: {answer:?}"
+        );
+        open.push(ws);
+    }
+    let mut over = WsClient::connect_with(
+        &server.ws_url(),
+        // A client's own header before the proxy's entry does not help it.
+        &[("x-forwarded-for", "198.51.100.7, 203.0.113.1")],
+    )
+    .await;
+    assert_eq!(
+        error_code(&over.recv().await),
+        Some(ErrorCode::TooManyConnections),
+        "203.0.113.1's third connection is over its cap"
+    );
+    assert_eq!(
+        server
+            .state
+            .connections
+            .open_from("203.0.113.1".parse().expect("ip")),
+        2
+    );
+    for client in &mut open {
+        still_works(client).await;
+    }
+}
+
 #[tokio::test]
 async fn connections_over_the_per_site_cap_are_refused() {
     let (server, _dir) = server().await;
