@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Agent;
 use crate::error::{ApiJson, AppError};
-use crate::store::{Conversation, now_ms};
+use crate::store::now_ms;
 
 const DAY_MS: Millis = 86_400_000;
 /// Longest period with every day listed in `daily`.
@@ -82,12 +82,7 @@ pub struct Analytics {
 }
 
 /// One conversation with what analytics needs of it.
-#[derive(Debug, Clone)]
-pub struct Facts {
-    pub conversation: Conversation,
-    pub messages: Vec<Message>,
-    pub csat: Option<u8>,
-}
+pub type Facts = crate::store::ConversationFacts;
 
 fn rate(part: u64, whole: u64) -> f64 {
     if whole == 0 {
@@ -267,23 +262,10 @@ pub async fn site_analytics(
     from: Millis,
     to: Millis,
 ) -> Result<Analytics, AppError> {
-    let mut facts = Vec::new();
-    for conversation in state
+    let facts = state
         .store
-        .conversations_created_between(site_id, from, to)
-        .await?
-    {
-        let messages = state
-            .store
-            .messages_after(conversation.id, 0, u32::MAX)
-            .await?;
-        let csat = state.store.csat(conversation.id).await?.map(|c| c.score);
-        facts.push(Facts {
-            conversation,
-            messages,
-            csat,
-        });
-    }
+        .conversation_facts_between(site_id, from, to)
+        .await?;
     let learned = state.store.learned_entry_times(site_id, from, to).await?;
     Ok(compute(from, to, &facts, &learned))
 }
@@ -316,6 +298,7 @@ async fn analytics(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Conversation;
     use nexus_shared::{AgentRef, HandoffReason, Snapshot, StateChange};
 
     fn conversation(created_at: Millis) -> Conversation {

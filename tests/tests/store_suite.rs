@@ -1183,6 +1183,98 @@ async fn posts_and_moves_at_once(store: Arc<dyn Store>) {
     assert!(open.contains(&c) && open.contains(&d) && !open.contains(&a));
 }
 
+/// A period's analytics facts in one go: the site's conversations created in the period,
+/// oldest first, each with all its entries in order and its CSAT score; nothing of other
+/// periods or other sites.
+async fn period_facts(store: Arc<dyn Store>) {
+    let site = new_site(store.as_ref(), "facts").await;
+    let other = new_site(store.as_ref(), "facts-other").await;
+    let (visitor, _) = store
+        .create_visitor(site.id, &VisitorInfo::default())
+        .await
+        .unwrap();
+    let (stranger, _) = store
+        .create_visitor(other.id, &VisitorInfo::default())
+        .await
+        .unwrap();
+    let start = now_ms();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let c = store
+            .create_conversation(site.id, visitor.id, None, None)
+            .await
+            .unwrap();
+        for i in 0..=n {
+            store
+                .commit(
+                    c.id,
+                    post(
+                        Author::Visitor,
+                        &format!("{n}-{i}"),
+                        Some(&format!("{n}-{i}")),
+                    ),
+                )
+                .await
+                .unwrap();
+        }
+        ids.push(c.id);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    store.record_csat(ids[1], 4, Some("ok")).await.unwrap();
+    let elsewhere = store
+        .create_conversation(other.id, stranger.id, None, None)
+        .await
+        .unwrap();
+    store
+        .commit(elsewhere.id, post(Author::Visitor, "theirs", Some("t")))
+        .await
+        .unwrap();
+    store.record_csat(elsewhere.id, 1, None).await.unwrap();
+    let end = now_ms() + 1;
+
+    let facts = store
+        .conversation_facts_between(site.id, start, end)
+        .await
+        .unwrap();
+    let got: Vec<(Uuid, Vec<String>, Option<u8>)> = facts
+        .iter()
+        .map(|f| {
+            (
+                f.conversation.id,
+                f.messages.iter().map(|m| m.body.clone()).collect(),
+                f.csat,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (ids[0], vec!["0-0".to_owned()], None),
+            (ids[1], vec!["1-0".to_owned(), "1-1".to_owned()], Some(4)),
+            (
+                ids[2],
+                vec!["2-0".to_owned(), "2-1".to_owned(), "2-2".to_owned()],
+                None
+            ),
+        ]
+    );
+    // The same as reading each conversation on its own.
+    for f in &facts {
+        assert_eq!(
+            f.messages,
+            store
+                .messages_after(f.conversation.id, 0, 100)
+                .await
+                .unwrap()
+        );
+    }
+    let later = store
+        .conversation_facts_between(site.id, end, end + 60_000)
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "nothing created in a later period");
+}
+
 macro_rules! store_suite {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1226,6 +1318,7 @@ store_suite!(
     learned_entries,
     guarded_commits,
     posts_and_moves_at_once,
+    period_facts,
 );
 
 /// Two stores on one schema are two instances' pools: takeovers through both at once still

@@ -212,6 +212,39 @@ pub struct Visitor {
     pub info: VisitorInfo,
 }
 
+/// One conversation with what analytics needs of it.
+#[derive(Debug, Clone)]
+pub struct ConversationFacts {
+    pub conversation: Conversation,
+    /// Every entry, in sequence order.
+    pub messages: Vec<Message>,
+    pub csat: Option<u8>,
+}
+
+/// Puts each conversation's entries (`messages`, in sequence order within a conversation) and
+/// CSAT score beside it, keeping the conversations' order.
+pub(crate) fn conversation_facts(
+    conversations: Vec<Conversation>,
+    messages: Vec<Message>,
+    csat: HashMap<Uuid, u8>,
+) -> Vec<ConversationFacts> {
+    let mut by_conversation: HashMap<Uuid, Vec<Message>> = HashMap::new();
+    for message in messages {
+        by_conversation
+            .entry(message.conversation_id)
+            .or_default()
+            .push(message);
+    }
+    conversations
+        .into_iter()
+        .map(|conversation| ConversationFacts {
+            messages: by_conversation.remove(&conversation.id).unwrap_or_default(),
+            csat: csat.get(&conversation.id).copied(),
+            conversation,
+        })
+        .collect()
+}
+
 /// A conversation row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
@@ -694,6 +727,14 @@ pub trait Store: Send + Sync + 'static {
         from: Millis,
         to: Millis,
     ) -> StoreResult<Vec<Conversation>>;
+    /// The site's conversations created in `[from, to)`, oldest first, each with all its
+    /// entries and its CSAT score: three reads whatever their number (a period's analytics).
+    async fn conversation_facts_between(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<ConversationFacts>>;
     /// Creation times of the entries agents taught (ids `learned-…`) in `[from, to)`.
     async fn learned_entry_times(
         &self,

@@ -30,8 +30,9 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{
-    Committed, Conversation, Guard, Op, PasswordHash, Rows, Site, SiteSettings, Store, StoreError,
-    StoreResult, User, Visitor, agent_from_columns, now_ms, plan, plan_in_batch,
+    Committed, Conversation, ConversationFacts, Guard, Op, PasswordHash, Rows, Site, SiteSettings,
+    Store, StoreError, StoreResult, User, Visitor, agent_from_columns, conversation_facts, now_ms,
+    plan, plan_in_batch,
 };
 use crate::engine::KbEntry;
 
@@ -1595,6 +1596,47 @@ impl Store for SqliteStore {
         .iter()
         .map(conversation_from_row)
         .collect()
+    }
+
+    async fn conversation_facts_between(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<ConversationFacts>> {
+        let conversations = self
+            .conversations_created_between(site_id, from, to)
+            .await?;
+        // The period's conversations, as in `conversations_created_between`.
+        let period = "JOIN conversations c ON c.id = x.conversation_id
+             WHERE c.site_id = ? AND c.created_at >= ? AND c.created_at < ?";
+        let messages = sqlx::query(&format!(
+            "SELECT x.* FROM messages x {period} ORDER BY x.conversation_id, x.seq"
+        ))
+        .bind(site_id.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        let mut csat = HashMap::new();
+        for row in sqlx::query(&format!(
+            "SELECT x.conversation_id, x.score FROM csat x {period}"
+        ))
+        .bind(site_id.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?
+        {
+            let score: i64 = row.try_get("score")?;
+            let score = u8::try_from(score)
+                .map_err(|_| StoreError::Corrupt(format!("csat score {score}")))?;
+            csat.insert(uuid_col(&row, "conversation_id")?, score);
+        }
+        Ok(conversation_facts(conversations, messages, csat))
     }
 
     async fn learned_entry_times(
