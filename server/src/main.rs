@@ -347,9 +347,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     if !args.trusted_proxies.is_empty() {
         tracing::info!(proxies = ?args.trusted_proxies, "X-Forwarded-For is believed from these proxies");
     }
-    state
-        .connections
-        .set_trusted_proxies(args.trusted_proxies.clone());
+    state.connections.set_trusted_proxies(args.trusted_proxies);
     state.llm = args.llm.client();
     if let Some(llm) = &state.llm {
         tracing::info!(

@@ -221,6 +221,11 @@ pub struct ConversationFacts {
     pub csat: Option<u8>,
 }
 
+/// A stored CSAT score, 1 to 5; anything else is a corrupt row.
+pub(crate) fn csat_score(score: i64) -> StoreResult<u8> {
+    u8::try_from(score).map_err(|_| StoreError::Corrupt(format!("csat score {score}")))
+}
+
 /// Puts each conversation's entries (`messages`, in sequence order within a conversation) and
 /// CSAT score beside it, keeping the conversations' order.
 pub(crate) fn conversation_facts(

@@ -37,8 +37,8 @@ use uuid::Uuid;
 
 use super::{
     Committed, Conversation, ConversationFacts, Guard, Op, PasswordHash, Site, SiteSettings, Store,
-    StoreError, StoreResult, User, Visitor, agent_from_columns, conversation_facts, now_ms,
-    plan_in_batch,
+    StoreError, StoreResult, User, Visitor, agent_from_columns, conversation_facts, csat_score,
+    now_ms, plan_in_batch,
 };
 use crate::engine::KbEntry;
 use crate::fanout::Event;
@@ -401,6 +401,28 @@ async fn write_kb_entries(
         .await?;
     }
     Ok(())
+}
+
+/// Rows of `select_from` (a table aliased `x` with a `conversation_id` column) that belong
+/// to the site's conversations created in `[from, to)`, the period
+/// `conversations_created_between` reads; `then` follows the condition (an `ORDER BY`).
+async fn period_rows(
+    pool: &PgPool,
+    select_from: &str,
+    then: &str,
+    site_id: Uuid,
+    from: Millis,
+    to: Millis,
+) -> StoreResult<Vec<PgRow>> {
+    Ok(sqlx::query(&format!(
+        "{select_from} JOIN conversations c ON c.id = x.conversation_id
+         WHERE c.site_id = $1 AND c.created_at >= $2 AND c.created_at < $3 {then}"
+    ))
+    .bind(site_id.to_string())
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?)
 }
 
 fn seq_i64(seq: u64) -> i64 {
@@ -1550,35 +1572,35 @@ impl Store for PgStore {
         let conversations = self
             .conversations_created_between(site_id, from, to)
             .await?;
-        // The period's conversations, as in `conversations_created_between`.
-        let period = "JOIN conversations c ON c.id = x.conversation_id
-             WHERE c.site_id = $1 AND c.created_at >= $2 AND c.created_at < $3";
-        let messages = sqlx::query(&format!(
-            "SELECT x.* FROM messages x {period} ORDER BY x.conversation_id, x.seq"
-        ))
-        .bind(site_id.to_string())
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
+        let messages = period_rows(
+            &self.pool,
+            "SELECT x.* FROM messages x",
+            "ORDER BY x.conversation_id, x.seq",
+            site_id,
+            from,
+            to,
+        )
         .await?
         .iter()
         .map(message_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
-        let mut csat = HashMap::new();
-        for row in sqlx::query(&format!(
-            "SELECT x.conversation_id, x.score FROM csat x {period}"
-        ))
-        .bind(site_id.to_string())
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
+        let csat = period_rows(
+            &self.pool,
+            "SELECT x.conversation_id, x.score FROM csat x",
+            "",
+            site_id,
+            from,
+            to,
+        )
         .await?
-        {
-            let score: i64 = row.try_get("score")?;
-            let score = u8::try_from(score)
-                .map_err(|_| StoreError::Corrupt(format!("csat score {score}")))?;
-            csat.insert(uuid_col(&row, "conversation_id")?, score);
-        }
+        .iter()
+        .map(|row| {
+            Ok((
+                uuid_col(row, "conversation_id")?,
+                csat_score(row.try_get("score")?)?,
+            ))
+        })
+        .collect::<StoreResult<HashMap<_, _>>>()?;
         Ok(conversation_facts(conversations, messages, csat))
     }
 
@@ -1611,8 +1633,7 @@ impl Store for PgStore {
         row.map(|row| {
             let score: i64 = row.try_get("score")?;
             Ok(crate::privacy::Csat {
-                score: u8::try_from(score)
-                    .map_err(|_| StoreError::Corrupt(format!("csat score {score}")))?,
+                score: csat_score(score)?,
                 comment: row.try_get("comment")?,
                 created_at: row.try_get("created_at")?,
             })
