@@ -67,7 +67,7 @@ impl TestServer {
     pub async fn start_with_llm(
         db: &Path,
         widget_dir: &Path,
-        llm: nexus_server::engine::llm::LlmConfig,
+        llm: nexus_engine::llm::LlmConfig,
     ) -> Self {
         let any_port = "127.0.0.1:0".parse().expect("address");
         let url = format!("sqlite://{}", db.display());
@@ -78,7 +78,7 @@ impl TestServer {
         database_url: &str,
         widget_dir: &Path,
         addr: SocketAddr,
-        llm: Option<nexus_server::engine::llm::LlmConfig>,
+        llm: Option<nexus_engine::llm::LlmConfig>,
     ) -> Self {
         let config = Config {
             addr,
@@ -90,7 +90,7 @@ impl TestServer {
         let mut state = build_state(&config, shutdown_rx)
             .await
             .expect("server state builds");
-        state.llm = llm.map(|c| std::sync::Arc::new(nexus_server::engine::llm::LlmClient::new(c)));
+        state.llm = llm.map(|c| std::sync::Arc::new(nexus_engine::llm::LlmClient::new(c)));
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .expect("bind the test server's address");

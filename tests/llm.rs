@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use nexus_server::engine::llm::{ApiKey, LlmConfig};
+use nexus_engine::llm::{ApiKey, LlmConfig};
 use serde_json::{Value, json};
 
 /// What the fake LLM server saw and did.

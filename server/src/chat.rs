@@ -15,11 +15,11 @@ use tracing::{instrument, warn};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::engine::llm::{ChatMessage as LlmMessage, LlmError};
-use crate::engine::{Decision, KbEntry, Query, placeholders, policy};
 use crate::error::store_error_body;
 use crate::hub::Hub;
 use crate::store::{Committed, Conversation, Guard, NewMessage, Op, Site, StoreError, Visitor};
+use nexus_engine::llm::{ChatMessage as LlmMessage, LlmError};
+use nexus_engine::{Decision, KbEntry, Query, placeholders, policy};
 
 /// Checks a client message id: non-empty, at most 64 bytes.
 pub fn validate_client_msg_id(id: &str) -> Result<(), ErrorBody> {
@@ -568,7 +568,7 @@ pub fn llm_system_prompt(site: &Site, entries: &[KbEntry]) -> String {
 /// person (`engine_error`); the visitor is told and nothing is lost.
 async fn llm_respond(
     state: &AppState,
-    llm: &crate::engine::llm::LlmClient,
+    llm: &nexus_engine::llm::LlmClient,
     site: &Site,
     conversation: &Conversation,
     question: &str,

@@ -4,8 +4,8 @@ use nexus_shared::{Autonomy, Role};
 use uuid::Uuid;
 
 use crate::auth;
-use crate::engine::{demo, placeholders};
 use crate::store::{Site, SiteSettings, Store, StoreResult, now_ms};
+use nexus_engine::{demo, placeholders};
 
 /// The key of the demo site (`data-site="demo"` in the embed snippet).
 pub const DEMO_SITE_KEY: &str = "demo";

@@ -40,10 +40,10 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::agent::PresenceBoard;
-use crate::engine::AnswerEngine;
 use crate::hub::{Hub, Remote};
 use crate::store::Store;
 use crate::store::postgres::PgStore;
+use nexus_engine::AnswerEngine;
 
 /// PostgreSQL's limit on a notification payload is 8000 bytes; stay below it.
 const MAX_PAYLOAD: usize = 7_000;

@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Agent;
-use crate::engine::KbEntry;
 use crate::error::{ApiJson, AppError};
 use crate::store::User;
+use nexus_engine::KbEntry;
 
 /// Most example questions one entry may have.
 pub const MAX_EXAMPLES: usize = 500;

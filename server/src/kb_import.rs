@@ -28,9 +28,9 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Agent;
-use crate::engine::KbEntry;
 use crate::error::{ApiJson, AppError};
 use crate::kb::MAX_EXAMPLES;
+use nexus_engine::KbEntry;
 
 /// Most entries one import may create or update.
 pub const MAX_IMPORT_ENTRIES: usize = 5000;

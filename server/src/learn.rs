@@ -13,7 +13,7 @@
 //! `GET /kb/pending`, `POST /kb/pending/{id}/approve` with an optional body
 //! `{"question", "answer"}`, `POST /kb/pending/{id}/reject`.
 //!
-//! [`AnswerEngine::load_site`]: crate::engine::AnswerEngine::load_site
+//! [`AnswerEngine::load_site`]: nexus_engine::AnswerEngine::load_site
 
 use axum::Router;
 use axum::body::Bytes;
@@ -29,10 +29,10 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Agent;
-use crate::engine::KbEntry;
-use crate::engine::policy::Learning;
 use crate::error::{ApiJson, AppError, store_error_body};
 use crate::store::{Site, now_ms};
+use nexus_engine::KbEntry;
+use nexus_engine::policy::Learning;
 
 /// Where learned knowledge came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,7 +192,7 @@ pub async fn feedback(
         .message(conversation_id, message_id)
         .await
         .map_err(fail)?
-        .filter(crate::engine::policy::is_answer)
+        .filter(nexus_engine::policy::is_answer)
     else {
         return Ok(());
     };

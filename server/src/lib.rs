@@ -21,9 +21,7 @@ pub mod canned;
 pub mod chat;
 pub mod connections;
 pub mod demo;
-pub mod engine;
 pub mod error;
-pub mod eval;
 pub mod fanout;
 pub mod hours;
 pub mod hub;
@@ -40,8 +38,8 @@ pub mod webhooks;
 pub mod ws;
 mod ws_agent;
 
-use engine::AnswerEngine;
 use hub::Hub;
+use nexus_engine::AnswerEngine;
 use store::Store;
 
 /// Everything a handler needs; cheap to clone.
@@ -60,7 +58,7 @@ pub struct AppState {
     /// Flips to `true` when the server shuts down; live connections close politely.
     pub shutdown: watch::Receiver<bool>,
     /// The optional LLM backend (`--llm-url`): phrases the answers the engine lets through.
-    pub llm: Option<Arc<engine::llm::LlmClient>>,
+    pub llm: Option<Arc<nexus_engine::llm::LlmClient>>,
     /// The outgoing webhook queue (see [`webhooks`]).
     pub webhooks: Arc<webhooks::Dispatcher>,
     /// Conversation lines for the agents' inbox, throttled (see [`chat::InboxFeed`]).
@@ -86,9 +84,10 @@ pub async fn build_state(
 ) -> anyhow::Result<AppState> {
     let (store, postgres) = store::open(&config.database_url).await?;
     let model_dir = config.model_dir.clone();
-    let engine: Arc<dyn AnswerEngine> =
-        tokio::task::spawn_blocking(move || engine::semantic::server_engine(model_dir.as_deref()))
-            .await?;
+    let engine: Arc<dyn AnswerEngine> = tokio::task::spawn_blocking(move || {
+        nexus_engine::semantic::server_engine(model_dir.as_deref())
+    })
+    .await?;
     demo::ensure_demo_site(store.as_ref()).await?;
     for site in store.sites().await? {
         let entries = store.kb_entries(site.id).await?;

@@ -79,7 +79,7 @@ impl ModelArgs {
     fn dir(&self) -> anyhow::Result<PathBuf> {
         self.model_dir
             .clone()
-            .or_else(nexus_server::engine::embed::default_model_dir)
+            .or_else(nexus_engine::embed::default_model_dir)
             .ok_or_else(|| anyhow::anyhow!("no model directory: pass --model-dir"))
     }
 }
@@ -242,15 +242,15 @@ struct LlmArgs {
     llm_model: String,
     /// Sent as `Authorization: Bearer …`; never logged.
     #[arg(long, env = "NEXUS_FLOW_LLM_API_KEY", hide_env_values = true)]
-    llm_api_key: Option<nexus_server::engine::llm::ApiKey>,
+    llm_api_key: Option<nexus_engine::llm::ApiKey>,
     /// Seconds the whole reply may take before the conversation goes to a person.
     #[arg(long, env = "NEXUS_FLOW_LLM_TIMEOUT", default_value_t = 30)]
     llm_timeout: u64,
 }
 
 impl LlmArgs {
-    fn client(&self) -> Option<std::sync::Arc<nexus_server::engine::llm::LlmClient>> {
-        use nexus_server::engine::llm::{LlmClient, LlmConfig};
+    fn client(&self) -> Option<std::sync::Arc<nexus_engine::llm::LlmClient>> {
+        use nexus_engine::llm::{LlmClient, LlmConfig};
         let url = self.llm_url.clone().filter(|u| !u.trim().is_empty())?;
         Some(std::sync::Arc::new(LlmClient::new(LlmConfig {
             url,
@@ -288,13 +288,13 @@ async fn main() -> anyhow::Result<()> {
 async fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let thresholds = args.thresholds.as_ref().map(|t| {
-        let mut th = nexus_server::engine::semantic::DEFAULT_THRESHOLDS;
+        let mut th = nexus_engine::semantic::DEFAULT_THRESHOLDS;
         th.answer = t[0];
         th.out_of_scope = t[1];
         th.clarify_margin = t[2];
         th
     });
-    nexus_server::eval::run(nexus_server::eval::EvalArgs {
+    nexus_engine::eval::run(nexus_engine::eval::EvalArgs {
         kb: args.kb,
         queries: args.queries,
         model_dir: args.model.dir()?,
@@ -310,7 +310,7 @@ async fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 async fn model_check(model: ModelArgs) -> anyhow::Result<()> {
-    use nexus_server::engine::{AnswerEngine, demo, semantic::SemanticEngine};
+    use nexus_engine::{AnswerEngine, demo, semantic::SemanticEngine};
     let dir = model.dir()?;
     let started = std::time::Instant::now();
     let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<SemanticEngine> {

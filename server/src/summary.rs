@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Agent;
-use crate::engine::{Decision, Query, placeholders};
 use crate::error::{ApiJson, AppError};
 use crate::store::Conversation;
+use nexus_engine::{Decision, Query, placeholders};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HandoffSummary {

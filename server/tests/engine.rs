@@ -10,15 +10,15 @@ use std::process::Command;
 
 use axum::body::Body;
 use axum::http::Request;
-use nexus_server::engine::embed::{Embedder, Precision};
-use nexus_server::engine::{Decision, KbEntry, Query};
+use nexus_engine::embed::{Embedder, Precision};
+use nexus_engine::{Decision, KbEntry, Query};
 use nexus_server::{AppState, Config, build_state};
 use tower::ServiceExt;
 
 fn model_dir() -> PathBuf {
     let dir = std::env::var_os("NEXUS_FLOW_MODEL_DIR")
         .map(PathBuf::from)
-        .or_else(nexus_server::engine::embed::default_model_dir)
+        .or_else(nexus_engine::embed::default_model_dir)
         .expect("a model directory (HOME or NEXUS_FLOW_MODEL_DIR)");
     assert!(
         dir.join("model.safetensors").is_file(),

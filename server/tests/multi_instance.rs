@@ -661,7 +661,7 @@ async fn instances_starting_together_share_one_whole_demo_site() {
         .expect("its knowledge base");
     assert_eq!(
         entries as usize,
-        nexus_server::engine::demo::demo_kb().len(),
+        nexus_engine::demo::demo_kb().len(),
         "the whole demo knowledge base"
     );
 

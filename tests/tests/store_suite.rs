@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use nexus_server::engine::KbEntry;
+use nexus_engine::KbEntry;
 use nexus_server::store::{
     Guard, NewMessage, Op, PasswordHash, Site, SiteSettings, Store, StoreError, User, now_ms,
 };

@@ -182,7 +182,7 @@ const MODEL_FILES: [(&str, &str); 3] = [
 ];
 
 /// Where the server looks for the model by default (keep in step with
-/// `server/src/engine/embed.rs`, `default_model_dir`): `NEXUS_FLOW_MODEL_DIR`, else
+/// `engine/src/embed.rs`, `default_model_dir`): `NEXUS_FLOW_MODEL_DIR`, else
 /// `$XDG_CACHE_HOME/nexus-flow/models/all-MiniLM-L6-v2`, else `~/.cache/...`.
 pub(crate) fn model_dir() -> Option<std::path::PathBuf> {
     use std::path::PathBuf;

@@ -17,7 +17,7 @@ use nexus_shared::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::engine::KbEntry;
+use nexus_engine::KbEntry;
 
 pub mod postgres;
 pub mod sqlite;
@@ -78,9 +78,9 @@ pub struct SiteSettings {
     /// Refuse visitors without a verified identity.
     pub require_identity: bool,
     /// When the AI hands conversations to people (thresholds, phrases, signals).
-    pub policy: crate::engine::policy::Policy,
+    pub policy: nexus_engine::policy::Policy,
     /// Whether taught knowledge goes live at once (`auto`) or waits for an owner (`approve`).
-    pub learning: crate::engine::policy::Learning,
+    pub learning: nexus_engine::policy::Learning,
     /// Opening hours in the site's time zone; `None` = always open.
     pub business_hours: Option<crate::hours::BusinessHours>,
     /// Told to visitors handed to people outside business hours or with nobody online.
@@ -147,8 +147,8 @@ impl Default for SiteSettings {
             allowed_origins: Vec::new(),
             identity_secret: None,
             require_identity: false,
-            policy: crate::engine::policy::Policy::default(),
-            learning: crate::engine::policy::Learning::default(),
+            policy: nexus_engine::policy::Policy::default(),
+            learning: nexus_engine::policy::Learning::default(),
             business_hours: None,
             offline_message: crate::hours::DEFAULT_OFFLINE_MESSAGE.into(),
             webhooks: Vec::new(),

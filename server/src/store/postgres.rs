@@ -40,8 +40,8 @@ use super::{
     StoreError, StoreResult, User, Visitor, agent_from_columns, conversation_facts, csat_score,
     now_ms, plan_in_batch,
 };
-use crate::engine::KbEntry;
 use crate::fanout::Event;
+use nexus_engine::KbEntry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -34,7 +34,7 @@ use super::{
     Store, StoreError, StoreResult, User, Visitor, agent_from_columns, conversation_facts,
     csat_score, now_ms, plan, plan_in_batch,
 };
-use crate::engine::KbEntry;
+use nexus_engine::KbEntry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -266,10 +266,10 @@ fn key(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::KbEntry;
+    use crate::KbEntry;
 
     fn demo_kb() -> Vec<KbEntry> {
-        serde_json::from_str(include_str!("../../data/demo_kb.json")).expect("demo KB parses")
+        serde_json::from_str(include_str!("../data/demo_kb.json")).expect("demo KB parses")
     }
 
     fn none() -> HashMap<String, String> {

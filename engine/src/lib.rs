@@ -12,6 +12,7 @@ use uuid::Uuid;
 pub mod classifier;
 pub mod demo;
 pub mod embed;
+pub mod eval;
 pub mod lexical;
 pub mod llm;
 pub mod placeholders;

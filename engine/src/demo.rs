@@ -1,9 +1,9 @@
 //! The demo site's knowledge base, built from the Bitext customer-support data by
-//! `server/data/build_demo_kb.py` (see `server/data/ATTRIBUTION.md`).
+//! `engine/data/build_demo_kb.py` (see `engine/data/ATTRIBUTION.md`).
 
 use super::KbEntry;
 
-const DEMO_KB_JSON: &str = include_str!("../../data/demo_kb.json");
+const DEMO_KB_JSON: &str = include_str!("../data/demo_kb.json");
 
 /// The demo knowledge base: one entry per Bitext intent.
 pub fn demo_kb() -> Vec<KbEntry> {

@@ -28,9 +28,9 @@ use rand::seq::SliceRandom;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::engine::embed::Embedder;
-use crate::engine::semantic::SemanticEngine;
-use crate::engine::{AnswerEngine, Decision, KbEntry, Query, Thresholds};
+use crate::embed::Embedder;
+use crate::semantic::SemanticEngine;
+use crate::{AnswerEngine, Decision, KbEntry, Query, Thresholds};
 
 /// One labelled question.
 #[derive(Debug, Clone, Deserialize)]
@@ -396,7 +396,7 @@ pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Resul
     let mut rank_ms = Vec::new();
     let t = args
         .thresholds
-        .unwrap_or(crate::engine::semantic::DEFAULT_THRESHOLDS);
+        .unwrap_or(crate::semantic::DEFAULT_THRESHOLDS);
     for q in queries.iter().take(500) {
         let t0 = Instant::now();
         let v = embedder.embed_transient(&q.text)?;
@@ -436,7 +436,7 @@ pub fn sweep(embedder: &Embedder, args: &EvalArgs) -> anyhow::Result<()> {
     let rankings: Vec<_> = vectors.iter().map(|v| model.classifier.rank(v)).collect();
     let base = args
         .thresholds
-        .unwrap_or(crate::engine::semantic::DEFAULT_THRESHOLDS);
+        .unwrap_or(crate::semantic::DEFAULT_THRESHOLDS);
     let (mut top1, mut top3, mut in_scope) = (0, 0, 0);
     for (q, r) in queries.iter().zip(&rankings) {
         if let Some(intent) = &q.intent {

@@ -844,7 +844,7 @@ mod tests {
     use super::*;
 
     fn demo_kb() -> Vec<KbEntry> {
-        serde_json::from_str(include_str!("../../data/demo_kb.json")).expect("demo KB parses")
+        serde_json::from_str(include_str!("../data/demo_kb.json")).expect("demo KB parses")
     }
 
     fn demo_engine() -> (LexicalEngine, Uuid) {

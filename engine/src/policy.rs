@@ -1,7 +1,7 @@
 //! A site's escalation policy: when the AI hands a conversation to a person instead of
 //! answering. Owners edit it through `PATCH /api/v1/site` (`policy`, `learning`).
 //!
-//! [`chat::respond`](crate::chat::respond) applies it around the answer engine:
+//! `chat::respond` in the server applies it around the answer engine:
 //!
 //! 1. [`before_engine`] — before any answer is looked for: the visitor asks for a person (the
 //!    site's `human_phrases` in any language, plus the built-in recogniser
@@ -19,7 +19,7 @@
 //!    one who wants a person is one click away.
 //!
 //! A thumbs-down on an AI answer is a frustration signal too (see
-//! [`learn::feedback`](crate::learn::feedback)).
+//! `learn::feedback` in the server).
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! One decision of the embedded answer engine over a 10,000-example knowledge base (150
 //! entries). Prints figures; asserts nothing about time.
 //!
-//! `cargo bench -p nexus-server --bench engine`. The model comes from `NEXUS_FLOW_MODEL_DIR`
+//! `cargo bench -p nexus-engine --bench engine`. The model comes from `NEXUS_FLOW_MODEL_DIR`
 //! or the cache `cargo xtask setup` fills; without it only the classifier is measured.
 //!
 //! - `rank_and_decide`: the classifier and the decision for an already embedded question;
@@ -22,10 +22,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use nexus_server::engine::classifier::{Classifier, Label};
-use nexus_server::engine::embed::{DIM, Embedder, default_model_dir, normalize};
-use nexus_server::engine::semantic::{DEFAULT_THRESHOLDS, SemanticEngine, SiteModel};
-use nexus_server::engine::{AnswerEngine, KbEntry, Query};
+use nexus_engine::classifier::{Classifier, Label};
+use nexus_engine::embed::{DIM, Embedder, default_model_dir, normalize};
+use nexus_engine::semantic::{DEFAULT_THRESHOLDS, SemanticEngine, SiteModel};
+use nexus_engine::{AnswerEngine, KbEntry, Query};
 
 const EXAMPLES: usize = 10_000;
 const ENTRIES: usize = 150;
