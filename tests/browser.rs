@@ -629,7 +629,7 @@ pub async fn add_accounts(
         .expect("store")
         .unwrap_or_else(|| panic!("no site {site_key}"));
     for (email, name, role) in accounts {
-        nexus_server::auth::add_user(store, site.id, email, name, *role, PASSWORD)
+        nexus_server::access::accounts::add_user(store, site.id, email, name, *role, PASSWORD)
             .await
             .expect("account created");
     }

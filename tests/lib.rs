@@ -354,9 +354,16 @@ pub async fn agent_login(
         .expect("store")
         .expect("site exists");
     let name = email.split('@').next().unwrap_or("Agent");
-    nexus_server::auth::add_user(store, site.id, email, name, role, "a long test password")
-        .await
-        .expect("account created");
+    nexus_server::access::accounts::add_user(
+        store,
+        site.id,
+        email,
+        name,
+        role,
+        "a long test password",
+    )
+    .await
+    .expect("account created");
     let response = reqwest::Client::new()
         .post(server.url("/api/v1/auth/login"))
         .json(&serde_json::json!({

@@ -3,8 +3,8 @@
 use nexus_shared::{Autonomy, Role};
 use uuid::Uuid;
 
-use crate::auth;
-use crate::store::{Site, SiteSettings, Store, StoreResult, now_ms};
+use crate::model::{Site, SiteSettings, now_ms};
+use crate::store::{Store, StoreResult};
 use nexus_engine::{demo, placeholders};
 
 /// The key of the demo site (`data-site="demo"` in the embed snippet).
@@ -60,7 +60,8 @@ pub async fn ensure_demo_site(store: &dyn Store) -> StoreResult<bool> {
         (DEMO_AGENT_EMAIL, "Demo Agent", Role::Agent),
     ] {
         let password = random_password();
-        match auth::add_user(store, site.id, email, name, role, &password).await {
+        match crate::access::accounts::add_user(store, site.id, email, name, role, &password).await
+        {
             Ok(_) => lines.push(format!("  {role:?}: {email} / {password}")),
             Err(e) => tracing::warn!(error = %e.message, "could not create the demo account"),
         }

@@ -12,33 +12,16 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub mod agent;
-pub mod analytics;
-pub mod api;
-pub mod assets;
-pub mod auth;
-pub mod canned;
-pub mod chat;
-pub mod connections;
+pub mod access;
+pub mod conversation;
 pub mod demo;
-pub mod error;
-pub mod fanout;
-pub mod hours;
-pub mod hub;
-pub mod kb;
-pub mod kb_import;
-pub mod learn;
-pub mod metrics;
-pub mod notices;
-pub mod openapi;
-pub mod privacy;
+pub mod http;
+pub mod live;
+pub mod model;
 pub mod store;
-pub mod summary;
-pub mod webhooks;
 pub mod ws;
-mod ws_agent;
 
-use hub::Hub;
+use live::hub::Hub;
 use nexus_engine::AnswerEngine;
 use store::Store;
 
@@ -48,21 +31,21 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub engine: Arc<dyn AnswerEngine>,
     pub hub: Arc<Hub>,
-    pub assets: Arc<assets::Assets>,
-    pub throttle: Arc<auth::LoginThrottle>,
-    pub presence: Arc<agent::PresenceBoard>,
+    pub assets: Arc<http::assets::Assets>,
+    pub throttle: Arc<access::accounts::LoginThrottle>,
+    pub presence: Arc<live::presence::PresenceBoard>,
     /// Open WebSocket connections per IP address and per site, and their caps.
-    pub connections: Arc<connections::ConnectionLimits>,
+    pub connections: Arc<live::connections::ConnectionLimits>,
     /// The site records visitor connections share (one copy per site, not per connection).
     pub sites: Arc<ws::SharedSites>,
     /// Flips to `true` when the server shuts down; live connections close politely.
     pub shutdown: watch::Receiver<bool>,
     /// The optional LLM backend (`--llm-url`): phrases the answers the engine lets through.
     pub llm: Option<Arc<nexus_engine::llm::LlmClient>>,
-    /// The outgoing webhook queue (see [`webhooks`]).
-    pub webhooks: Arc<webhooks::Dispatcher>,
-    /// Conversation lines for the agents' inbox, throttled (see [`chat::InboxFeed`]).
-    pub inbox: Arc<chat::InboxFeed>,
+    /// The outgoing webhook queue (see [`conversation::webhooks`]).
+    pub webhooks: Arc<conversation::webhooks::Dispatcher>,
+    /// Conversation lines for the agents' inbox, throttled (see [`conversation::effects::InboxFeed`]).
+    pub inbox: Arc<conversation::effects::InboxFeed>,
 }
 
 /// Server configuration (defaults, then `NEXUS_FLOW_*` variables, then flags).
@@ -95,10 +78,10 @@ pub async fn build_state(
         engine.load_site(site.id, entries);
     }
     let hub = Arc::new(Hub::new());
-    let presence: Arc<agent::PresenceBoard> = Arc::default();
+    let presence: Arc<live::presence::PresenceBoard> = Arc::default();
     if let Some(pg) = postgres {
         // Several instances may share this database: fan out through it.
-        fanout::start(
+        live::fanout::start(
             pg,
             hub.clone(),
             engine.clone(),
@@ -106,7 +89,7 @@ pub async fn build_state(
             shutdown.clone(),
         );
     }
-    let assets = Arc::new(assets::Assets::load(&config.widget_dir));
+    let assets = Arc::new(http::assets::Assets::load(&config.widget_dir));
     Ok(AppState {
         store,
         engine,
@@ -118,9 +101,9 @@ pub async fn build_state(
         sites: Arc::default(),
         shutdown,
         llm: None,
-        webhooks: Arc::new(webhooks::Dispatcher::start(std::time::Duration::from_secs(
-            1,
-        ))),
+        webhooks: Arc::new(conversation::webhooks::Dispatcher::start(
+            std::time::Duration::from_secs(1),
+        )),
         inbox: Arc::default(),
     })
 }
@@ -131,10 +114,10 @@ pub fn app(state: AppState) -> Router {
     use axum::http::{HeaderValue, header};
     use tower_http::set_header::SetResponseHeaderLayer;
     Router::new()
-        .merge(assets::routes())
+        .merge(http::assets::routes())
         .route("/ws", axum::routing::get(ws::upgrade))
-        .route("/metrics", axum::routing::get(metrics::handler))
-        .nest("/api/v1", api::routes())
+        .route("/metrics", axum::routing::get(http::metrics::handler))
+        .nest("/api/v1", http::routes())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

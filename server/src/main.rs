@@ -144,7 +144,8 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 async fn user_command(command: UserCommand) -> anyhow::Result<()> {
-    use nexus_server::{auth, store};
+    use nexus_server::access::accounts;
+    use nexus_server::store;
     match command {
         UserCommand::Add {
             db,
@@ -167,7 +168,7 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
                 Role::Agent
             };
             let password = read_password()?;
-            let user = auth::add_user(store.as_ref(), site.id, &email, &name, role, &password)
+            let user = accounts::add_user(store.as_ref(), site.id, &email, &name, role, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message))?;
             println!(
@@ -186,7 +187,8 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no account {email} on site {}", site.key))?;
             let password = read_password()?;
-            let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
+            let hash =
+                accounts::hash_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
             store.set_password(user.id, &hash).await?;
             println!(
                 "password changed for {}; its sessions are closed",
@@ -213,10 +215,10 @@ struct ServeArgs {
     widget_dir: PathBuf,
     /// Open WebSocket connections allowed per client IP address (raise behind a proxy, or for
     /// the load tool).
-    #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_IP", default_value_t = nexus_server::connections::MAX_CONNECTIONS_PER_IP)]
+    #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_IP", default_value_t = nexus_server::live::connections::MAX_CONNECTIONS_PER_IP)]
     max_connections_per_ip: u32,
     /// Open WebSocket connections allowed per site (visitors and agents).
-    #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_SITE", default_value_t = nexus_server::connections::MAX_CONNECTIONS_PER_SITE)]
+    #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_SITE", default_value_t = nexus_server::live::connections::MAX_CONNECTIONS_PER_SITE)]
     max_connections_per_site: u32,
     /// Reverse proxies (addresses or networks, comma separated or the flag repeated) whose
     /// `X-Forwarded-For` names the client. The per-IP connection cap and login throttling then

@@ -235,7 +235,7 @@ async fn accounts_are_checked_and_sites_are_isolated() {
 
     // A second site with its own agent.
     let store = server.state.store.as_ref();
-    let other = nexus_server::store::Site {
+    let other = nexus_server::model::Site {
         id: Uuid::new_v4(),
         key: "other".into(),
         name: "Other Shop".into(),

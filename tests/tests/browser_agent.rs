@@ -37,7 +37,7 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let store = server.state.store.as_ref();
     let site = store.site_by_key("demo").await.unwrap().expect("demo site");
-    nexus_server::auth::add_user(
+    nexus_server::access::accounts::add_user(
         store,
         site.id,
         "ana@demo.test",

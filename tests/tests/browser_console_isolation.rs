@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use nexus_engine::KbEntry;
-use nexus_server::store::{Site, SiteSettings, now_ms};
+use nexus_server::model::{Site, SiteSettings, now_ms};
 use nexus_shared::{Autonomy, ClientFrame, ConversationState, Role, ServerFrame, Session};
 use nexus_tests::browser::{
     Browser, PASSWORD, WAIT, add_accounts, click, console_server, element, log_in, page, testid,

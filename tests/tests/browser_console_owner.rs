@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use fantoccini::key::Key;
-use nexus_server::learn::{self, Origin};
+use nexus_server::conversation::learn;
+use nexus_server::model::Origin;
 use nexus_shared::{ClientFrame, Role, ServerFrame, Teach};
 use nexus_tests::browser::{
     Browser, PASSWORD, WAIT, click, console_server, element, log_in, page, probe, testid, type_into,

@@ -95,7 +95,7 @@ async fn german_ui_then_a_refused_and_a_verified_identity() {
     assert_eq!(guest.info.name, None, "the refused name is not kept");
 
     // A signed claim: the chat continues as Ada, and the server knows her.
-    let hash = nexus_server::ws::identity_hash("s3cret identity key", "u-1");
+    let hash = nexus_server::access::identity::identity_hash("s3cret identity key", "u-1");
     browser
         .js(
             "NexusFlow.identify({id: 'u-1', name: 'Ada', email: 'ada@example.com', hash: arguments[0]});",

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 async fn other_site(server: &TestServer, key: &str) {
-    let site = nexus_server::store::Site {
+    let site = nexus_server::model::Site {
         id: Uuid::new_v4(),
         key: key.into(),
         name: format!("Site {key}"),
@@ -279,7 +279,7 @@ async fn analytics_of_a_scripted_set_of_conversations_on_postgres() {
 async fn analytics_script(server: TestServer) {
     let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
     let agent_token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
-    let start = nexus_server::store::now_ms();
+    let start = nexus_server::model::now_ms();
     let md = format!("## {ROASTING}\nYes, in our own roastery.\n");
     assert_eq!(import(&server, &owner, "md", &md).await.0, 200);
 
@@ -340,7 +340,7 @@ async fn analytics_script(server: TestServer) {
 
     let http = Client::new();
     let url = |from: i64, to: i64| server.url(&format!("/api/v1/analytics?from={from}&to={to}"));
-    let now = nexus_server::store::now_ms();
+    let now = nexus_server::model::now_ms();
     let r = authed(
         &http,
         Method::GET,
@@ -443,7 +443,7 @@ async fn handoff_summary_says_what_the_visitor_wants_and_suggests_a_filled_reply
 fn weekday_in(days: i64) -> &'static str {
     // 1970-01-01 was a Thursday.
     const NAMES: [&str; 7] = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"];
-    let today = nexus_server::store::now_ms() / 86_400_000;
+    let today = nexus_server::model::now_ms() / 86_400_000;
     NAMES[((today + days) % 7) as usize]
 }
 

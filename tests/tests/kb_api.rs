@@ -111,7 +111,7 @@ async fn owners_edit_the_knowledge_base_and_the_ai_answers_from_it_at_once() {
     );
 
     // Another site's owner sees none of it.
-    let other = nexus_server::store::Site {
+    let other = nexus_server::model::Site {
         id: uuid::Uuid::new_v4(),
         key: "other".into(),
         name: "Other".into(),

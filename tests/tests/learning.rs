@@ -157,7 +157,7 @@ async fn with_approval_taught_answers_wait_for_the_owner() {
     assert_eq!(body["code"], "forbidden");
     let store = server.state.store.as_ref();
     store
-        .create_site(&nexus_server::store::Site {
+        .create_site(&nexus_server::model::Site {
             id: Uuid::new_v4(),
             key: "other".into(),
             name: "Other Shop".into(),

@@ -5,8 +5,10 @@
 //!
 //! `cargo test -p nexus-tests --test no_talk_over -- --nocapture` prints the figures.
 
-use nexus_server::store::{Store, User};
-use nexus_server::{AppState, agent, chat};
+use nexus_server::model::User;
+use nexus_server::store::Store;
+use nexus_server::AppState;
+use nexus_server::conversation::{agent, visitor};
 use nexus_shared::{Author, Draft, DraftDecision, Role, Transition, VisitorInfo};
 use nexus_tests::TestServer;
 use uuid::Uuid;
@@ -23,7 +25,7 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 async fn user(store: &dyn Store, site: Uuid, email: &str) -> User {
-    nexus_server::auth::add_user(
+    nexus_server::access::accounts::add_user(
         store,
         site,
         email,
@@ -113,7 +115,7 @@ async fn race_ai_post(state: &AppState, agent: &User, site: Uuid) -> Tally {
             tasks.push(tokio::spawn(async move {
                 jitter(s.store.as_ref(), id, race, 1).await;
                 // Refused (AiSilenced) when the takeover came first; that is the point.
-                let _ = chat::ai_post(&s, id, "an AI answer".into(), vec![], None, vec![]).await;
+                let _ = visitor::ai_post(&s, id, "an AI answer".into(), vec![], None, vec![]).await;
             }));
         }
         for task in tasks {
@@ -141,7 +143,7 @@ async fn race_review(state: &AppState, reviewer: &User, taker: &User, site: Uuid
                 body: "a drafted answer".into(),
                 sources: vec![],
                 confidence: Some(0.9),
-                created_at: nexus_server::store::now_ms(),
+                created_at: nexus_server::model::now_ms(),
             };
             state
                 .store

@@ -40,7 +40,7 @@ async fn owners_export_then_delete_one_visitors_data_on_postgres() {
 }
 
 async fn export_then_delete(server: TestServer) {
-    let other = nexus_server::store::Site {
+    let other = nexus_server::model::Site {
         id: Uuid::new_v4(),
         key: "other".into(),
         name: "Other".into(),

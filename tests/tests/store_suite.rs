@@ -10,9 +10,8 @@
 use std::sync::Arc;
 
 use nexus_engine::KbEntry;
-use nexus_server::store::{
-    Guard, NewMessage, Op, PasswordHash, Site, SiteSettings, Store, StoreError, User, now_ms,
-};
+use nexus_server::model::{Guard, NewMessage, Op, PasswordHash, Site, SiteSettings, User, now_ms};
+use nexus_server::store::{Store, StoreError};
 use nexus_shared::{
     AgentRef, Author, ConversationState, Draft, HandoffReason, Note, Role, StateError, Transition,
     VisitorInfo,
@@ -45,6 +44,7 @@ fn post(author: Author, body: &str, client_msg_id: Option<&str>) -> Op {
             ..NewMessage::new(author, body)
         },
         reopen_to: ConversationState::Ai,
+        notices: nexus_server::conversation::notices::NOTICES,
     }
 }
 
@@ -52,6 +52,7 @@ fn transition(transition: Transition) -> Op {
     Op::Transition {
         notice: None,
         transition,
+        notices: nexus_server::conversation::notices::NOTICES,
     }
 }
 
@@ -349,6 +350,7 @@ async fn conversation_lifecycle(store: Arc<dyn Store>) {
             Op::Post {
                 message: ai,
                 reopen_to: ConversationState::Ai,
+                notices: nexus_server::conversation::notices::NOTICES,
             },
         )
         .await
@@ -904,7 +906,7 @@ async fn canned_responses(store: Arc<dyn Store>) {
     let store = store.as_ref();
     let site = new_site(store, "canned").await;
     let other = new_site(store, "canned-other").await;
-    let mut canned = nexus_server::canned::Canned {
+    let mut canned = nexus_server::model::Canned {
         id: Uuid::new_v4(),
         title: "Refunds".into(),
         body: "Within 30 days.".into(),
@@ -925,7 +927,7 @@ async fn canned_responses(store: Arc<dyn Store>) {
 }
 
 async fn learned_entries(store: Arc<dyn Store>) {
-    use nexus_server::learn::{Origin, PendingEntry};
+    use nexus_server::model::{Origin, PendingEntry};
     let store = store.as_ref();
     let site = new_site(store, "learn").await;
     let other = new_site(store, "learn-other").await;
@@ -1045,6 +1047,7 @@ async fn guarded_commits(store: Arc<dyn Store>) {
                     ..NewMessage::new(Author::Visitor, "again")
                 },
                 reopen_to: ConversationState::Waiting,
+                notices: nexus_server::conversation::notices::NOTICES,
             },
         )
         .await

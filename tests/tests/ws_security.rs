@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use nexus_server::store::SiteSettings;
-use nexus_server::ws::identity_hash;
+use nexus_server::access::identity::identity_hash;
+use nexus_server::model::SiteSettings;
 use nexus_shared::{ClientFrame, ErrorCode, Identity, Role, ServerFrame, Session};
 use nexus_tests::{TestServer, WsClient, agent_login};
 

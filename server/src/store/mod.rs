@@ -10,14 +10,17 @@ use std::collections::HashMap;
 
 use nexus_shared::Draft;
 use nexus_shared::{
-    AgentRef, Author, Autonomy, Choice, ConversationState, ConversationSummary, HandoffReason,
-    Message, Millis, Note, Role, Snapshot, Source, StateChange, StateError, Transition,
-    VisitorInfo,
+    AgentRef, Author, ConversationState, HandoffReason, Message, Millis, Note, Snapshot,
+    StateChange, StateError, Transition, VisitorInfo,
 };
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use nexus_engine::KbEntry;
+
+use crate::model::{
+    Committed, Conversation, ConversationFacts, Guard, NewMessage, Op, PasswordHash, Site,
+    SiteSettings, User, Visitor, now_ms,
+};
 
 pub mod postgres;
 pub mod sqlite;
@@ -58,169 +61,6 @@ impl StoreError {
     }
 }
 
-/// The owner-editable settings of a site.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SiteSettings {
-    pub assistant_name: String,
-    pub greeting: String,
-    pub color: String,
-    pub autonomy: Autonomy,
-    /// Values for the `{{Placeholders}}` in knowledge-base answers.
-    pub placeholders: HashMap<String, String>,
-    /// Origins allowed to embed the widget; empty means any. When the list is not empty, a
-    /// visitor connection must send one of these as its `Origin` header (browsers always
-    /// do); a connection without one is refused.
-    pub allowed_origins: Vec<String>,
-    /// The secret the site signs visitor identities with (`hash` = hex HMAC-SHA256 of the
-    /// identity's id). Never logged, never sent to agents.
-    pub identity_secret: Option<String>,
-    /// Refuse visitors without a verified identity.
-    pub require_identity: bool,
-    /// When the AI hands conversations to people (thresholds, phrases, signals).
-    pub policy: nexus_engine::policy::Policy,
-    /// Whether taught knowledge goes live at once (`auto`) or waits for an owner (`approve`).
-    pub learning: nexus_engine::policy::Learning,
-    /// Opening hours in the site's time zone; `None` = always open.
-    pub business_hours: Option<crate::hours::BusinessHours>,
-    /// Told to visitors handed to people outside business hours or with nobody online.
-    pub offline_message: String,
-    /// Where `escalated`, `agent_joined` and `resolved` events are posted (secrets redacted on
-    /// read).
-    pub webhooks: Vec<crate::webhooks::Webhook>,
-    /// Hand each escalated conversation to the next online agent, round robin.
-    pub auto_assign: bool,
-}
-
-impl SiteSettings {
-    /// The secret, if one is set (an empty string counts as none).
-    pub fn identity_secret(&self) -> Option<&str> {
-        self.identity_secret.as_deref().filter(|s| !s.is_empty())
-    }
-
-    /// A copy safe to show: the identity secret replaced by `***`.
-    pub fn redacted(&self) -> Self {
-        Self {
-            identity_secret: self.identity_secret().map(|_| "***".to_owned()),
-            webhooks: self
-                .webhooks
-                .iter()
-                .map(|w| crate::webhooks::Webhook {
-                    secret: "***".to_owned(),
-                    ..w.clone()
-                })
-                .collect(),
-            ..self.clone()
-        }
-    }
-}
-
-impl std::fmt::Debug for SiteSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SiteSettings")
-            .field("assistant_name", &self.assistant_name)
-            .field("greeting", &self.greeting)
-            .field("color", &self.color)
-            .field("autonomy", &self.autonomy)
-            .field("placeholders", &self.placeholders)
-            .field("allowed_origins", &self.allowed_origins)
-            .field("identity_secret", &self.identity_secret().map(|_| "***"))
-            .field("require_identity", &self.require_identity)
-            .field("policy", &self.policy)
-            .field("learning", &self.learning)
-            .field("business_hours", &self.business_hours)
-            .field("offline_message", &self.offline_message)
-            .field("webhooks", &self.webhooks)
-            .field("auto_assign", &self.auto_assign)
-            .finish()
-    }
-}
-
-impl Default for SiteSettings {
-    fn default() -> Self {
-        Self {
-            assistant_name: "Assistant".into(),
-            greeting: "Hi! How can we help?".into(),
-            color: "#4f46e5".into(),
-            autonomy: Autonomy::Auto,
-            placeholders: HashMap::new(),
-            allowed_origins: Vec::new(),
-            identity_secret: None,
-            require_identity: false,
-            policy: nexus_engine::policy::Policy::default(),
-            learning: nexus_engine::policy::Learning::default(),
-            business_hours: None,
-            offline_message: crate::hours::DEFAULT_OFFLINE_MESSAGE.into(),
-            webhooks: Vec::new(),
-            auto_assign: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Site {
-    pub id: Uuid,
-    pub key: String,
-    pub name: String,
-    pub settings: SiteSettings,
-    pub created_at: Millis,
-}
-
-/// An owner or agent account of a site.
-#[derive(Clone, PartialEq)]
-pub struct User {
-    pub id: Uuid,
-    pub site_id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub role: Role,
-}
-
-impl User {
-    pub fn agent_ref(&self) -> AgentRef {
-        AgentRef {
-            id: self.id,
-            name: self.name.clone(),
-        }
-    }
-}
-
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
-            .field("id", &self.id)
-            .field("site_id", &self.site_id)
-            .field("role", &self.role)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A password hash; never printed.
-#[derive(Clone, PartialEq)]
-pub struct PasswordHash(pub String);
-
-impl std::fmt::Debug for PasswordHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PasswordHash(***)")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Visitor {
-    pub id: Uuid,
-    pub site_id: Uuid,
-    pub info: VisitorInfo,
-}
-
-/// One conversation with what analytics needs of it.
-#[derive(Debug, Clone)]
-pub struct ConversationFacts {
-    pub conversation: Conversation,
-    /// Every entry, in sequence order.
-    pub messages: Vec<Message>,
-    pub csat: Option<u8>,
-}
-
 /// A stored CSAT score, 1 to 5; anything else is a corrupt row.
 pub(crate) fn csat_score(score: i64) -> StoreResult<u8> {
     u8::try_from(score).map_err(|_| StoreError::Corrupt(format!("csat score {score}")))
@@ -250,96 +90,8 @@ pub(crate) fn conversation_facts(
         .collect()
 }
 
-/// A conversation row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conversation {
-    pub id: Uuid,
-    pub site_id: Uuid,
-    pub visitor_id: Uuid,
-    pub snapshot: Snapshot,
-    pub handoff_reason: Option<HandoffReason>,
-    pub last_seq: u64,
-    pub page_url: Option<String>,
-    pub locale: Option<String>,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-    pub waiting_since: Option<Millis>,
-}
-
-impl Conversation {
-    pub fn summary(&self, preview: String, visitor: VisitorInfo) -> ConversationSummary {
-        ConversationSummary {
-            id: self.id,
-            state: self.snapshot.state,
-            assignee: self.snapshot.assignee.clone(),
-            handoff_reason: self.handoff_reason.clone(),
-            last_seq: self.last_seq,
-            preview,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            waiting_since: self.waiting_since,
-            visitor,
-        }
-    }
-}
-
-/// A timeline entry before the store gives it an id, a sequence number and a time.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct NewMessage {
-    pub author: Option<Author>,
-    pub body: String,
-    pub client_msg_id: Option<String>,
-    pub sources: Vec<Source>,
-    pub confidence: Option<f32>,
-    pub choices: Vec<Choice>,
-    pub event: Option<StateChange>,
-}
-
-impl NewMessage {
-    pub fn new(author: Author, body: impl Into<String>) -> Self {
-        Self {
-            author: Some(author),
-            body: body.into(),
-            ..Self::default()
-        }
-    }
-
-    pub fn author(&self) -> Author {
-        self.author.clone().unwrap_or(Author::System)
-    }
-}
-
-/// What to change in a conversation.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Op {
-    /// Post a message, checked by the state machine. A visitor writing in a resolved
-    /// conversation reopens it to `reopen_to`; an agent replying to an unowned conversation
-    /// takes it over first.
-    Post {
-        message: NewMessage,
-        reopen_to: ConversationState,
-    },
-    /// Change state; the store records a system message with `notice` as its text (`None`:
-    /// the default notice for the transition, in the visitor's language).
-    Transition {
-        transition: Transition,
-        notice: Option<String>,
-    },
-}
-
-/// Who commits, checked inside the commit against the conversation as its transaction reads
-/// it: a visitor's post needs no read of the conversation before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Guard {
-    /// No check: the caller checked, or the server acts itself.
-    None,
-    /// The conversation must be this visitor's, else [`StoreError::NotFound`] (exactly as if it
-    /// did not exist). Unless `reopen`, a post to a resolved conversation is refused with
-    /// [`StateError::Resolved`] instead of reopening it, so that the caller can reopen it with
-    /// the site's current settings.
-    Visitor { id: Uuid, reopen: bool },
-}
-
+/// The guard is checked inside the commit, against the conversation as the transaction reads
+/// it (the check is the store's; the record is in [`crate::model`]).
 impl Guard {
     pub(crate) fn check(self, conversation: &Conversation, op: &Op) -> StoreResult<()> {
         match self {
@@ -353,25 +105,6 @@ impl Guard {
             }
             Self::Visitor { .. } => Ok(()),
         }
-    }
-}
-
-/// The result of a commit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Committed {
-    /// The conversation after the commit.
-    pub conversation: Conversation,
-    /// The stored timeline entries, in sequence order (empty for a duplicate).
-    pub messages: Vec<Message>,
-    /// Set when the posted `client_msg_id` was stored before: the earlier message.
-    pub duplicate: Option<Message>,
-    /// The state before the commit.
-    pub before: Snapshot,
-}
-
-impl Committed {
-    pub fn state_changed(&self) -> bool {
-        self.before != self.conversation.snapshot
     }
 }
 
@@ -517,20 +250,28 @@ pub(crate) fn plan(snapshot: &Snapshot, op: Op, locale: Option<&str>) -> Result<
         Ok::<_, StateError>(())
     };
     match op {
-        Op::Post { message, reopen_to } => {
+        Op::Post {
+            message,
+            reopen_to,
+            notices,
+        } => {
             let author = message.author();
             if current.state == ConversationState::Resolved && author == Author::Visitor {
                 let reopened = Transition::Reopened { to: reopen_to };
-                let notice = notice_for(&reopened, locale);
+                let notice = notices.render(&reopened, locale);
                 change(&mut current, reopened, notice)?;
             } else if let Some(implied) = current.check_post(&author)? {
-                let notice = notice_for(&implied, locale);
+                let notice = notices.render(&implied, locale);
                 change(&mut current, implied, notice)?;
             }
             messages.push(message);
         }
-        Op::Transition { transition, notice } => {
-            let notice = notice.unwrap_or_else(|| notice_for(&transition, locale));
+        Op::Transition {
+            transition,
+            notice,
+            notices,
+        } => {
+            let notice = notice.unwrap_or_else(|| notices.render(&transition, locale));
             change(&mut current, transition, notice)?
         }
     }
@@ -541,9 +282,35 @@ pub(crate) fn plan(snapshot: &Snapshot, op: Op, locale: Option<&str>) -> Result<
     })
 }
 
-/// The default system notice for a transition, in the visitor's language.
-pub fn notice_for(transition: &Transition, locale: Option<&str>) -> String {
-    crate::notices::transition(transition, locale)
+/// Maps a store error to what a client may see. Database details are logged, not sent.
+pub fn store_error_body(err: &StoreError) -> nexus_shared::ErrorBody {
+    use nexus_shared::StateError;
+    use nexus_shared::{ErrorBody, ErrorCode};
+    match err {
+        StoreError::NotFound => ErrorBody::new(ErrorCode::NotFound, "Not found."),
+        StoreError::State(StateError::Resolved) => ErrorBody::new(
+            ErrorCode::ConversationResolved,
+            "The conversation is resolved.",
+        ),
+        StoreError::State(e @ (StateError::NotAssignee | StateError::OwnedByOther { .. })) => {
+            ErrorBody::new(ErrorCode::NotAssignee, e.to_string())
+        }
+        StoreError::State(e) => ErrorBody::new(ErrorCode::InvalidTransition, e.to_string()),
+        other if other.is_transient() => {
+            tracing::warn!(error = %other, "database unavailable");
+            ErrorBody::new(
+                ErrorCode::Unavailable,
+                "The service is briefly unavailable. Please try again in a moment.",
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "store error");
+            ErrorBody::new(
+                ErrorCode::Internal,
+                "Something went wrong on our side. Please try again.",
+            )
+        }
+    }
 }
 
 /// Persistence for everything the server keeps.
@@ -703,10 +470,10 @@ pub trait Store: Send + Sync + 'static {
     async fn add_pending_entry(
         &self,
         site_id: Uuid,
-        entry: &crate::learn::PendingEntry,
+        entry: &crate::model::PendingEntry,
     ) -> StoreResult<()>;
     /// A site's learned entries still waiting for review, oldest first.
-    async fn pending_entries(&self, site_id: Uuid) -> StoreResult<Vec<crate::learn::PendingEntry>>;
+    async fn pending_entries(&self, site_id: Uuid) -> StoreResult<Vec<crate::model::PendingEntry>>;
     /// Closes a pending entry of the site as `approved` or `rejected`; false when the site has
     /// no such entry still pending (someone reviewed it first).
     async fn close_pending_entry(
@@ -718,9 +485,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     /// A site's canned responses, by title.
-    async fn canned_responses(&self, site_id: Uuid) -> StoreResult<Vec<crate::canned::Canned>>;
-    async fn upsert_canned(&self, site_id: Uuid, canned: &crate::canned::Canned)
-    -> StoreResult<()>;
+    async fn canned_responses(&self, site_id: Uuid) -> StoreResult<Vec<crate::model::Canned>>;
+    async fn upsert_canned(&self, site_id: Uuid, canned: &crate::model::Canned) -> StoreResult<()>;
     /// Deletes a canned response; `NotFound` when the site has none with this id.
     async fn delete_canned(&self, site_id: Uuid, id: Uuid) -> StoreResult<()>;
     /// Inserts or replaces several knowledge-base entries in one transaction: all or none.
@@ -748,13 +514,13 @@ pub trait Store: Send + Sync + 'static {
         to: Millis,
     ) -> StoreResult<Vec<Millis>>;
     /// The visitor's satisfaction answer for a conversation.
-    async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::privacy::Csat>>;
+    async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::model::Csat>>;
     /// What is kept about a visitor of a site.
     async fn visitor_profile(
         &self,
         site_id: Uuid,
         visitor_id: Uuid,
-    ) -> StoreResult<Option<crate::privacy::VisitorProfile>>;
+    ) -> StoreResult<Option<crate::model::VisitorProfile>>;
     /// Deletes a visitor of a site and everything of theirs; `NotFound` when there is none.
     async fn delete_visitor(&self, site_id: Uuid, visitor_id: Uuid) -> StoreResult<()>;
 }
@@ -813,13 +579,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// `agent` as stored in a row's two columns.
 pub(crate) fn agent_from_columns(id: Option<String>, name: Option<String>) -> Option<AgentRef> {
     let id = Uuid::parse_str(id.as_deref()?).ok()?;
@@ -870,6 +629,7 @@ mod tests {
             Op::Post {
                 message: NewMessage::new(Author::Visitor, "one more thing"),
                 reopen_to: ConversationState::Ai,
+                notices: crate::conversation::notices::NOTICES,
             },
             None,
         )
@@ -895,6 +655,7 @@ mod tests {
             Op::Post {
                 message: NewMessage::new(Author::Ai, "too late"),
                 reopen_to: ConversationState::Ai,
+                notices: crate::conversation::notices::NOTICES,
             },
             None,
         )

@@ -3,7 +3,7 @@
 //! conversation (`SELECT … FOR UPDATE`), so takeover exclusivity, the AI's silence after a
 //! takeover and gap-free sequence numbers hold across instances.
 //!
-//! After a commit the store sends a small `NOTIFY` (see [`crate::fanout`]) on the channel of its
+//! After a commit the store sends a small `NOTIFY` (see [`crate::live::fanout`]) on the channel of its
 //! schema; other instances listening there deliver the change to their subscribers.
 //!
 //! Commits go through a group commit: one task takes every [`Store::commit`] waiting (at most
@@ -40,7 +40,7 @@ use super::{
     StoreError, StoreResult, User, Visitor, agent_from_columns, conversation_facts, csat_score,
     now_ms, plan_in_batch,
 };
-use crate::fanout::Event;
+use crate::model::remote::Event;
 use nexus_engine::KbEntry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -130,7 +130,7 @@ impl PgStore {
         let schema: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&pool)
             .await?;
-        let channel = crate::fanout::channel_name(&schema);
+        let channel = crate::model::remote::channel_name(&schema);
         let instance = Uuid::new_v4();
         let (commits, requests) = mpsc::channel(QUEUE);
         // The group commit has a connection of its own: commits never queue behind reads
@@ -526,7 +526,7 @@ impl Committer {
             // The notification is delivered to the listening instances when (and only if)
             // the transaction commits.
             writes
-                .execute(&mut tx, &self.channel, &crate::fanout::pack(&events))
+                .execute(&mut tx, &self.channel, &crate::model::remote::pack(&events))
                 .await
                 .map_err(|e| Failed::Before(e.into()))?;
         }
@@ -1423,7 +1423,7 @@ impl Store for PgStore {
     async fn add_pending_entry(
         &self,
         site_id: Uuid,
-        entry: &crate::learn::PendingEntry,
+        entry: &crate::model::PendingEntry,
     ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO learned_entries (id, site_id, question, answer, entry_id, conversation_id,
@@ -1442,7 +1442,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn pending_entries(&self, site_id: Uuid) -> StoreResult<Vec<crate::learn::PendingEntry>> {
+    async fn pending_entries(&self, site_id: Uuid) -> StoreResult<Vec<crate::model::PendingEntry>> {
         sqlx::query(
             "SELECT * FROM learned_entries WHERE site_id = $1 AND status = 'pending'
              ORDER BY created_at, id",
@@ -1476,7 +1476,7 @@ impl Store for PgStore {
         Ok(result.rows_affected() == 1)
     }
 
-    async fn canned_responses(&self, site_id: Uuid) -> StoreResult<Vec<crate::canned::Canned>> {
+    async fn canned_responses(&self, site_id: Uuid) -> StoreResult<Vec<crate::model::Canned>> {
         sqlx::query(
             "SELECT id, title, body FROM canned_responses WHERE site_id = $1 ORDER BY title, id",
         )
@@ -1485,7 +1485,7 @@ impl Store for PgStore {
         .await?
         .iter()
         .map(|row| {
-            Ok(crate::canned::Canned {
+            Ok(crate::model::Canned {
                 id: uuid_col(row, "id")?,
                 title: row.try_get("title")?,
                 body: row.try_get("body")?,
@@ -1494,11 +1494,7 @@ impl Store for PgStore {
         .collect()
     }
 
-    async fn upsert_canned(
-        &self,
-        site_id: Uuid,
-        canned: &crate::canned::Canned,
-    ) -> StoreResult<()> {
+    async fn upsert_canned(&self, site_id: Uuid, canned: &crate::model::Canned) -> StoreResult<()> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO canned_responses (id, site_id, title, body, created_at, updated_at)
@@ -1624,7 +1620,7 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::privacy::Csat>> {
+    async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::model::Csat>> {
         let row =
             sqlx::query("SELECT score, comment, created_at FROM csat WHERE conversation_id = $1")
                 .bind(conversation_id.to_string())
@@ -1632,7 +1628,7 @@ impl Store for PgStore {
                 .await?;
         row.map(|row| {
             let score: i64 = row.try_get("score")?;
-            Ok(crate::privacy::Csat {
+            Ok(crate::model::Csat {
                 score: csat_score(score)?,
                 comment: row.try_get("comment")?,
                 created_at: row.try_get("created_at")?,
@@ -1645,7 +1641,7 @@ impl Store for PgStore {
         &self,
         site_id: Uuid,
         visitor_id: Uuid,
-    ) -> StoreResult<Option<crate::privacy::VisitorProfile>> {
+    ) -> StoreResult<Option<crate::model::VisitorProfile>> {
         let row = sqlx::query(
             "SELECT id, external_id, name, email, created_at, last_seen_at FROM visitors
              WHERE site_id = $1 AND id = $2",
@@ -1655,7 +1651,7 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
-            Ok(crate::privacy::VisitorProfile {
+            Ok(crate::model::VisitorProfile {
                 id: uuid_col(&row, "id")?,
                 external_id: row.try_get("external_id")?,
                 name: row.try_get("name")?,
@@ -1731,10 +1727,10 @@ pub(crate) const fn role_str(role: Role) -> &'static str {
     }
 }
 
-fn pending_from_row(row: &PgRow) -> StoreResult<crate::learn::PendingEntry> {
+fn pending_from_row(row: &PgRow) -> StoreResult<crate::model::PendingEntry> {
     let origin: String = row.try_get("origin")?;
     let conversation_id: Option<String> = row.try_get("conversation_id")?;
-    Ok(crate::learn::PendingEntry {
+    Ok(crate::model::PendingEntry {
         id: uuid_col(row, "id")?,
         question: row.try_get("question")?,
         answer: row.try_get("answer")?,
@@ -1743,7 +1739,7 @@ fn pending_from_row(row: &PgRow) -> StoreResult<crate::learn::PendingEntry> {
             .map(|c| Uuid::parse_str(&c))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("conversation_id: {e}")))?,
-        origin: crate::learn::Origin::parse(&origin)
+        origin: crate::model::Origin::parse(&origin)
             .ok_or_else(|| StoreError::Corrupt(format!("origin: {origin}")))?,
         created_at: row.try_get("created_at")?,
     })

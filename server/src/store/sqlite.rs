@@ -1485,7 +1485,7 @@ impl Store for SqliteStore {
     async fn add_pending_entry(
         &self,
         site_id: Uuid,
-        entry: &crate::learn::PendingEntry,
+        entry: &crate::model::PendingEntry,
     ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO learned_entries (id, site_id, question, answer, entry_id, conversation_id,
@@ -1504,7 +1504,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn pending_entries(&self, site_id: Uuid) -> StoreResult<Vec<crate::learn::PendingEntry>> {
+    async fn pending_entries(&self, site_id: Uuid) -> StoreResult<Vec<crate::model::PendingEntry>> {
         sqlx::query(
             "SELECT * FROM learned_entries WHERE site_id = ? AND status = 'pending'
              ORDER BY created_at, id",
@@ -1538,7 +1538,7 @@ impl Store for SqliteStore {
         Ok(result.rows_affected() == 1)
     }
 
-    async fn canned_responses(&self, site_id: Uuid) -> StoreResult<Vec<crate::canned::Canned>> {
+    async fn canned_responses(&self, site_id: Uuid) -> StoreResult<Vec<crate::model::Canned>> {
         sqlx::query(
             "SELECT id, title, body FROM canned_responses WHERE site_id = ? ORDER BY title, id",
         )
@@ -1547,7 +1547,7 @@ impl Store for SqliteStore {
         .await?
         .iter()
         .map(|row| {
-            Ok(crate::canned::Canned {
+            Ok(crate::model::Canned {
                 id: uuid_col(row, "id")?,
                 title: row.try_get("title")?,
                 body: row.try_get("body")?,
@@ -1556,11 +1556,7 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn upsert_canned(
-        &self,
-        site_id: Uuid,
-        canned: &crate::canned::Canned,
-    ) -> StoreResult<()> {
+    async fn upsert_canned(&self, site_id: Uuid, canned: &crate::model::Canned) -> StoreResult<()> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO canned_responses (id, site_id, title, body, created_at, updated_at)
@@ -1681,7 +1677,7 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::privacy::Csat>> {
+    async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::model::Csat>> {
         let row =
             sqlx::query("SELECT score, comment, created_at FROM csat WHERE conversation_id = ?")
                 .bind(conversation_id.to_string())
@@ -1689,7 +1685,7 @@ impl Store for SqliteStore {
                 .await?;
         row.map(|row| {
             let score: i64 = row.try_get("score")?;
-            Ok(crate::privacy::Csat {
+            Ok(crate::model::Csat {
                 score: csat_score(score)?,
                 comment: row.try_get("comment")?,
                 created_at: row.try_get("created_at")?,
@@ -1702,7 +1698,7 @@ impl Store for SqliteStore {
         &self,
         site_id: Uuid,
         visitor_id: Uuid,
-    ) -> StoreResult<Option<crate::privacy::VisitorProfile>> {
+    ) -> StoreResult<Option<crate::model::VisitorProfile>> {
         let row = sqlx::query(
             "SELECT id, external_id, name, email, created_at, last_seen_at FROM visitors
              WHERE site_id = ? AND id = ?",
@@ -1712,7 +1708,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.reader)
         .await?;
         row.map(|row| {
-            Ok(crate::privacy::VisitorProfile {
+            Ok(crate::model::VisitorProfile {
                 id: uuid_col(&row, "id")?,
                 external_id: row.try_get("external_id")?,
                 name: row.try_get("name")?,
@@ -1788,10 +1784,10 @@ pub(crate) const fn role_str(role: Role) -> &'static str {
     }
 }
 
-fn pending_from_row(row: &SqliteRow) -> StoreResult<crate::learn::PendingEntry> {
+fn pending_from_row(row: &SqliteRow) -> StoreResult<crate::model::PendingEntry> {
     let origin: String = row.try_get("origin")?;
     let conversation_id: Option<String> = row.try_get("conversation_id")?;
-    Ok(crate::learn::PendingEntry {
+    Ok(crate::model::PendingEntry {
         id: uuid_col(row, "id")?,
         question: row.try_get("question")?,
         answer: row.try_get("answer")?,
@@ -1800,7 +1796,7 @@ fn pending_from_row(row: &SqliteRow) -> StoreResult<crate::learn::PendingEntry> 
             .map(|c| Uuid::parse_str(&c))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("conversation_id: {e}")))?,
-        origin: crate::learn::Origin::parse(&origin)
+        origin: crate::model::Origin::parse(&origin)
             .ok_or_else(|| StoreError::Corrupt(format!("origin: {origin}")))?,
         created_at: row.try_get("created_at")?,
     })
@@ -1811,7 +1807,7 @@ mod tests {
     use nexus_shared::{ConversationState, StateError};
 
     use super::*;
-    use crate::store::NewMessage;
+    use crate::model::NewMessage;
 
     fn post(body: &str, client_msg_id: &str) -> Op {
         Op::Post {
@@ -1820,6 +1816,7 @@ mod tests {
                 ..NewMessage::new(Author::Visitor, body)
             },
             reopen_to: ConversationState::Ai,
+            notices: crate::conversation::notices::NOTICES,
         }
     }
 
@@ -1870,6 +1867,7 @@ mod tests {
             Op::Post {
                 message: NewMessage::new(Author::Ai, "silenced?"),
                 reopen_to: ConversationState::Ai,
+                notices: crate::conversation::notices::NOTICES,
             },
         ];
         let id = conversation.id;
@@ -1920,6 +1918,7 @@ mod tests {
                         },
                     },
                     notice: None,
+                    notices: crate::conversation::notices::NOTICES,
                 },
             )
             .await
@@ -1930,6 +1929,7 @@ mod tests {
             Op::Post {
                 message: NewMessage::new(Author::Ai, "too late"),
                 reopen_to: ConversationState::Ai,
+                notices: crate::conversation::notices::NOTICES,
             },
             post("three again", "c4"),
             post("four", "c5"),

@@ -2,6 +2,7 @@
 //! visitor's language: English, German, French or Spanish (the widget's languages), chosen from
 //! the conversation's locale; any other locale gets English.
 
+use crate::model::Notices;
 use nexus_shared::{HandoffReason, Transition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,9 @@ fn lang(locale: Option<&str>) -> Lang {
         _ => Lang::En,
     }
 }
+
+/// The renderer the services give the store with every [`Op`](crate::model::Op).
+pub const NOTICES: Notices = Notices(transition);
 
 /// The notice recorded with a state change (`{}`: the agent's name where there is one).
 pub fn transition(transition: &Transition, locale: Option<&str>) -> String {

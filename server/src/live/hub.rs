@@ -6,7 +6,7 @@
 //! consumer never grows server memory.
 //!
 //! With PostgreSQL, several instances share the database: [`Hub::connect_remote`] hands the
-//! hub a queue to [`crate::fanout`], which sends every frame published here (except timeline
+//! hub a queue to [`crate::live::fanout`], which sends every frame published here (except timeline
 //! entries, which the store announces itself when it commits them) to the other instances,
 //! and delivers theirs here with the `*_local` methods. With SQLite the hub stays in-process.
 
@@ -31,7 +31,7 @@ pub struct Hub {
     conversations: Mutex<HashMap<Uuid, ConversationChannel>>,
     sites: Mutex<HashMap<Uuid, broadcast::Sender<Frame>>>,
     remote: OnceLock<mpsc::Sender<Remote>>,
-    metrics: crate::metrics::Metrics,
+    metrics: crate::live::metrics::Metrics,
 }
 
 /// A conversation's channel, and its state as the last `state` frame sent on it said.
@@ -152,7 +152,7 @@ impl Hub {
         publish(&self.sites, id, frame);
     }
 
-    /// Sends every frame published from now on to `queue` too (see [`crate::fanout`]).
+    /// Sends every frame published from now on to `queue` too (see [`crate::live::fanout`]).
     /// Returns false when a queue was connected before.
     pub fn connect_remote(&self, queue: mpsc::Sender<Remote>) -> bool {
         self.remote.set(queue).is_ok()
@@ -197,7 +197,7 @@ impl Hub {
         (conversations, sites)
     }
 
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
+    pub fn metrics(&self) -> &crate::live::metrics::Metrics {
         &self.metrics
     }
 

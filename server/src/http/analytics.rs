@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Agent;
-use crate::error::{ApiJson, AppError};
-use crate::store::now_ms;
+use crate::http::auth::Agent;
+use crate::http::error::{ApiJson, AppError};
+use crate::model::now_ms;
 
 const DAY_MS: Millis = 86_400_000;
 /// Longest period with every day listed in `daily`.
@@ -82,7 +82,7 @@ pub struct Analytics {
 }
 
 /// One conversation with what analytics needs of it.
-pub type Facts = crate::store::ConversationFacts;
+pub type Facts = crate::model::ConversationFacts;
 
 fn rate(part: u64, whole: u64) -> f64 {
     if whole == 0 {
@@ -298,7 +298,7 @@ async fn analytics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Conversation;
+    use crate::model::Conversation;
     use nexus_shared::{AgentRef, HandoffReason, Snapshot, StateChange};
 
     fn conversation(created_at: Millis) -> Conversation {

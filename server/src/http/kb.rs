@@ -10,9 +10,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Agent;
-use crate::error::{ApiJson, AppError};
-use crate::store::User;
+use crate::http::auth::Agent;
+use crate::http::error::{ApiJson, AppError};
+use crate::model::User;
 use nexus_engine::KbEntry;
 
 /// Most example questions one entry may have.
@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/kb", get(list).post(create))
         .route("/kb/{id}", get(read).put(replace).delete(remove))
-        .merge(crate::learn::routes())
+        .merge(crate::http::learn::routes())
 }
 
 #[derive(Debug, Deserialize)]

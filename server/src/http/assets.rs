@@ -22,14 +22,14 @@ use sha2::{Digest, Sha256};
 use nexus_shared::ErrorCode;
 
 use crate::AppState;
-use crate::error::AppError;
+use crate::http::error::AppError;
 
 /// The demo shop page, with the embed snippet in it.
-const INDEX_HTML: &str = include_str!("../../index.html");
+const INDEX_HTML: &str = include_str!("../../../index.html");
 
 /// The agents' page: it loads the agent app through `/widget/agent.js` (no inline script, so
 /// the page's CSP holds).
-const AGENT_HTML: &str = include_str!("../../agent.html");
+const AGENT_HTML: &str = include_str!("../../../agent.html");
 
 /// Files of the build that name the current hashes: revalidated on every load.
 const UNHASHED: [&str; 2] = ["manifest.json", "agent.js"];

@@ -1,19 +1,15 @@
-//! The handoff summary an agent reads before answering:
-//! `GET /api/v1/conversations/{id}/summary` → what the visitor wants, what the AI answered, why
+//! The handoff summary an agent reads before answering (`GET
+//! /api/v1/conversations/{id}/summary`, [`crate::http::summary`]): what the visitor wants, what the AI answered, why
 //! it escalated, and a suggested reply from the knowledge base (placeholders filled) that the
 //! agent can insert and edit.
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::routing::get;
-use nexus_shared::{Author, HandoffReason, Message, Source, Transition};
+use nexus_shared::{Author, ErrorBody, ErrorCode, HandoffReason, Message, Source, Transition};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Agent;
-use crate::error::{ApiJson, AppError};
-use crate::store::Conversation;
+use crate::model::Conversation;
+use crate::store::store_error_body;
 use nexus_engine::{Decision, Query, placeholders};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,10 +24,6 @@ pub struct HandoffSummary {
     pub suggested_source: Option<Source>,
     /// The visitor, for privacy requests (`/api/v1/visitors/{visitor_id}/…`).
     pub visitor_id: Uuid,
-}
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/conversations/{id}/summary", get(summary))
 }
 
 /// The visitor's questions, most relevant first: the one right before the first escalation
@@ -72,16 +64,18 @@ pub fn questions(messages: &[Message], reason: Option<&HandoffReason>) -> Vec<St
 pub async fn build(
     state: &AppState,
     conversation: &Conversation,
-) -> Result<HandoffSummary, AppError> {
+) -> Result<HandoffSummary, ErrorBody> {
     let messages = state
         .store
         .messages_after(conversation.id, 0, u32::MAX)
-        .await?;
+        .await
+        .map_err(|e| store_error_body(&e))?;
     let site = state
         .store
         .site(conversation.site_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("Site"))?;
+        .await
+        .map_err(|e| store_error_body(&e))?
+        .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "Site not found."))?;
     let questions = questions(&messages, conversation.handoff_reason.as_ref());
     let ai_answered = messages
         .iter()
@@ -132,16 +126,6 @@ pub async fn build(
         suggested_source,
         visitor_id: conversation.visitor_id,
     })
-}
-
-/// `GET /api/v1/conversations/{id}/summary` (agents of the conversation's site)
-async fn summary(
-    State(state): State<AppState>,
-    Agent(user): Agent,
-    Path(id): Path<Uuid>,
-) -> Result<ApiJson<HandoffSummary>, AppError> {
-    let conversation = crate::agent::site_conversation(&state, &user, id).await?;
-    build(&state, &conversation).await.map(ApiJson)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! Prometheus metrics at `GET /metrics`, in the text exposition format (version 0.0.4).
+//! The counters behind `GET /metrics` ([`crate::http::metrics`]), rendered in the text exposition format (version 0.0.4).
 //!
-//! Counted where frames are published (see [`crate::hub`]), so every code path that delivers
+//! Counted where frames are published (see [`crate::live::hub`]), so every code path that delivers
 //! a message is counted once, on the instance that produced it: timeline entries by author,
 //! escalations by reason, the time from a visitor's message to the AI's reply (a histogram of
 //! the engine's latency as visitors feel it), live subscriptions, the cross-instance fan-out,
@@ -12,13 +12,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
 use nexus_shared::{Author, Message, Transition};
 use uuid::Uuid;
-
-use crate::AppState;
 
 /// Upper bounds (seconds) of the reply latency histogram.
 const BUCKETS: [f64; 12] = [
@@ -228,22 +223,6 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// `GET /metrics`.
-pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state.hub.metrics().render(
-        state.store.backend(),
-        state.hub.subscriptions(),
-        state.store.pool_stats(),
-    );
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
 }
 
 #[cfg(test)]

@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Agent;
-use crate::error::{ApiJson, AppError};
-use crate::kb::MAX_EXAMPLES;
+use crate::http::auth::Agent;
+use crate::http::error::{ApiJson, AppError};
+use crate::http::kb::MAX_EXAMPLES;
 use nexus_engine::KbEntry;
 
 /// Most entries one import may create or update.

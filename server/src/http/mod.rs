@@ -1,5 +1,18 @@
 //! The REST API under `/api/v1`.
 
+pub mod analytics;
+pub mod assets;
+pub mod auth;
+pub mod canned;
+pub mod error;
+pub mod kb;
+pub mod kb_import;
+pub mod learn;
+pub mod metrics;
+pub mod openapi;
+pub mod privacy;
+pub mod summary;
+
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -9,25 +22,29 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Agent;
-use crate::error::{ApiJson, AppError};
-use crate::store::SiteSettings;
+use crate::http::auth::Agent;
+use crate::http::error::{ApiJson, AppError};
+use crate::model::SiteSettings;
+use crate::model::webhook::{keep_secrets, validate};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .merge(crate::kb::routes())
-        .merge(crate::canned::routes())
-        .merge(crate::privacy::routes())
-        .merge(crate::kb_import::routes())
-        .merge(crate::analytics::routes())
-        .merge(crate::summary::routes())
-        .merge(crate::openapi::routes())
+        .merge(crate::http::kb::routes())
+        .merge(crate::http::canned::routes())
+        .merge(crate::http::privacy::routes())
+        .merge(crate::http::kb_import::routes())
+        .merge(crate::http::analytics::routes())
+        .merge(summary::routes())
+        .merge(crate::http::openapi::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/conversations/{id}/messages", get(messages))
-        .route("/auth/login", axum::routing::post(crate::auth::login))
-        .route("/auth/logout", axum::routing::post(crate::auth::logout))
-        .route("/me", get(crate::auth::me))
+        .route("/auth/login", axum::routing::post(crate::http::auth::login))
+        .route(
+            "/auth/logout",
+            axum::routing::post(crate::http::auth::logout),
+        )
+        .route("/me", get(crate::http::auth::me))
         .route("/site", get(site).patch(update_site_settings))
 }
 
@@ -88,7 +105,7 @@ async fn messages(
         ));
     }
     let unauthorized = || AppError::new(ErrorCode::Unauthorized, "A visitor token is required.");
-    let token = crate::auth::bearer(&headers).ok_or_else(unauthorized)?;
+    let token = crate::http::auth::bearer(&headers).ok_or_else(unauthorized)?;
     let conversation = state
         .store
         .conversation(id)
@@ -120,8 +137,8 @@ async fn messages(
 async fn visitor_checks(
     state: &AppState,
     headers: &HeaderMap,
-    conversation: &crate::store::Conversation,
-    visitor: &crate::store::Visitor,
+    conversation: &crate::model::Conversation,
+    visitor: &crate::model::Visitor,
 ) -> Result<(), AppError> {
     let site = state
         .store
@@ -129,7 +146,7 @@ async fn visitor_checks(
         .await?
         .ok_or_else(|| AppError::not_found("Site"))?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if !crate::ws::origin_allowed(&site.settings.allowed_origins, header("origin")) {
+    if !crate::access::identity::origin_allowed(&site.settings.allowed_origins, header("origin")) {
         return Err(AppError::new(
             ErrorCode::OriginNotAllowed,
             "This site does not allow the chat on this page.",
@@ -141,7 +158,7 @@ async fn visitor_checks(
         email: None,
         hash: header("x-nexus-identity-hash").map(str::to_owned),
     });
-    if let Some(identity) = crate::ws::verify_identity(&site.settings, claim)?
+    if let Some(identity) = crate::access::identity::verify_identity(&site.settings, claim)?
         && !state
             .store
             .set_visitor_identity(visitor.id, &identity.id, None, None)
@@ -210,7 +227,27 @@ async fn update_site_settings(
     }
     let settings: SiteSettings = serde_json::from_value(serde_json::Value::Object(merged))
         .map_err(|e| AppError::new(ErrorCode::Validation, format!("Invalid settings: {e}")))?;
-    let settings = crate::webhooks::checked_settings(settings, &site.settings)?;
+    let settings = checked_settings(settings, &site.settings)?;
     state.store.update_site_settings(site.id, &settings).await?;
     Ok(ApiJson(settings.redacted()))
+}
+
+/// Checks the business-hours and webhook settings of a settings change, keeping the stored
+/// webhook secrets where `***` was sent back.
+pub fn checked_settings(
+    mut new: SiteSettings,
+    old: &SiteSettings,
+) -> Result<SiteSettings, AppError> {
+    let invalid = |m: String| AppError::new(nexus_shared::ErrorCode::Validation, m);
+    keep_secrets(&mut new.webhooks, &old.webhooks);
+    validate(&new.webhooks).map_err(invalid)?;
+    if let Some(hours) = &new.business_hours {
+        hours.validate().map_err(invalid)?;
+    }
+    if new.offline_message.chars().count() > 1000 {
+        return Err(invalid(
+            "The offline message may have at most 1000 characters.".into(),
+        ));
+    }
+    Ok(new)
 }

@@ -17,9 +17,9 @@
 //! - Agent presence: every instance keeps the presence of the agents connected elsewhere, so
 //!   "agents online" (the visitor's welcome, the offline notice) counts the whole team. A
 //!   change travels as the `Presence` frame published to the site's agents; besides, each
-//!   instance re-announces all its agents every [`crate::agent::PresenceBoard::presence_refresh`]
+//!   instance re-announces all its agents every [`crate::live::presence::PresenceBoard::presence_refresh`]
 //!   ([`Event::Presence`]), and an announcement not refreshed within
-//!   [`crate::agent::PresenceBoard::presence_expiry`] no longer counts (a killed instance's
+//!   [`crate::live::presence::PresenceBoard::presence_expiry`] no longer counts (a killed instance's
 //!   agents drop out). `NEXUS_FLOW_PRESENCE_REFRESH_MS` and `NEXUS_FLOW_PRESENCE_EXPIRY_MS`
 //!   override the defaults (15 s and 45 s).
 //! - Knowledge-base changes ([`Event::Kb`]) make every instance reload the site's entries into
@@ -33,20 +33,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_shared::{Presence, ServerFrame};
-use serde::{Deserialize, Serialize};
+use nexus_shared::ServerFrame;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use crate::agent::PresenceBoard;
-use crate::hub::{Hub, Remote};
+use crate::live::hub::{Hub, Remote};
+use crate::live::presence::PresenceBoard;
+use crate::model::remote::{Event, MAX_PAYLOAD, pack, unpack};
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 use nexus_engine::AnswerEngine;
 
-/// PostgreSQL's limit on a notification payload is 8000 bytes; stay below it.
-const MAX_PAYLOAD: usize = 7_000;
 /// Stored large payloads are kept this long (milliseconds).
 const PAYLOAD_TTL_MS: i64 = 10 * 60 * 1000;
 /// Frames waiting to be sent to the other instances (more are dropped while the database is
@@ -54,144 +52,6 @@ const PAYLOAD_TTL_MS: i64 = 10 * 60 * 1000;
 const QUEUE: usize = 1_024;
 /// At most this many entries are read for one notification (connections page the rest).
 const MAX_READ: u32 = 200;
-
-/// The channel of a schema: every instance on the same schema listens on the same channel,
-/// and tests in separate schemas of one database do not hear each other.
-pub fn channel_name(schema: &str) -> String {
-    let clean: String = schema
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut name = format!("nexus_flow_{clean}");
-    name.truncate(63);
-    name
-}
-
-/// What one instance tells the others. Field names are short: payloads stay small.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "k")]
-pub enum Event {
-    /// A commit stored the entries `after + 1 ..= seq` of a conversation.
-    #[serde(rename = "m")]
-    Messages {
-        #[serde(rename = "o")]
-        origin: Uuid,
-        #[serde(rename = "c")]
-        conversation: Uuid,
-        #[serde(rename = "a")]
-        after: u64,
-        #[serde(rename = "s")]
-        seq: u64,
-    },
-    /// A frame for the subscribers of a conversation.
-    #[serde(rename = "c")]
-    Conversation {
-        #[serde(rename = "o")]
-        origin: Uuid,
-        #[serde(rename = "c")]
-        conversation: Uuid,
-        #[serde(rename = "f")]
-        frame: ServerFrame,
-    },
-    /// A frame for the agents of a site.
-    #[serde(rename = "s")]
-    Site {
-        #[serde(rename = "o")]
-        origin: Uuid,
-        #[serde(rename = "s")]
-        site: Uuid,
-        #[serde(rename = "f")]
-        frame: ServerFrame,
-    },
-    /// An event too large for a notification, in `fanout_payloads`.
-    #[serde(rename = "r")]
-    Stored {
-        #[serde(rename = "o")]
-        origin: Uuid,
-        id: i64,
-    },
-    /// A site's knowledge base changed.
-    #[serde(rename = "kb")]
-    Kb {
-        #[serde(rename = "o")]
-        origin: Uuid,
-        #[serde(rename = "s")]
-        site: Uuid,
-    },
-    /// All the agents of a site connected to the origin instance, with their status
-    /// (re-announced periodically; replaces the origin's previous announcement).
-    #[serde(rename = "p")]
-    Presence {
-        #[serde(rename = "o")]
-        origin: Uuid,
-        #[serde(rename = "s")]
-        site: Uuid,
-        #[serde(rename = "a")]
-        agents: Vec<(Uuid, Presence)>,
-    },
-    /// A site's settings changed.
-    #[serde(rename = "settings")]
-    Settings {
-        #[serde(rename = "o")]
-        origin: Uuid,
-        #[serde(rename = "s")]
-        site: Uuid,
-    },
-}
-
-/// Packs events into as few notification payloads as fit: JSON arrays of at most
-/// `MAX_PAYLOAD` bytes (an event larger than that alone is a payload by itself).
-pub fn pack(events: &[Event]) -> Vec<String> {
-    let mut payloads = Vec::new();
-    let mut current = String::new();
-    for event in events {
-        let one = event.to_payload();
-        if !current.is_empty() && current.len() + 1 + one.len() + 1 > MAX_PAYLOAD {
-            current.push(']');
-            payloads.push(std::mem::take(&mut current));
-        }
-        current.push(if current.is_empty() { '[' } else { ',' });
-        current.push_str(&one);
-    }
-    if !current.is_empty() {
-        current.push(']');
-        payloads.push(current);
-    }
-    payloads
-}
-
-/// The events of a notification: one event, or an array of them.
-fn unpack(payload: &str) -> Result<Vec<Event>, serde_json::Error> {
-    if payload.trim_start().starts_with('[') {
-        serde_json::from_str(payload)
-    } else {
-        serde_json::from_str(payload).map(|event| vec![event])
-    }
-}
-
-impl Event {
-    pub fn to_payload(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
-    }
-
-    pub fn origin(&self) -> Uuid {
-        match self {
-            Self::Messages { origin, .. }
-            | Self::Conversation { origin, .. }
-            | Self::Site { origin, .. }
-            | Self::Stored { origin, .. }
-            | Self::Kb { origin, .. }
-            | Self::Presence { origin, .. }
-            | Self::Settings { origin, .. } => *origin,
-        }
-    }
-}
 
 /// Connects `hub` to the other instances on `pg`'s schema: starts the sender and the
 /// listener tasks, and the periodic presence announcement. They stop when `shutdown` flips.
@@ -311,7 +171,7 @@ async fn send(pg: &PgStore, event: &Event) -> sqlx::Result<()> {
     let payload = if payload.len() <= MAX_PAYLOAD {
         payload
     } else {
-        let now = crate::store::now_ms();
+        let now = crate::model::now_ms();
         sqlx::query("DELETE FROM fanout_payloads WHERE created_at < $1")
             .bind(now - PAYLOAD_TTL_MS)
             .execute(pg.pool())
@@ -604,6 +464,8 @@ async fn catch_up(pg: &PgStore, hub: &Hub, engine: &dyn AnswerEngine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::remote::channel_name;
+    use nexus_shared::Presence;
 
     #[test]
     fn events_are_small_and_round_trip() {

@@ -9,7 +9,7 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::error::ApiJson;
+use crate::http::error::ApiJson;
 
 /// Who may call an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -598,7 +598,7 @@ mod tests {
     fn the_parser_sees_chained_and_qualified_methods() {
         let src = r#"Router::new()
             .route("/a/{id}", get(read).put(replace).delete(remove))
-            .route("/b", axum::routing::post(crate::auth::login))
+            .route("/b", axum::routing::post(crate::http::auth::login))
             .route("/c", axum::routing::delete(delete))"#;
         assert_eq!(
             registered(src),

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nexus_shared::{ErrorBody, ErrorCode};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, store_error_body};
 
 #[derive(Debug)]
 pub struct AppError(pub ErrorBody);
@@ -63,36 +63,6 @@ impl From<ErrorBody> for AppError {
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         Self(store_error_body(&err))
-    }
-}
-
-/// Maps a store error to what a client may see. Database details are logged, not sent.
-pub fn store_error_body(err: &StoreError) -> ErrorBody {
-    use nexus_shared::StateError;
-    match err {
-        StoreError::NotFound => ErrorBody::new(ErrorCode::NotFound, "Not found."),
-        StoreError::State(StateError::Resolved) => ErrorBody::new(
-            ErrorCode::ConversationResolved,
-            "The conversation is resolved.",
-        ),
-        StoreError::State(e @ (StateError::NotAssignee | StateError::OwnedByOther { .. })) => {
-            ErrorBody::new(ErrorCode::NotAssignee, e.to_string())
-        }
-        StoreError::State(e) => ErrorBody::new(ErrorCode::InvalidTransition, e.to_string()),
-        other if other.is_transient() => {
-            tracing::warn!(error = %other, "database unavailable");
-            ErrorBody::new(
-                ErrorCode::Unavailable,
-                "The service is briefly unavailable. Please try again in a moment.",
-            )
-        }
-        other => {
-            tracing::error!(error = %other, "store error");
-            ErrorBody::new(
-                ErrorCode::Internal,
-                "Something went wrong on our side. Please try again.",
-            )
-        }
     }
 }
 

@@ -6,26 +6,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use nexus_shared::{ErrorCode, Role, validate_body};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Agent;
-use crate::error::{ApiJson, AppError};
-use crate::store::User;
-
-/// Most canned responses one site may have.
-pub const MAX_CANNED: usize = 1000;
-
-/// One canned response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Canned {
-    pub id: Uuid,
-    /// Short name shown in the picker ("Refund policy").
-    pub title: String,
-    /// The text inserted into the reply box.
-    pub body: String,
-}
+use crate::http::auth::Agent;
+use crate::http::error::{ApiJson, AppError};
+use crate::model::User;
+use crate::model::{Canned, MAX_CANNED};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -2,22 +2,19 @@
 //! person, and publish every change to whoever is watching. Transport-independent: the
 //! WebSocket session and the REST API both call these functions.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use nexus_shared::{
     Author, Autonomy, Choice, ConversationState, ErrorBody, ErrorCode, HandoffReason, Message,
-    ServerFrame, Source, StateError, Streaming, Transition, VisitorInfo, limits, validate_body,
+    ServerFrame, Source, StateError, Streaming, Transition, limits, validate_body,
 };
 use tracing::{instrument, warn};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::error::store_error_body;
-use crate::hub::Hub;
-use crate::store::{Committed, Conversation, Guard, NewMessage, Op, Site, StoreError, Visitor};
+use crate::conversation::effects::publish;
+use crate::conversation::notices::NOTICES;
+use crate::model::{Committed, Conversation, Guard, NewMessage, Op, Site, Visitor};
+use crate::store::StoreError;
+use crate::store::store_error_body;
 use nexus_engine::llm::{ChatMessage as LlmMessage, LlmError};
 use nexus_engine::{Decision, KbEntry, Query, placeholders, policy};
 
@@ -40,138 +37,6 @@ fn reopen_state(site: &Site) -> ConversationState {
     match site.settings.autonomy {
         Autonomy::Off => ConversationState::Waiting,
         Autonomy::Auto | Autonomy::Review => ConversationState::Ai,
-    }
-}
-
-/// Publishes the result of a commit: every new timeline entry to the conversation's
-/// subscribers, the new state when it changed, and the inbox line to the site's agents.
-pub fn publish(state: &AppState, committed: &Committed) {
-    let conversation = &committed.conversation;
-    for message in &committed.messages {
-        state
-            .hub
-            .publish_conversation(conversation.id, ServerFrame::Message(message.clone()));
-    }
-    if committed.state_changed() {
-        state.hub.publish_conversation(
-            conversation.id,
-            ServerFrame::State {
-                conversation_id: conversation.id,
-                state: conversation.snapshot.state,
-                assignee: conversation.snapshot.assignee.clone(),
-                reason: (conversation.snapshot.state == ConversationState::Waiting)
-                    .then(|| conversation.handoff_reason.clone())
-                    .flatten(),
-            },
-        );
-    }
-    if !committed.messages.is_empty() {
-        let preview = committed
-            .messages
-            .last()
-            .map(|m| m.body.chars().take(140).collect())
-            .unwrap_or_default();
-        state.inbox.publish(
-            &state.hub,
-            conversation.site_id,
-            conversation.id,
-            ServerFrame::Conversation(conversation.summary(preview, VisitorInfo::default())),
-            committed.state_changed(),
-        );
-    }
-    crate::agent::after_commit(state, committed);
-}
-
-/// How often, at most, a conversation's inbox line goes to the site's agents while only its
-/// preview changes (a new message, no change of state or assignee).
-pub const INBOX_EVERY: Duration = Duration::from_secs(1);
-
-/// The agents' inbox feed. A conversation's line ([`ServerFrame::Conversation`]) goes to the
-/// site's agents at once when its state or assignee changed; when a new message only changed
-/// its preview, at most every [`INBOX_EVERY`], and the latest line always follows. Every line
-/// goes to every agent of the site: at thousands of messages a second, a line per message
-/// would be most of the server's work (and of each agent's).
-#[derive(Default)]
-pub struct InboxFeed {
-    lines: Arc<Mutex<Lines>>,
-}
-
-#[derive(Default)]
-struct Lines {
-    by_conversation: HashMap<Uuid, Line>,
-    /// Size at which lines of quiet conversations are dropped.
-    sweep_at: usize,
-}
-
-struct Line {
-    sent_at: Instant,
-    /// A newer line waiting for its turn (a send is scheduled).
-    pending: Option<(Uuid, ServerFrame)>,
-}
-
-fn lock_lines(lines: &Mutex<Lines>) -> std::sync::MutexGuard<'_, Lines> {
-    // Only inserts, removes and field updates happen under the lock: a poisoned lock is
-    // still consistent.
-    lines
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl InboxFeed {
-    /// Publishes (now or shortly) the line `frame` of `conversation` to the agents of `site`;
-    /// `urgent` when the conversation's state or assignee changed.
-    pub fn publish(
-        &self,
-        hub: &Arc<Hub>,
-        site: Uuid,
-        conversation: Uuid,
-        frame: ServerFrame,
-        urgent: bool,
-    ) {
-        let now = Instant::now();
-        let mut lines = lock_lines(&self.lines);
-        if lines.by_conversation.len() >= lines.sweep_at.max(1_024) {
-            lines
-                .by_conversation
-                .retain(|_, l| l.pending.is_some() || now - l.sent_at < INBOX_EVERY);
-            lines.sweep_at = 2 * lines.by_conversation.len();
-        }
-        // Published under the lock, so two commits' lines of one conversation go out in the
-        // order they were published.
-        let line = match lines.by_conversation.entry(conversation) {
-            Entry::Vacant(slot) => {
-                slot.insert(Line {
-                    sent_at: now,
-                    pending: None,
-                });
-                hub.publish_site(site, frame);
-                return;
-            }
-            Entry::Occupied(slot) => slot.into_mut(),
-        };
-        if urgent || (line.pending.is_none() && now - line.sent_at >= INBOX_EVERY) {
-            // A scheduled older line, if any, is superseded.
-            line.pending = None;
-            line.sent_at = now;
-            hub.publish_site(site, frame);
-            return;
-        }
-        let scheduled = line.pending.replace((site, frame)).is_some();
-        if scheduled {
-            return;
-        }
-        let due = line.sent_at + INBOX_EVERY;
-        let (lines, hub) = (self.lines.clone(), hub.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep_until(due.into()).await;
-            let mut lines = lock_lines(&lines);
-            if let Some(line) = lines.by_conversation.get_mut(&conversation)
-                && let Some((site, frame)) = line.pending.take()
-            {
-                line.sent_at = Instant::now();
-                hub.publish_site(site, frame);
-            }
-        });
     }
 }
 
@@ -247,6 +112,7 @@ pub async fn visitor_send(
             ..NewMessage::new(Author::Visitor, body)
         },
         reopen_to,
+        notices: NOTICES,
     };
     let guard = |reopen| Guard::Visitor {
         id: visitor.id,
@@ -684,7 +550,7 @@ async fn draft(
         body,
         sources,
         confidence: Some(confidence),
-        created_at: crate::store::now_ms(),
+        created_at: crate::model::now_ms(),
     };
     match state.store.create_draft(&draft, question).await {
         Ok(()) => state.hub.publish_site(site.id, ServerFrame::Draft(draft)),
@@ -714,6 +580,7 @@ pub async fn ai_post(
     let op = Op::Post {
         message,
         reopen_to: ConversationState::Ai,
+        notices: NOTICES,
     };
     match state.store.commit(conversation_id, op).await {
         Ok(committed) => {
@@ -741,6 +608,7 @@ pub async fn escalate(
     let op = Op::Transition {
         notice: None,
         transition: Transition::Escalated { reason },
+        notices: NOTICES,
     };
     match state.store.commit(conversation_id, op).await {
         Ok(committed) => {
@@ -809,6 +677,7 @@ pub async fn visitor_choose(
             Op::Post {
                 message,
                 reopen_to: reopen_state(site),
+                notices: NOTICES,
             },
         )
         .await
@@ -909,6 +778,7 @@ pub async fn leave_email(
             Op::Post {
                 message: NewMessage::new(Author::System, notice),
                 reopen_to: ConversationState::Ai,
+                notices: NOTICES,
             },
         )
         .await

@@ -1,28 +1,18 @@
 //! Accounts of owners and agents: argon2id password hashes, expiring bearer sessions, and
 //! login throttling.
-//!
-//! Sessions are bearer tokens (`Authorization: Bearer st_…` for the REST API, `session_token`
-//! in the WebSocket `hello`). Nothing is carried in cookies, so cross-site requests cannot act
-//! on an agent's behalf (no CSRF surface). Only a SHA-256 of each token is stored.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, PasswordHash as PhcHash};
-use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
-use nexus_shared::{AgentRef, ErrorBody, ErrorCode, Millis, Role};
-use serde::{Deserialize, Serialize};
+use nexus_shared::{ErrorBody, ErrorCode, Role};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::AppState;
-use crate::error::{ApiJson, AppError};
-use crate::store::{PasswordHash, Store, StoreError, User, now_ms};
+use crate::model::{PasswordHash, User, now_ms};
+use crate::store::{Store, StoreError};
 
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
@@ -62,7 +52,7 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn new_session_token() -> String {
+pub(crate) fn new_session_token() -> String {
     let bytes: [u8; 32] = rand::random();
     format!("st_{}", hex::encode(bytes))
 }
@@ -74,7 +64,7 @@ pub struct LoginThrottle {
 }
 
 impl LoginThrottle {
-    fn is_locked(&self, key: &str) -> bool {
+    pub fn is_locked(&self, key: &str) -> bool {
         let map = self
             .failures
             .lock()
@@ -83,7 +73,7 @@ impl LoginThrottle {
             .is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < THROTTLE_WINDOW)
     }
 
-    fn fail(&self, key: &str) {
+    pub fn fail(&self, key: &str) {
         let mut map = self
             .failures
             .lock()
@@ -93,7 +83,7 @@ impl LoginThrottle {
         entry.0 += 1;
     }
 
-    fn clear(&self, key: &str) {
+    pub fn clear(&self, key: &str) {
         self.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -133,7 +123,7 @@ pub async fn add_user(
                 "That email already has an account on this site.",
             ))
         }
-        Err(e) => Err(crate::error::store_error_body(&e)),
+        Err(e) => Err(crate::store::store_error_body(&e)),
     }
 }
 
@@ -142,138 +132,11 @@ pub async fn session_user(store: &dyn Store, token: &str) -> Result<Option<User>
     store
         .session_user(&hash_token(token), now_ms())
         .await
-        .map_err(|e| crate::error::store_error_body(&e))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct LoginRequest {
-    pub site_key: String,
-    pub email: String,
-    pub password: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LoginResponse {
-    pub token: String,
-    pub expires_at: Millis,
-    pub agent: AgentRef,
-    pub role: Role,
-    pub site_key: String,
-}
-
-/// `POST /api/v1/auth/login`.
-pub async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    ApiJson(request): ApiJson<LoginRequest>,
-) -> Result<(StatusCode, ApiJson<LoginResponse>), AppError> {
-    let email = request.email.trim().to_lowercase();
-    let account_key = format!("{}\u{0}{email}", request.site_key);
-    let ip_key = ip_key(state.connections.client_ip(peer.ip(), &headers));
-    if state.throttle.is_locked(&account_key) || state.throttle.is_locked(&ip_key) {
-        return Err(AppError::new(
-            ErrorCode::LoginThrottled,
-            "Too many failed logins. Wait 15 minutes and try again.",
-        ));
-    }
-    let invalid = || AppError::new(ErrorCode::InvalidCredentials, "Wrong email or password.");
-    let site = state.store.site_by_key(&request.site_key).await?;
-    let found = match &site {
-        Some(site) => state.store.user_by_email(site.id, &email).await?,
-        None => None,
-    };
-    let password = request.password;
-    let verified = match found {
-        Some((user, hash)) => {
-            tokio::task::spawn_blocking(move || verify_password(&password, &hash).then_some(user))
-                .await
-                .ok()
-                .flatten()
-        }
-        None => {
-            // Spend the same time as a real check, so timing does not reveal accounts.
-            let _ = tokio::task::spawn_blocking(move || {
-                verify_password(&password, &PasswordHash(DUMMY_HASH.into()))
-            })
-            .await;
-            None
-        }
-    };
-    let Some(user) = verified else {
-        state.throttle.fail(&account_key);
-        state.throttle.fail(&ip_key);
-        return Err(invalid());
-    };
-    state.throttle.clear(&account_key);
-    let token = new_session_token();
-    let expires_at = now_ms() + i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX);
-    state
-        .store
-        .create_session(user.id, &hash_token(&token), expires_at)
-        .await?;
-    Ok((
-        StatusCode::OK,
-        ApiJson(LoginResponse {
-            token,
-            expires_at,
-            agent: user.agent_ref(),
-            role: user.role,
-            site_key: request.site_key,
-        }),
-    ))
+        .map_err(|e| crate::store::store_error_body(&e))
 }
 
 /// An argon2id hash of a random password, verified against when the account does not exist.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3GXcBcXQ1YxMU3ihFpqt0Ot2QAOlnTqE1cMQa1pP8Rc";
-
-fn ip_key(ip: IpAddr) -> String {
-    format!("ip\u{0}{ip}")
-}
-
-/// `POST /api/v1/auth/logout`.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> StatusCode {
-    if let Some(token) = bearer(&headers) {
-        let _ = state.store.delete_session(&hash_token(token)).await;
-    }
-    StatusCode::NO_CONTENT
-}
-
-/// `Authorization: Bearer …`.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-}
-
-/// An extractor for routes that need a logged-in agent or owner.
-#[derive(Debug, Clone)]
-pub struct Agent(pub User);
-
-impl FromRequestParts<AppState> for Agent {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let unauthorized = || AppError::new(ErrorCode::Unauthorized, "Please log in.");
-        let token = bearer(&parts.headers).ok_or_else(unauthorized)?;
-        session_user(state.store.as_ref(), token)
-            .await?
-            .map(Agent)
-            .ok_or_else(unauthorized)
-    }
-}
-
-/// `GET /api/v1/me`.
-pub async fn me(Agent(user): Agent) -> ApiJson<serde_json::Value> {
-    ApiJson(serde_json::json!({
-        "agent": user.agent_ref(),
-        "role": user.role,
-        "email": user.email,
-        "site_id": user.site_id,
-    }))
-}
+pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3GXcBcXQ1YxMU3ihFpqt0Ot2QAOlnTqE1cMQa1pP8Rc";
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ use sha2::Sha256;
 use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
-use crate::store::{Committed, SiteSettings};
+use crate::model::{Committed, SiteSettings};
 
 /// Attempts per delivery (the first and four retries).
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -27,93 +27,6 @@ pub const QUEUE_CAPACITY: usize = 1024;
 /// Deliveries in flight at once.
 const CONCURRENT_DELIVERIES: usize = 16;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The event names a webhook may subscribe to.
-pub const EVENTS: [&str; 3] = ["escalated", "agent_joined", "resolved"];
-
-/// One webhook of a site (setting `webhooks`).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Webhook {
-    pub url: String,
-    /// Signs the bodies; shown as `***` when settings are read.
-    pub secret: String,
-    /// Which events to send; empty means all.
-    #[serde(default)]
-    pub events: Vec<String>,
-}
-
-impl std::fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook")
-            .field("url", &self.url)
-            .field("secret", &"***")
-            .field("events", &self.events)
-            .finish()
-    }
-}
-
-impl Webhook {
-    pub fn wants(&self, event: &str) -> bool {
-        self.events.is_empty() || self.events.iter().any(|e| e == event)
-    }
-
-    /// Checks the URL, the secret and the event names.
-    pub fn validate(&self) -> Result<(), String> {
-        let url = self.url.trim();
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 {
-            return Err(format!(
-                "Webhook URL {url:?} must start with http:// or https://."
-            ));
-        }
-        if self.secret.is_empty() || self.secret.len() > 500 {
-            return Err("A webhook needs a secret (1 to 500 characters).".into());
-        }
-        if let Some(bad) = self.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-            return Err(format!(
-                "Unknown webhook event {bad:?}: use escalated, agent_joined or resolved."
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Checks the `webhooks` setting (at most 20 webhooks).
-pub fn validate(webhooks: &[Webhook]) -> Result<(), String> {
-    if webhooks.len() > 20 {
-        return Err("At most 20 webhooks.".into());
-    }
-    webhooks.iter().try_for_each(Webhook::validate)
-}
-
-/// `webhooks` as sent back by an owner who read them redacted: a secret of `***` keeps the
-/// stored secret of the webhook with the same URL.
-pub fn keep_secrets(new: &mut [Webhook], old: &[Webhook]) {
-    for hook in new.iter_mut().filter(|h| h.secret == "***") {
-        if let Some(previous) = old.iter().find(|o| o.url == hook.url) {
-            hook.secret.clone_from(&previous.secret);
-        }
-    }
-}
-
-/// Checks the business-hours and webhook settings of a settings change, keeping the stored
-/// webhook secrets where `***` was sent back.
-pub fn checked_settings(
-    mut new: SiteSettings,
-    old: &SiteSettings,
-) -> Result<SiteSettings, crate::error::AppError> {
-    let invalid = |m: String| crate::error::AppError::new(nexus_shared::ErrorCode::Validation, m);
-    keep_secrets(&mut new.webhooks, &old.webhooks);
-    validate(&new.webhooks).map_err(invalid)?;
-    if let Some(hours) = &new.business_hours {
-        hours.validate().map_err(invalid)?;
-    }
-    if new.offline_message.chars().count() > 1000 {
-        return Err(invalid(
-            "The offline message may have at most 1000 characters.".into(),
-        ));
-    }
-    Ok(new)
-}
 
 /// The JSON body of a webhook request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -278,6 +191,8 @@ async fn deliver(client: &reqwest::Client, delivery: &Delivery, first_backoff: D
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Webhook;
+    use crate::model::webhook::{keep_secrets, validate};
 
     #[test]
     fn signature_is_hex_hmac_sha256() {

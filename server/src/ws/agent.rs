@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::agent;
-use crate::error::store_error_body;
-use crate::hub::Frame;
-use crate::store::{Committed, User};
-use crate::ws::{Connection, End, Follower, drive, encode, error_frame, state_frame};
+use crate::conversation::agent;
+use crate::live::hub::Frame;
+use crate::live::presence;
+use crate::model::{Committed, User};
+use crate::store::store_error_body;
+use crate::ws::driver::{Connection, End, Follower, drive, encode, error_frame, state_frame};
 
 /// What the forwarding tasks hand to the session.
 enum Live {
@@ -122,8 +123,8 @@ impl AgentSession {
         let writer = writer(state.clone(), user.clone(), queued, live_tx.clone());
         let site_feed = forward(state.hub.subscribe_site(site.id), live_tx.clone(), None);
         let status = state.presence.connect(site.id, &user.agent_ref());
-        agent::start_idle_sweeper(state);
-        agent::publish_presence(state, site.id, &user.agent_ref(), status);
+        presence::start_idle_sweeper(state);
+        presence::publish_presence(state, site.id, &user.agent_ref(), status);
         let welcome = Welcome {
             protocol_version: PROTOCOL_VERSION,
             session: Session::Agent {
@@ -168,7 +169,7 @@ impl AgentSession {
             task.abort();
         }
         let status = state.presence.disconnect(self.user.site_id, self.user.id);
-        agent::publish_presence(state, self.user.site_id, &self.user.agent_ref(), status);
+        presence::publish_presence(state, self.user.site_id, &self.user.agent_ref(), status);
         end
     }
 
@@ -230,7 +231,7 @@ impl AgentSession {
         frame: ClientFrame,
     ) -> Result<Vec<ServerFrame>, ErrorBody> {
         let user = self.user.clone();
-        agent::touch(state, &user);
+        presence::touch(state, &user);
         match frame {
             ClientFrame::Watch { conversation_id } => self.watch(state, conversation_id).await,
             ClientFrame::Unwatch { conversation_id } => {
@@ -320,7 +321,7 @@ impl AgentSession {
                     status
                 };
                 state.presence.set(user.site_id, user.id, status);
-                agent::publish_presence(state, user.site_id, &user.agent_ref(), status);
+                presence::publish_presence(state, user.site_id, &user.agent_ref(), status);
                 Ok(vec![])
             }
             ClientFrame::ReviewDraft {

@@ -13,30 +13,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Agent;
-use crate::error::{ApiJson, AppError};
-use crate::store::{User, now_ms};
-
-/// What the store keeps about a visitor (besides their token's hash, never exported).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VisitorProfile {
-    pub id: Uuid,
-    /// The id the site gave this visitor in a verified identity.
-    pub external_id: Option<String>,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub created_at: Millis,
-    pub last_seen_at: Millis,
-}
-
-/// A visitor's satisfaction answer for one conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Csat {
-    /// 1 to 5.
-    pub score: u8,
-    pub comment: Option<String>,
-    pub created_at: Millis,
-}
+use crate::http::auth::Agent;
+use crate::http::error::{ApiJson, AppError};
+use crate::model::{Csat, VisitorProfile};
+use crate::model::{User, now_ms};
 
 /// One conversation in an export.
 #[derive(Debug, Serialize)]

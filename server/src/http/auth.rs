@@ -1,0 +1,148 @@
+//! Login, logout and `/me` over REST, and the [`Agent`] extractor that resolves a bearer
+//! session to its account (the accounts themselves are [`crate::access::accounts`]).
+//!
+//! Sessions are bearer tokens (`Authorization: Bearer st_…` for the REST API, `session_token`
+//! in the WebSocket `hello`). Nothing is carried in cookies, so cross-site requests cannot act
+//! on an agent's behalf (no CSRF surface). Only a SHA-256 of each token is stored.
+
+use std::net::IpAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use nexus_shared::{AgentRef, ErrorCode, Millis, Role};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::access::accounts::{
+    DUMMY_HASH, SESSION_TTL, hash_token, new_session_token, session_user, verify_password,
+};
+use crate::http::error::{ApiJson, AppError};
+use crate::model::{PasswordHash, User, now_ms};
+
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    pub site_key: String,
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires_at: Millis,
+    pub agent: AgentRef,
+    pub role: Role,
+    pub site_key: String,
+}
+
+/// `POST /api/v1/auth/login`.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<(StatusCode, ApiJson<LoginResponse>), AppError> {
+    let email = request.email.trim().to_lowercase();
+    let account_key = format!("{}\u{0}{email}", request.site_key);
+    let ip_key = ip_key(state.connections.client_ip(peer.ip(), &headers));
+    if state.throttle.is_locked(&account_key) || state.throttle.is_locked(&ip_key) {
+        return Err(AppError::new(
+            ErrorCode::LoginThrottled,
+            "Too many failed logins. Wait 15 minutes and try again.",
+        ));
+    }
+    let invalid = || AppError::new(ErrorCode::InvalidCredentials, "Wrong email or password.");
+    let site = state.store.site_by_key(&request.site_key).await?;
+    let found = match &site {
+        Some(site) => state.store.user_by_email(site.id, &email).await?,
+        None => None,
+    };
+    let password = request.password;
+    let verified = match found {
+        Some((user, hash)) => {
+            tokio::task::spawn_blocking(move || verify_password(&password, &hash).then_some(user))
+                .await
+                .ok()
+                .flatten()
+        }
+        None => {
+            // Spend the same time as a real check, so timing does not reveal accounts.
+            let _ = tokio::task::spawn_blocking(move || {
+                verify_password(&password, &PasswordHash(DUMMY_HASH.into()))
+            })
+            .await;
+            None
+        }
+    };
+    let Some(user) = verified else {
+        state.throttle.fail(&account_key);
+        state.throttle.fail(&ip_key);
+        return Err(invalid());
+    };
+    state.throttle.clear(&account_key);
+    let token = new_session_token();
+    let expires_at = now_ms() + i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX);
+    state
+        .store
+        .create_session(user.id, &hash_token(&token), expires_at)
+        .await?;
+    Ok((
+        StatusCode::OK,
+        ApiJson(LoginResponse {
+            token,
+            expires_at,
+            agent: user.agent_ref(),
+            role: user.role,
+            site_key: request.site_key,
+        }),
+    ))
+}
+
+fn ip_key(ip: IpAddr) -> String {
+    format!("ip\u{0}{ip}")
+}
+
+/// `POST /api/v1/auth/logout`.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> StatusCode {
+    if let Some(token) = bearer(&headers) {
+        let _ = state.store.delete_session(&hash_token(token)).await;
+    }
+    StatusCode::NO_CONTENT
+}
+
+/// `Authorization: Bearer …`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// An extractor for routes that need a logged-in agent or owner.
+#[derive(Debug, Clone)]
+pub struct Agent(pub User);
+
+impl FromRequestParts<AppState> for Agent {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let unauthorized = || AppError::new(ErrorCode::Unauthorized, "Please log in.");
+        let token = bearer(&parts.headers).ok_or_else(unauthorized)?;
+        session_user(state.store.as_ref(), token)
+            .await?
+            .map(Agent)
+            .ok_or_else(unauthorized)
+    }
+}
+
+/// `GET /api/v1/me`.
+pub async fn me(Agent(user): Agent) -> ApiJson<serde_json::Value> {
+    ApiJson(serde_json::json!({
+        "agent": user.agent_ref(),
+        "role": user.role,
+        "email": user.email,
+        "site_id": user.site_id,
+    }))
+}

@@ -1,0 +1,25 @@
+//! Records: the plain data every layer above passes around (sites and their settings,
+//! accounts, visitors, conversations and what changes them, canned responses, learned
+//! knowledge, webhooks, business hours, the events that cross instances) and the clock.
+//!
+//! The bottom of the server: it imports nothing of the server above it, only `shared` and the
+//! engine's records. The store reads and writes these; services and transports use them.
+
+mod canned;
+mod conversation;
+pub mod hours;
+mod learning;
+mod privacy;
+pub mod remote;
+mod site;
+pub mod webhook;
+
+pub use canned::{Canned, MAX_CANNED};
+pub use conversation::{
+    Committed, Conversation, ConversationFacts, Guard, NewMessage, Notices, Op, now_ms,
+};
+pub use hours::BusinessHours;
+pub use learning::{Origin, PendingEntry};
+pub use privacy::{Csat, VisitorProfile};
+pub use site::{PasswordHash, Site, SiteSettings, User, Visitor};
+pub use webhook::Webhook;
