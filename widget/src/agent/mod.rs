@@ -23,7 +23,7 @@ use futures_channel::mpsc::UnboundedSender;
 use leptos::prelude::*;
 use nexus_shared::ClientFrame;
 
-use crate::connection::Status;
+use crate::link::Status;
 use model::Desk;
 
 /// The app's state and its way to the socket.

@@ -17,7 +17,7 @@ use super::App;
 use super::wire;
 use crate::browser;
 use crate::config::ws_url;
-use crate::connection::{Status, backoff_ms};
+use crate::link::{Status, backoff_ms};
 use crate::wire::{Obj, string};
 
 /// A logged-in agent's session.
