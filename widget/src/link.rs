@@ -158,7 +158,7 @@ pub async fn run<P: Peer>(
 /// Milliseconds to wait before reconnect attempt number `attempt` (0-based): exponential,
 /// capped, with "equal jitter" (half fixed, half random) so that a server restart is not
 /// met by every client at the same instant. `random` is in `[0, 1)`.
-pub fn backoff_ms(attempt: u32, random: f64) -> u32 {
+fn backoff_ms(attempt: u32, random: f64) -> u32 {
     let cap = BACKOFF_BASE_MS
         .saturating_mul(1u32 << attempt.min(16))
         .min(BACKOFF_MAX_MS);
