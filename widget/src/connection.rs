@@ -346,8 +346,8 @@ impl link::Peer for Visitor {
             });
         }
         if refused_identity {
-            // Said and shown; carry on as a guest.
-            self.reidentify(None);
+            // Said and shown; carry on as a guest (nothing to reset for one).
+            self.identity = None;
             return End::Restart;
         }
         if fatal { End::Stop } else { End::Dropped }
@@ -385,12 +385,14 @@ impl link::Peer for Visitor {
     }
 
     /// `identify` connects again at once, as that person.
-    fn ends(&mut self, cmd: &Command) -> Option<End> {
-        let Command::Identify(who) = cmd else {
-            return None;
-        };
-        self.reidentify(who.clone());
-        Some(End::Restart)
+    fn screen(&mut self, cmd: Command) -> Result<Command, End> {
+        match cmd {
+            Command::Identify(who) => {
+                self.reidentify(who);
+                Err(End::Restart)
+            }
+            cmd => Ok(cmd),
+        }
     }
 
     fn wake(&mut self, now: f64) {

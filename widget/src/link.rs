@@ -114,10 +114,10 @@ pub trait Peer {
     /// A command, once welcomed.
     fn command(&mut self, cmd: Self::Command, out: &mut Vec<ClientFrame>);
 
-    /// Whether `cmd` ends the connection at once, welcomed or not; asked of every command
-    /// before it is held or handled (and then it is neither).
-    fn ends(&mut self, _cmd: &Self::Command) -> Option<End> {
-        None
+    /// Sees every command first, welcomed or not: `Err` ends the connection at once (and the
+    /// command is gone); `Ok` gives it back to be held or handled.
+    fn screen(&mut self, cmd: Self::Command) -> Result<Self::Command, End> {
+        Ok(cmd)
     }
 
     /// The loop woke up (a frame, a command or the tick) at `now`, before it handles why:
@@ -237,16 +237,11 @@ async fn connect<P: Peer>(
                 }
             }
             Event::In(None) => return (End::Dropped, welcomed),
-            Event::Cmd(Some(cmd)) => {
-                if let Some(end) = peer.ends(&cmd) {
-                    return (end, welcomed);
-                }
-                if welcomed {
-                    peer.command(cmd, &mut out);
-                } else {
-                    early.push(cmd);
-                }
-            }
+            Event::Cmd(Some(cmd)) => match peer.screen(cmd) {
+                Err(end) => return (end, welcomed),
+                Ok(cmd) if welcomed => peer.command(cmd, &mut out),
+                Ok(cmd) => early.push(cmd),
+            },
             Event::Cmd(None) => return (End::Stop, welcomed),
             Event::Tick => {
                 let waited_too_long = if welcomed {
