@@ -6,7 +6,9 @@
 //! [`mount`], which takes over the launcher and opens the panel.
 //!
 //! * [`model`]: the timeline and conversation state as plain data (unit-tested natively).
-//! * [`connection`]: the socket, reconnects, resume and re-sends.
+//! * [`link`]: the connection loop both apps run: the socket, `hello`, ping, dead peer,
+//!   reconnects with backoff.
+//! * [`connection`]: the visitor's side of it: resume and re-sends.
 //! * [`wire`]: reading and writing the frames (without serde, for size).
 //! * [`app`]: the components.
 //! * `agent` (feature `agent`, a bundle of its own): the agents' app, see [`mount_agent`].
@@ -18,6 +20,7 @@ pub mod browser;
 pub mod config;
 pub mod connection;
 pub mod i18n;
+pub mod link;
 pub mod model;
 pub mod wire;
 

@@ -4,7 +4,7 @@
 //!
 //! * [`model`]: the desk as plain data (unit-tested natively).
 //! * [`wire`]: the agent-only frames.
-//! * [`net`]: login, the socket, notifications.
+//! * [`net`]: login, the agent's side of the connection, notifications.
 //! * [`view`]: the components.
 //! * [`data`]: the console's REST payloads and form checks, as plain data.
 //! * [`api`]: the console's REST calls.
@@ -23,7 +23,7 @@ use futures_channel::mpsc::UnboundedSender;
 use leptos::prelude::*;
 use nexus_shared::ClientFrame;
 
-use crate::connection::Status;
+use crate::link::Status;
 use model::Desk;
 
 /// The app's state and its way to the socket.

@@ -1,23 +1,21 @@
 //! The agent app's links to the outside: the login request, the session token in
-//! `sessionStorage`, the WebSocket (reconnecting with the visitor widget's backoff), and the
-//! desktop notification and sound of a new escalation.
+//! `sessionStorage`, the agent's side of the connection (its `hello`, and what it follows
+//! again after a reconnect; the loop itself is [`crate::link`], shared with the visitor
+//! widget), and the desktop notification and sound of a new escalation.
 
 use futures_channel::mpsc::UnboundedReceiver;
-use futures_util::future::{self, Either};
-use futures_util::{SinkExt, StreamExt};
-use gloo_net::websocket::futures::WebSocket;
-use gloo_net::websocket::{Message as WsMessage, State};
-use gloo_timers::future::TimeoutFuture;
 use js_sys::Reflect;
 use leptos::prelude::*;
-use nexus_shared::{Auth, ClientFrame, ErrorCode, Hello, PROTOCOL_VERSION, ServerFrame};
+use nexus_shared::{
+    Auth, ClientFrame, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, ServerFrame, Welcome,
+};
 use wasm_bindgen::JsValue;
 
 use super::App;
 use super::wire;
 use crate::browser;
 use crate::config::ws_url;
-use crate::connection::{Status, backoff_ms};
+use crate::link::{self, End};
 use crate::wire::{Obj, string};
 
 /// A logged-in agent's session.
@@ -84,138 +82,77 @@ pub async fn login(server: &str, site: &str, email: &str, password: &str) -> Res
     })
 }
 
-const TICK_MS: u32 = 5_000;
-const PING_EVERY_MS: f64 = 25_000.0;
-const DEAD_AFTER_MS: f64 = 70_000.0;
-const CONNECT_TIMEOUT_MS: f64 = 15_000.0;
-
 /// Runs the agent's connection until the app drops its sender (log out) or the server
 /// refuses the session.
-pub async fn run(app: App, token: String, mut rx: UnboundedReceiver<ClientFrame>) {
-    let mut attempt = 0;
-    let mut early: Vec<ClientFrame> = Vec::new();
-    loop {
-        app.status.set(Status::Connecting);
-        match session(&app, &token, &mut rx, &mut early).await {
-            Some(true) => attempt = 0,
-            Some(false) => {}
-            None => return,
-        }
-        app.status.set(Status::Offline);
-        TimeoutFuture::new(backoff_ms(attempt, browser::random_unit())).await;
-        attempt += 1;
-    }
+pub async fn run(app: App, token: String, rx: UnboundedReceiver<ClientFrame>) {
+    let status = app.status;
+    link::run(Agent { app, token }, status, rx, Vec::new()).await;
 }
 
-enum Event {
-    In(Option<WsMessage>),
-    Out(Option<ClientFrame>),
-    Tick,
+/// The agent's side of the connection: commands are frames, sent as they are once welcomed.
+struct Agent {
+    app: App,
+    token: String,
 }
 
-/// One connection. `Some(welcomed)` when it dropped, `None` to stop for good.
-async fn session(
-    app: &App,
-    token: &str,
-    rx: &mut UnboundedReceiver<ClientFrame>,
-    early: &mut Vec<ClientFrame>,
-) -> Option<bool> {
-    let Ok(mut ws) = WebSocket::open(&ws_url(&app.server)) else {
-        return Some(false);
-    };
-    let started = browser::now() as f64;
-    while matches!(ws.state(), State::Connecting) {
-        if browser::now() as f64 - started > CONNECT_TIMEOUT_MS {
-            return Some(false);
-        }
-        TimeoutFuture::new(50).await;
+impl link::Peer for Agent {
+    type Command = ClientFrame;
+
+    fn url(&self) -> String {
+        ws_url(&self.app.server)
     }
-    let mut out = vec![ClientFrame::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
-        auth: Auth::Agent {
-            session_token: token.to_owned(),
-        },
-    })];
-    let mut welcomed = false;
-    let (mut heard, mut sent) = (started, started);
-    loop {
-        for frame in std::mem::take(&mut out) {
-            if let Some(text) = wire::encode(&frame) {
-                if ws.send(WsMessage::Text(text)).await.is_err() {
-                    return Some(welcomed);
-                }
-                sent = browser::now() as f64;
-            }
+
+    fn parse(text: &str) -> Option<ServerFrame> {
+        wire::parse(text)
+    }
+
+    fn encode(frame: &ClientFrame) -> Option<String> {
+        wire::encode(frame)
+    }
+
+    fn hello(&mut self) -> ClientFrame {
+        ClientFrame::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            auth: Auth::Agent {
+                session_token: self.token.clone(),
+            },
+        })
+    }
+
+    /// Follows the conversation on screen again (what waited follows, from the loop).
+    fn welcome(&mut self, welcome: Welcome, out: &mut Vec<ClientFrame>) {
+        let desk = self.app.desk;
+        if let Some(conversation_id) = desk.with_untracked(|d| d.open) {
+            out.push(ClientFrame::Watch { conversation_id });
         }
-        let next = future::select(ws.next(), rx.next());
-        let event = match future::select(next, TimeoutFuture::new(TICK_MS)).await {
-            Either::Left((Either::Left((incoming, _)), _)) => {
-                Event::In(incoming.and_then(Result::ok))
-            }
-            Either::Left((Either::Right((cmd, _)), _)) => Event::Out(cmd),
-            Either::Right(_) => Event::Tick,
-        };
-        let now = browser::now() as f64;
-        match event {
-            Event::In(Some(WsMessage::Text(text))) => {
-                heard = now;
-                let Some(frame) = wire::parse(&text) else {
-                    continue;
-                };
-                match frame {
-                    ServerFrame::Welcome(_) if !welcomed => {
-                        welcomed = true;
-                        app.status.set(Status::Online);
-                        // Follow the conversation on screen again, then what waited.
-                        let open = app.desk.with_untracked(|d| d.open);
-                        if let Some(conversation_id) = open {
-                            out.push(ClientFrame::Watch { conversation_id });
-                        }
-                        let presence = app.desk.with_untracked(|d| d.presence);
-                        if let Some(status) = presence {
-                            out.push(ClientFrame::SetPresence { status });
-                        }
-                        out.append(early);
-                    }
-                    ServerFrame::Error(e) if !welcomed => {
-                        if matches!(e.code, ErrorCode::Unauthorized | ErrorCode::Forbidden) {
-                            app.logged_out(Some(
-                                "Your session has ended. Please log in again.".to_owned(),
-                            ));
-                            return None;
-                        }
-                        return Some(false);
-                    }
-                    _ => {}
-                }
-                let mut news = None;
-                app.desk.update(|d| news = d.apply(frame, browser::now()));
-                if let Some(s) = news {
-                    announce(&s.preview);
-                }
-            }
-            Event::In(Some(WsMessage::Bytes(_))) => {}
-            Event::In(None) => return Some(welcomed),
-            Event::Out(Some(frame)) if welcomed => out.push(frame),
-            Event::Out(Some(frame)) => early.push(frame),
-            Event::Out(None) => {
-                let _ = ws.close(None, None);
-                return None;
-            }
-            Event::Tick => {
-                let limit = if welcomed {
-                    DEAD_AFTER_MS
-                } else {
-                    CONNECT_TIMEOUT_MS
-                };
-                if now - heard > limit {
-                    return Some(welcomed);
-                }
-                if welcomed && now - sent > PING_EVERY_MS {
-                    out.push(ClientFrame::Ping);
-                }
-            }
+        if let Some(status) = desk.with_untracked(|d| d.presence) {
+            out.push(ClientFrame::SetPresence { status });
         }
+        self.frame(ServerFrame::Welcome(welcome), out);
+    }
+
+    fn refused(&mut self, error: ErrorBody) -> End {
+        if matches!(error.code, ErrorCode::Unauthorized | ErrorCode::Forbidden) {
+            self.app.logged_out(Some(
+                "Your session has ended. Please log in again.".to_owned(),
+            ));
+            return End::Stop;
+        }
+        End::Dropped
+    }
+
+    fn frame(&mut self, frame: ServerFrame, _out: &mut Vec<ClientFrame>) {
+        let mut news = None;
+        self.app
+            .desk
+            .update(|d| news = d.apply(frame, browser::now()));
+        if let Some(s) = news {
+            announce(&s.preview);
+        }
+    }
+
+    fn command(&mut self, frame: ClientFrame, out: &mut Vec<ClientFrame>) {
+        out.push(frame);
     }
 }
 
