@@ -24,69 +24,61 @@ pub struct AgentRef {
     pub name: String,
 }
 
-/// Who wrote a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Author {
-    Visitor,
-    Ai,
-    Agent(AgentRef),
-    /// Notices from the system itself: state changes, "agent joined", …
-    System,
+tagged_enum! {
+    /// Who wrote a message.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "kind")]
+    pub enum Author / AuthorTag {
+        Visitor => "visitor",
+        Ai => "ai",
+        Agent(AgentRef) => "agent",
+        /// Notices from the system itself: state changes, "agent joined", …
+        System => "system",
+    }
 }
 
 impl Author {
     /// `"visitor"`, `"ai"`, `"agent"` or `"system"`: stable, used in the database and as the
     /// widget's `data-author` test hook.
     pub const fn kind(&self) -> &'static str {
-        match self {
-            Self::Visitor => "visitor",
-            Self::Ai => "ai",
-            Self::Agent(_) => "agent",
-            Self::System => "system",
-        }
+        self.tag().as_str()
     }
 }
 
-/// Why a conversation was handed to a person.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum HandoffReason {
-    /// The engine was not confident enough to answer.
-    LowConfidence,
-    /// The question is outside what the knowledge base covers.
-    OutOfScope,
-    /// The visitor asked for a person.
-    VisitorAsked,
-    /// A sensitive topic (legal threat, account security, complaint, …).
-    Sensitive { category: String },
-    /// Signs of frustration: the same question again, insults, shouting, thumbs down.
-    Frustration,
-    /// The AI failed several times in a row.
-    RepeatedFailure,
-    /// The answer engine failed; the visitor is told and nothing is lost.
-    EngineError,
-    /// An agent took over on their own initiative.
-    AgentTakeover,
-    /// The site's AI is switched off: every conversation goes to people.
-    AutonomyOff,
+tagged_enum! {
+    /// Why a conversation was handed to a person.
+    ///
+    /// Exhaustive (not `#[non_exhaustive]`): a new reason must be handled wherever reasons are
+    /// matched, the widget's texts included. Peers still tolerate a newer server's reason: the
+    /// light codec skips what it cannot read.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(tag = "reason")]
+    pub enum HandoffReason / HandoffReasonTag {
+        /// The engine was not confident enough to answer.
+        LowConfidence => "low_confidence",
+        /// The question is outside what the knowledge base covers.
+        OutOfScope => "out_of_scope",
+        /// The visitor asked for a person.
+        VisitorAsked => "visitor_asked",
+        /// A sensitive topic (legal threat, account security, complaint, …).
+        Sensitive { category: String } => "sensitive",
+        /// Signs of frustration: the same question again, insults, shouting, thumbs down.
+        Frustration => "frustration",
+        /// The AI failed several times in a row.
+        RepeatedFailure => "repeated_failure",
+        /// The answer engine failed; the visitor is told and nothing is lost.
+        EngineError => "engine_error",
+        /// An agent took over on their own initiative.
+        AgentTakeover => "agent_takeover",
+        /// The site's AI is switched off: every conversation goes to people.
+        AutonomyOff => "autonomy_off",
+    }
 }
 
 impl HandoffReason {
     /// The stable snake_case code (`"low_confidence"`, `"sensitive"`, …).
     pub const fn code(&self) -> &'static str {
-        match self {
-            Self::LowConfidence => "low_confidence",
-            Self::OutOfScope => "out_of_scope",
-            Self::VisitorAsked => "visitor_asked",
-            Self::Sensitive { .. } => "sensitive",
-            Self::Frustration => "frustration",
-            Self::RepeatedFailure => "repeated_failure",
-            Self::EngineError => "engine_error",
-            Self::AgentTakeover => "agent_takeover",
-            Self::AutonomyOff => "autonomy_off",
-        }
+        self.tag().as_str()
     }
 }
 
@@ -138,35 +130,17 @@ pub struct StateChange {
     pub cause: Transition,
 }
 
-/// The site's choice of how autonomous the AI is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Autonomy {
-    /// The AI answers visitors directly.
-    #[default]
-    Auto,
-    /// The AI drafts; an agent approves, edits or rejects before the visitor sees anything.
-    Review,
-    /// People only.
-    Off,
-}
-
-impl Autonomy {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Review => "review",
-            Self::Off => "off",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "auto" => Self::Auto,
-            "review" => Self::Review,
-            "off" => Self::Off,
-            _ => return None,
-        })
+string_enum! {
+    /// The site's choice of how autonomous the AI is.
+    #[derive(Default)]
+    pub enum Autonomy {
+        /// The AI answers visitors directly.
+        #[default]
+        Auto => "auto",
+        /// The AI drafts; an agent approves, edits or rejects before the visitor sees anything.
+        Review => "review",
+        /// People only.
+        Off => "off",
     }
 }
 
@@ -238,28 +212,28 @@ pub struct Identity {
     pub hash: Option<String>,
 }
 
-/// How a connection says who it is, in `hello`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
-pub enum Auth {
-    Visitor {
-        site_key: String,
-        /// The token from an earlier `welcome`, kept by the widget; absent on the first visit.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        visitor_token: Option<String>,
-        /// The conversation to open; absent means the visitor's latest open one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        conversation_id: Option<Uuid>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        identity: Option<Identity>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        page_url: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        locale: Option<String>,
-    },
-    Agent {
-        session_token: String,
-    },
+tagged_enum! {
+    /// How a connection says who it is, in `hello`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "role")]
+    pub enum Auth / AuthTag {
+        Visitor {
+            site_key: String,
+            /// The token from an earlier `welcome`, kept by the widget; absent on the first visit.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            visitor_token: Option<String>,
+            /// The conversation to open; absent means the visitor's latest open one.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            conversation_id: Option<Uuid>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            identity: Option<Identity>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            page_url: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            locale: Option<String>,
+        } => "visitor",
+        Agent { session_token: String } => "agent",
+    }
 }
 
 /// The first frame of every connection.
@@ -269,16 +243,16 @@ pub struct Hello {
     pub auth: Auth,
 }
 
-/// What the agent decides about an AI draft in review mode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub enum DraftDecision {
-    Approve,
-    /// Send this text instead; the edit teaches the AI.
-    Edit {
-        body: String,
-    },
-    Reject,
+tagged_enum! {
+    /// What the agent decides about an AI draft in review mode.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "decision")]
+    pub enum DraftDecision / DraftDecisionTag {
+        Approve => "approve",
+        /// Send this text instead; the edit teaches the AI.
+        Edit { body: String } => "edit",
+        Reject => "reject",
+    }
 }
 
 /// What an agent teaches the AI when resolving.
@@ -291,191 +265,195 @@ pub struct Teach {
     pub entry_id: Option<String>,
 }
 
-/// An agent's availability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Presence {
-    Online,
-    Away,
-    Offline,
+string_enum! {
+    /// An agent's availability.
+    pub enum Presence {
+        Online => "online",
+        Away => "away",
+        Offline => "offline",
+    }
 }
 
-/// Frames from a client (visitor or agent) to the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ClientFrame {
-    /// Must be the first frame; answered by `welcome` or `error`.
-    Hello(Hello),
-    /// Post a message. Visitors may omit `conversation_id`: the server uses their open
-    /// conversation or starts one. Answered by `ack` (also for a retried `client_msg_id`).
-    Send {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        conversation_id: Option<Uuid>,
-        client_msg_id: String,
-        body: String,
-    },
-    /// Send every timeline entry after `after_seq`; answered by `history`.
-    Resume {
-        conversation_id: Uuid,
-        after_seq: u64,
-    },
-    Typing {
-        conversation_id: Uuid,
-        typing: bool,
-    },
-    /// The visitor asks for a person.
-    RequestHuman {
-        conversation_id: Uuid,
-    },
-    /// The visitor picks one of a clarifying question's choices.
-    Choose {
-        conversation_id: Uuid,
-        message_id: Uuid,
-        choice_id: String,
-        client_msg_id: String,
-    },
-    /// Thumbs up or down on an AI answer.
-    Feedback {
-        conversation_id: Uuid,
-        message_id: Uuid,
-        helpful: bool,
-    },
-    /// Customer satisfaction after resolution, 1 to 5.
-    Csat {
-        conversation_id: Uuid,
-        score: u8,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        comment: Option<String>,
-    },
-    /// The visitor starts a fresh conversation.
-    NewConversation,
-    /// Leave an email for the team to answer when nobody is online.
-    LeaveEmail {
-        conversation_id: Uuid,
-        email: String,
-    },
-    /// The visitor's conversations, newest first; answered by `conversations`.
-    ListConversations,
-    // ----- agents only -----
-    /// Receive live frames of a conversation (watch the AI at work).
-    Watch {
-        conversation_id: Uuid,
-    },
-    Unwatch {
-        conversation_id: Uuid,
-    },
-    TakeOver {
-        conversation_id: Uuid,
-    },
-    HandBack {
-        conversation_id: Uuid,
-    },
-    Transfer {
-        conversation_id: Uuid,
-        to_agent: Uuid,
-    },
-    Resolve {
-        conversation_id: Uuid,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        teach: Option<Teach>,
-    },
-    /// An internal note: agents see it, the visitor never does.
-    Note {
-        conversation_id: Uuid,
-        client_msg_id: String,
-        body: String,
-    },
-    ReviewDraft {
-        conversation_id: Uuid,
-        draft_id: Uuid,
-        #[serde(flatten)]
-        decision: DraftDecision,
-    },
-    SetPresence {
-        status: Presence,
-    },
-    Ping,
+tagged_enum! {
+    /// Frames from a client (visitor or agent) to the server.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", content = "data")]
+    #[non_exhaustive]
+    pub enum ClientFrame / ClientFrameTag {
+        /// Must be the first frame; answered by `welcome` or `error`.
+        Hello(Hello) => "hello",
+        /// Post a message. Visitors may omit `conversation_id`: the server uses their open
+        /// conversation or starts one. Answered by `ack` (also for a retried `client_msg_id`).
+        Send {
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            conversation_id: Option<Uuid>,
+            client_msg_id: String,
+            body: String,
+        } => "send",
+        /// Send every timeline entry after `after_seq`; answered by `history`.
+        Resume {
+            conversation_id: Uuid,
+            after_seq: u64,
+        } => "resume",
+        Typing {
+            conversation_id: Uuid,
+            typing: bool,
+        } => "typing",
+        /// The visitor asks for a person.
+        RequestHuman {
+            conversation_id: Uuid,
+        } => "request_human",
+        /// The visitor picks one of a clarifying question's choices.
+        Choose {
+            conversation_id: Uuid,
+            message_id: Uuid,
+            choice_id: String,
+            client_msg_id: String,
+        } => "choose",
+        /// Thumbs up or down on an AI answer.
+        Feedback {
+            conversation_id: Uuid,
+            message_id: Uuid,
+            helpful: bool,
+        } => "feedback",
+        /// Customer satisfaction after resolution, 1 to 5.
+        Csat {
+            conversation_id: Uuid,
+            score: u8,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            comment: Option<String>,
+        } => "csat",
+        /// The visitor starts a fresh conversation.
+        NewConversation => "new_conversation",
+        /// Leave an email for the team to answer when nobody is online.
+        LeaveEmail {
+            conversation_id: Uuid,
+            email: String,
+        } => "leave_email",
+        /// The visitor's conversations, newest first; answered by `conversations`.
+        ListConversations => "list_conversations",
+        // ----- agents only -----
+        /// Receive live frames of a conversation (watch the AI at work).
+        Watch {
+            conversation_id: Uuid,
+        } => "watch",
+        Unwatch {
+            conversation_id: Uuid,
+        } => "unwatch",
+        TakeOver {
+            conversation_id: Uuid,
+        } => "take_over",
+        HandBack {
+            conversation_id: Uuid,
+        } => "hand_back",
+        Transfer {
+            conversation_id: Uuid,
+            to_agent: Uuid,
+        } => "transfer",
+        Resolve {
+            conversation_id: Uuid,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            teach: Option<Teach>,
+        } => "resolve",
+        /// An internal note: agents see it, the visitor never does.
+        Note {
+            conversation_id: Uuid,
+            client_msg_id: String,
+            body: String,
+        } => "note",
+        ReviewDraft {
+            conversation_id: Uuid,
+            draft_id: Uuid,
+            #[serde(flatten)]
+            decision: DraftDecision,
+        } => "review_draft",
+        SetPresence {
+            status: Presence,
+        } => "set_presence",
+        Ping => "ping",
+    }
 }
 
-/// Frames from the server to a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ServerFrame {
-    Welcome(Welcome),
-    /// A new timeline entry (visitor, AI, agent or system).
-    Message(Message),
-    /// A sent message is stored (durably) under `seq`.
-    Ack {
-        client_msg_id: String,
-        conversation_id: Uuid,
-        message_id: Uuid,
-        seq: u64,
-        /// True when this `client_msg_id` had been stored before: the retry was not stored again.
-        #[serde(default)]
-        duplicate: bool,
-    },
-    /// Answer to `resume`: the entries after the asked sequence number, in order.
-    History {
-        conversation_id: Uuid,
-        messages: Vec<Message>,
-        has_more: bool,
-    },
-    /// The conversation's state, sent after a change and on open.
-    State {
-        conversation_id: Uuid,
-        state: ConversationState,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        assignee: Option<AgentRef>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<HandoffReason>,
-    },
-    Typing {
-        conversation_id: Uuid,
-        author: Author,
-        typing: bool,
-    },
-    /// Place in the queue of conversations waiting for a person (1 = next).
-    Queue {
-        conversation_id: Uuid,
-        position: u32,
-    },
-    /// Agent presence (to agents), or the number of agents online (to visitors).
-    Presence {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        agent: Option<AgentRef>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        status: Option<Presence>,
-        agents_online: u32,
-    },
-    /// Agents only: a conversation in the inbox changed.
-    Conversation(ConversationSummary),
-    /// Agents only: an AI answer awaiting review.
-    Draft(Draft),
-    /// Agents only: a draft was approved, edited or rejected.
-    DraftReviewed {
-        conversation_id: Uuid,
-        draft_id: Uuid,
-        #[serde(flatten)]
-        decision: DraftDecision,
-    },
-    /// Agents only: an internal note.
-    Note(Note),
-    /// The AI's reply as produced so far (LLM backend): replaced by the final `message`;
-    /// a `typing` false from the AI without a message clears it.
-    Streaming(Streaming),
-    /// Visitors: their own conversations, newest first (answer to `list_conversations`).
-    Conversations {
-        conversations: Vec<ConversationSummary>,
-    },
-    /// The visitor is told when to expect an answer (no agent online, outside hours).
-    Offline {
-        conversation_id: Uuid,
-        message: String,
-    },
-    Error(ErrorBody),
-    Pong,
+tagged_enum! {
+    /// Frames from the server to a client.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", content = "data")]
+    #[non_exhaustive]
+    pub enum ServerFrame / ServerFrameTag {
+        Welcome(Welcome) => "welcome",
+        /// A new timeline entry (visitor, AI, agent or system).
+        Message(Message) => "message",
+        /// A sent message is stored (durably) under `seq`.
+        Ack {
+            client_msg_id: String,
+            conversation_id: Uuid,
+            message_id: Uuid,
+            seq: u64,
+            /// True when this `client_msg_id` had been stored before: the retry was not stored again.
+            #[serde(default)]
+            duplicate: bool,
+        } => "ack",
+        /// Answer to `resume`: the entries after the asked sequence number, in order.
+        History {
+            conversation_id: Uuid,
+            messages: Vec<Message>,
+            has_more: bool,
+        } => "history",
+        /// The conversation's state, sent after a change and on open.
+        State {
+            conversation_id: Uuid,
+            state: ConversationState,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            assignee: Option<AgentRef>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            reason: Option<HandoffReason>,
+        } => "state",
+        Typing {
+            conversation_id: Uuid,
+            author: Author,
+            typing: bool,
+        } => "typing",
+        /// Place in the queue of conversations waiting for a person (1 = next).
+        Queue {
+            conversation_id: Uuid,
+            position: u32,
+        } => "queue",
+        /// Agent presence (to agents), or the number of agents online (to visitors).
+        Presence {
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            agent: Option<AgentRef>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            status: Option<Presence>,
+            agents_online: u32,
+        } => "presence",
+        /// Agents only: a conversation in the inbox changed.
+        Conversation(ConversationSummary) => "conversation",
+        /// Agents only: an AI answer awaiting review.
+        Draft(Draft) => "draft",
+        /// Agents only: a draft was approved, edited or rejected.
+        DraftReviewed {
+            conversation_id: Uuid,
+            draft_id: Uuid,
+            #[serde(flatten)]
+            decision: DraftDecision,
+        } => "draft_reviewed",
+        /// Agents only: an internal note.
+        Note(Note) => "note",
+        /// The AI's reply as produced so far (LLM backend): replaced by the final `message`;
+        /// a `typing` false from the AI without a message clears it.
+        Streaming(Streaming) => "streaming",
+        /// Visitors: their own conversations, newest first (answer to `list_conversations`).
+        Conversations {
+            conversations: Vec<ConversationSummary>,
+        } => "conversations",
+        /// The visitor is told when to expect an answer (no agent online, outside hours).
+        Offline {
+            conversation_id: Uuid,
+            message: String,
+        } => "offline",
+        Error(ErrorBody) => "error",
+        Pong => "pong",
+    }
 }
 
 /// The text of an AI reply still being produced (`streaming` frame).
@@ -498,26 +476,23 @@ pub struct Welcome {
     pub conversation: Option<ConversationView>,
 }
 
-/// Who the server thinks this connection is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Session {
-    /// Keep `visitor_token` (the widget stores it in localStorage) to come back later.
-    Visitor {
-        visitor_token: String,
-    },
-    Agent {
-        agent: AgentRef,
-        role: Role,
-    },
+tagged_enum! {
+    /// Who the server thinks this connection is.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "kind")]
+    pub enum Session / SessionTag {
+        /// Keep `visitor_token` (the widget stores it in localStorage) to come back later.
+        Visitor { visitor_token: String } => "visitor",
+        Agent { agent: AgentRef, role: Role } => "agent",
+    }
 }
 
-/// An account's role on a site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Owner,
-    Agent,
+string_enum! {
+    /// An account's role on a site.
+    pub enum Role {
+        Owner => "owner",
+        Agent => "agent",
+    }
 }
 
 /// An AI answer waiting for an agent's review.
@@ -546,41 +521,45 @@ pub struct Note {
     pub created_at: Millis,
 }
 
-/// Stable error codes, on the wire (WebSocket `error` frames) and in HTTP error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// Not valid JSON, or not a frame this protocol knows.
-    BadFrame,
-    FrameTooLarge,
-    MessageTooLong,
-    EmptyMessage,
-    RateLimited,
-    UnsupportedVersion,
-    /// The first frame must be `hello`.
-    HelloRequired,
-    UnknownSite,
-    OriginNotAllowed,
-    IdentityInvalid,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    /// The state machine refused (e.g. resolving a resolved conversation).
-    InvalidTransition,
-    /// Someone else owns the conversation.
-    NotAssignee,
-    ConversationResolved,
-    TooManyConnections,
-    InvalidCredentials,
-    LoginThrottled,
-    Validation,
-    /// The server is shutting down or overloaded; retry later.
-    Unavailable,
-    Internal,
-    /// A code this client does not know yet (newer server).
-    #[serde(other)]
-    Unknown,
+error_codes! {
+    /// Stable error codes, on the wire (WebSocket `error` frames) and in HTTP error bodies, each
+    /// with the HTTP status of a response that carries it.
+    ///
+    /// Exhaustive (not `#[non_exhaustive]`): a new code must be given its status here and be
+    /// handled wherever codes are matched. A newer server's code still reaches an older client:
+    /// it reads as [`ErrorCode::Unknown`] (the table's `fallback`).
+    pub enum ErrorCode {
+        /// Not valid JSON, or not a frame this protocol knows.
+        BadFrame => "bad_frame", 400,
+        FrameTooLarge => "frame_too_large", 413,
+        MessageTooLong => "message_too_long", 400,
+        EmptyMessage => "empty_message", 400,
+        RateLimited => "rate_limited", 429,
+        UnsupportedVersion => "unsupported_version", 400,
+        /// The first frame must be `hello`.
+        HelloRequired => "hello_required", 400,
+        UnknownSite => "unknown_site", 404,
+        OriginNotAllowed => "origin_not_allowed", 403,
+        IdentityInvalid => "identity_invalid", 401,
+        Unauthorized => "unauthorized", 401,
+        Forbidden => "forbidden", 403,
+        NotFound => "not_found", 404,
+        /// The state machine refused (e.g. resolving a resolved conversation).
+        InvalidTransition => "invalid_transition", 409,
+        /// Someone else owns the conversation.
+        NotAssignee => "not_assignee", 409,
+        ConversationResolved => "conversation_resolved", 409,
+        TooManyConnections => "too_many_connections", 429,
+        InvalidCredentials => "invalid_credentials", 401,
+        LoginThrottled => "login_throttled", 429,
+        Validation => "validation", 400,
+        /// The server is shutting down or overloaded; retry later.
+        Unavailable => "unavailable", 503,
+        Internal => "internal", 500,
+        /// A code this client does not know yet (newer server). The server never sends it.
+        Unknown => "unknown", 500,
+    }
+    fallback Unknown;
 }
 
 /// An error: a stable code and a message for people.

@@ -20,65 +20,47 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{AgentRef, Author, HandoffReason};
 
-/// Who is answering the visitor right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConversationState {
-    /// The AI answers.
-    Ai,
-    /// Escalated and queued for a person; the AI is silent.
-    Waiting,
-    /// An agent owns the conversation; the AI is silent.
-    Human,
-    /// Closed. A new visitor message reopens it.
-    Resolved,
+string_enum! {
+    /// Who is answering the visitor right now. Its name (`"ai"`, `"waiting"`, …) is also the
+    /// database value.
+    pub enum ConversationState {
+        /// The AI answers.
+        Ai => "ai",
+        /// Escalated and queued for a person; the AI is silent.
+        Waiting => "waiting",
+        /// An agent owns the conversation; the AI is silent.
+        Human => "human",
+        /// Closed. A new visitor message reopens it.
+        Resolved => "resolved",
+    }
 }
 
 impl ConversationState {
-    /// The stable wire name (`"ai"`, `"waiting"`, …), also used as the database value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Ai => "ai",
-            Self::Waiting => "waiting",
-            Self::Human => "human",
-            Self::Resolved => "resolved",
-        }
-    }
-
-    /// Parses [`ConversationState::as_str`] back.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "ai" => Self::Ai,
-            "waiting" => Self::Waiting,
-            "human" => Self::Human,
-            "resolved" => Self::Resolved,
-            _ => return None,
-        })
-    }
-
     /// May the AI post a message in this state?
     pub const fn ai_may_post(self) -> bool {
         matches!(self, Self::Ai)
     }
 }
 
-/// A change of state, with its cause. Carried on the wire inside system messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Transition {
-    /// `ai` → `waiting`: the conversation needs a person.
-    Escalated { reason: HandoffReason },
-    /// `ai` or `waiting` → `human`: an agent took the conversation.
-    TakenOver { agent: AgentRef },
-    /// `human` → `human`: the owning agent passed it to another agent.
-    Transferred { from: AgentRef, to: AgentRef },
-    /// `human` → `ai`: the agent handed the conversation back to the AI.
-    HandedBack { agent: AgentRef },
-    /// any open state → `resolved`.
-    Resolved { by: Option<AgentRef> },
-    /// `resolved` → `ai` (or `waiting` when the site's AI is off): the visitor wrote again.
-    Reopened { to: ConversationState },
+tagged_enum! {
+    /// A change of state, with its cause. Carried on the wire inside system messages.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "kind")]
+    #[non_exhaustive]
+    pub enum Transition / TransitionTag {
+        /// `ai` → `waiting`: the conversation needs a person.
+        Escalated { reason: HandoffReason } => "escalated",
+        /// `ai` or `waiting` → `human`: an agent took the conversation.
+        TakenOver { agent: AgentRef } => "taken_over",
+        /// `human` → `human`: the owning agent passed it to another agent.
+        Transferred { from: AgentRef, to: AgentRef } => "transferred",
+        /// `human` → `ai`: the agent handed the conversation back to the AI.
+        HandedBack { agent: AgentRef } => "handed_back",
+        /// any open state → `resolved`.
+        Resolved { by: Option<AgentRef> } => "resolved",
+        /// `resolved` → `ai` (or `waiting` when the site's AI is off): the visitor wrote again.
+        Reopened { to: ConversationState } => "reopened",
+    }
 }
 
 /// Why an action was refused by the state machine.
@@ -313,12 +295,7 @@ mod tests {
 
     #[test]
     fn state_names_round_trip() {
-        for s in [
-            ConversationState::Ai,
-            ConversationState::Waiting,
-            ConversationState::Human,
-            ConversationState::Resolved,
-        ] {
+        for &s in ConversationState::ALL {
             assert_eq!(ConversationState::parse(s.as_str()), Some(s));
         }
         assert_eq!(ConversationState::parse("bogus"), None);

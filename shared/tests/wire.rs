@@ -1,7 +1,14 @@
 //! Pins the exact JSON of the wire protocol. A failing test here means a wire change: bump
 //! `PROTOCOL_VERSION` or make the change backwards compatible, and update `shared/PROTOCOL.md`.
+//!
+//! Every pin checks both codecs on the same JSON: serde (the server's) and, for what the widget
+//! reads or writes, the light codec (`nexus_shared::light`, the widget's). The second half of the
+//! file checks the light codec further: every frame a visitor or an agent gets or sends, random
+//! frames (proptest), and what it must skip.
 
+use nexus_shared::light;
 use nexus_shared::*;
+use proptest::prelude::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -16,7 +23,8 @@ fn agent() -> AgentRef {
     }
 }
 
-/// Serializes `value`, compares with `expected`, and parses `expected` back into an equal value.
+/// Serde: serializes `value`, compares with `expected`, and parses `expected` back into an equal
+/// value.
 #[track_caller]
 fn pin<T>(value: &T, expected: Value)
 where
@@ -27,9 +35,125 @@ where
     assert_eq!(&back, value);
 }
 
+/// Both codecs on a value the widget reads: [`pin`], and the light reader `read` gives the same
+/// value from `expected`.
+#[track_caller]
+fn pin_read<T>(value: &T, expected: Value, read: fn(&Value) -> Option<T>)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    assert_eq!(read(&expected).as_ref(), Some(value), "light: {expected}");
+    pin(value, expected);
+}
+
+/// Is `frame` one the visitor's reader reads (the agent app's reader reads all)?
+fn visitor_gets(frame: &ServerFrame) -> bool {
+    use ServerFrameTag as T;
+    match frame.tag() {
+        T::Welcome => matches!(
+            frame,
+            ServerFrame::Welcome(Welcome {
+                session: Session::Visitor { .. },
+                ..
+            })
+        ),
+        T::Message
+        | T::Ack
+        | T::History
+        | T::State
+        | T::Typing
+        | T::Queue
+        | T::Presence
+        | T::Streaming
+        | T::Conversations
+        | T::Offline
+        | T::Error
+        | T::Pong => true,
+        T::Conversation | T::Draft | T::DraftReviewed | T::Note => false,
+    }
+}
+
+/// Is `frame` one the visitor's writer writes (the agent app's writes all but `transfer`)?
+fn visitor_sends(frame: &ClientFrame) -> bool {
+    use ClientFrameTag as T;
+    match frame.tag() {
+        T::Hello => matches!(
+            frame,
+            ClientFrame::Hello(Hello {
+                auth: Auth::Visitor { .. },
+                ..
+            })
+        ),
+        T::Send
+        | T::Resume
+        | T::Typing
+        | T::RequestHuman
+        | T::Choose
+        | T::Feedback
+        | T::Csat
+        | T::NewConversation
+        | T::LeaveEmail
+        | T::ListConversations
+        | T::Ping => true,
+        T::Watch
+        | T::Unwatch
+        | T::TakeOver
+        | T::HandBack
+        | T::Transfer
+        | T::Resolve
+        | T::Note
+        | T::ReviewDraft
+        | T::SetPresence => false,
+    }
+}
+
+/// The light codec reads `json` into `frame`: the agent app's reader always, the visitor's
+/// for the frames it reads (and skips the others).
+#[track_caller]
+fn light_reads(frame: &ServerFrame, json: &Value) {
+    assert_eq!(
+        light::agent::decode(json).as_ref(),
+        Some(frame),
+        "agent: {json}"
+    );
+    let visitor = light::decode(json);
+    if visitor_gets(frame) {
+        assert_eq!(visitor.as_ref(), Some(frame), "visitor: {json}");
+    } else {
+        assert_eq!(visitor, None, "visitor: {json}");
+    }
+}
+
+/// The light codec writes `frame` as `Some(text)` that serde reads back (`None`: the writer does
+/// not write this frame).
+#[track_caller]
+fn light_writes(frame: &ClientFrame) -> Value {
+    let text = light::agent::encode(frame).expect("the agent app's writer writes it");
+    if visitor_sends(frame) {
+        assert_eq!(light::encode(frame).as_deref(), Some(text.as_str()));
+    } else {
+        assert_eq!(light::encode(frame), None, "{text}");
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Both codecs on a server frame: [`pin`], and the light readers read `expected`.
+#[track_caller]
+fn pin_server(frame: &ServerFrame, expected: Value) {
+    light_reads(frame, &expected);
+    pin(frame, expected);
+}
+
+/// Both codecs on a client frame: [`pin`], and the light writers write exactly `expected`.
+#[track_caller]
+fn pin_client(frame: &ClientFrame, expected: Value) {
+    assert_eq!(light_writes(frame), expected, "light");
+    pin(frame, expected);
+}
+
 #[test]
 fn hello_visitor() {
-    pin(
+    pin_client(
         &ClientFrame::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
             auth: Auth::Visitor {
@@ -49,7 +173,7 @@ fn hello_visitor() {
 
 #[test]
 fn hello_agent() {
-    pin(
+    pin_client(
         &ClientFrame::Hello(Hello {
             protocol_version: 1,
             auth: Auth::Agent {
@@ -63,7 +187,7 @@ fn hello_agent() {
 
 #[test]
 fn send_and_ack() {
-    pin(
+    pin_client(
         &ClientFrame::Send {
             conversation_id: Some(CONV),
             client_msg_id: "c1".into(),
@@ -73,7 +197,7 @@ fn send_and_ack() {
             "conversation_id": "00000000-0000-0000-0000-000000000011",
             "client_msg_id": "c1", "body": "how can I cancel my order"}}),
     );
-    pin(
+    pin_server(
         &ServerFrame::Ack {
             client_msg_id: "c1".into(),
             conversation_id: CONV,
@@ -89,9 +213,9 @@ fn send_and_ack() {
 
 #[test]
 fn unit_frames() {
-    pin(&ClientFrame::Ping, json!({"type": "ping"}));
-    pin(&ServerFrame::Pong, json!({"type": "pong"}));
-    pin(
+    pin_client(&ClientFrame::Ping, json!({"type": "ping"}));
+    pin_server(&ServerFrame::Pong, json!({"type": "pong"}));
+    pin_client(
         &ClientFrame::NewConversation,
         json!({"type": "new_conversation"}),
     );
@@ -99,7 +223,7 @@ fn unit_frames() {
 
 #[test]
 fn ai_answer_with_source_and_confidence() {
-    pin(
+    pin_server(
         &ServerFrame::Message(Message {
             id: MSG,
             conversation_id: CONV,
@@ -150,19 +274,20 @@ fn clarify_choices() {
         ],
         event: None,
     };
-    pin(
+    pin_read(
         &m,
         json!({"id": "00000000-0000-0000-0000-000000000022",
             "conversation_id": "00000000-0000-0000-0000-000000000011", "seq": 3,
             "author": {"kind": "ai"}, "body": "Which one do you mean?", "created_at": 5,
             "choices": [{"id": "track_order", "label": "Track an order"},
                         {"id": "track_refund", "label": "Track a refund"}]}),
+        light::message,
     );
 }
 
 #[test]
 fn agent_author_and_state_change() {
-    pin(
+    pin_read(
         &Message {
             id: MSG,
             conversation_id: CONV,
@@ -185,41 +310,63 @@ fn agent_author_and_state_change() {
             "author": {"kind": "system"}, "body": "Ana joined the conversation.", "created_at": 9,
             "event": {"from": "waiting", "to": "human", "cause": {"kind": "taken_over",
                 "agent": {"id": "00000000-0000-0000-0000-000000000033", "name": "Ana"}}}}),
+        light::message,
     );
-    pin(
+    pin_read(
         &Author::Agent(agent()),
         json!({"kind": "agent", "id": "00000000-0000-0000-0000-000000000033", "name": "Ana"}),
+        light::author,
     );
 }
 
 #[test]
 fn handoff_reasons() {
-    pin(
+    pin_read(
         &Transition::Escalated {
             reason: HandoffReason::Sensitive {
                 category: "legal_threat".into(),
             },
         },
         json!({"kind": "escalated", "reason": {"reason": "sensitive", "category": "legal_threat"}}),
+        light::transition,
     );
-    for (reason, code) in [
-        (HandoffReason::LowConfidence, "low_confidence"),
-        (HandoffReason::OutOfScope, "out_of_scope"),
-        (HandoffReason::VisitorAsked, "visitor_asked"),
-        (HandoffReason::Frustration, "frustration"),
-        (HandoffReason::RepeatedFailure, "repeated_failure"),
-        (HandoffReason::EngineError, "engine_error"),
-        (HandoffReason::AgentTakeover, "agent_takeover"),
-        (HandoffReason::AutonomyOff, "autonomy_off"),
-    ] {
+    for &tag in HandoffReasonTag::ALL {
+        let (reason, code) = reason_of(tag);
+        assert_eq!(reason.tag(), tag);
         assert_eq!(reason.code(), code);
-        pin(&reason, json!({ "reason": code }));
+        let mut expected = json!({ "reason": code });
+        if let HandoffReason::Sensitive { category } = &reason {
+            expected["category"] = json!(category);
+        }
+        pin_read(&reason, expected, light::reason);
+    }
+}
+
+/// A reason of each tag (the match fails to compile when a reason is added), with its pinned
+/// code.
+fn reason_of(tag: HandoffReasonTag) -> (HandoffReason, &'static str) {
+    use HandoffReasonTag as T;
+    match tag {
+        T::LowConfidence => (HandoffReason::LowConfidence, "low_confidence"),
+        T::OutOfScope => (HandoffReason::OutOfScope, "out_of_scope"),
+        T::VisitorAsked => (HandoffReason::VisitorAsked, "visitor_asked"),
+        T::Sensitive => (
+            HandoffReason::Sensitive {
+                category: "account_security".into(),
+            },
+            "sensitive",
+        ),
+        T::Frustration => (HandoffReason::Frustration, "frustration"),
+        T::RepeatedFailure => (HandoffReason::RepeatedFailure, "repeated_failure"),
+        T::EngineError => (HandoffReason::EngineError, "engine_error"),
+        T::AgentTakeover => (HandoffReason::AgentTakeover, "agent_takeover"),
+        T::AutonomyOff => (HandoffReason::AutonomyOff, "autonomy_off"),
     }
 }
 
 #[test]
 fn state_frame() {
-    pin(
+    pin_server(
         &ServerFrame::State {
             conversation_id: CONV,
             state: ConversationState::Waiting,
@@ -234,7 +381,7 @@ fn state_frame() {
 
 #[test]
 fn review_draft_decisions() {
-    pin(
+    pin_client(
         &ClientFrame::ReviewDraft {
             conversation_id: CONV,
             draft_id: MSG,
@@ -247,7 +394,7 @@ fn review_draft_decisions() {
             "draft_id": "00000000-0000-0000-0000-000000000022",
             "decision": "edit", "body": "Better text"}}),
     );
-    pin(
+    pin_client(
         &ClientFrame::ReviewDraft {
             conversation_id: CONV,
             draft_id: MSG,
@@ -261,7 +408,7 @@ fn review_draft_decisions() {
 
 #[test]
 fn feedback_csat_typing_presence_note() {
-    pin(
+    pin_client(
         &ClientFrame::Feedback {
             conversation_id: CONV,
             message_id: MSG,
@@ -271,7 +418,7 @@ fn feedback_csat_typing_presence_note() {
             "conversation_id": "00000000-0000-0000-0000-000000000011",
             "message_id": "00000000-0000-0000-0000-000000000022", "helpful": false}}),
     );
-    pin(
+    pin_client(
         &ClientFrame::Csat {
             conversation_id: CONV,
             score: 5,
@@ -281,7 +428,7 @@ fn feedback_csat_typing_presence_note() {
             "conversation_id": "00000000-0000-0000-0000-000000000011", "score": 5,
             "comment": "great"}}),
     );
-    pin(
+    pin_server(
         &ServerFrame::Typing {
             conversation_id: CONV,
             author: Author::Ai,
@@ -291,7 +438,7 @@ fn feedback_csat_typing_presence_note() {
             "conversation_id": "00000000-0000-0000-0000-000000000011",
             "author": {"kind": "ai"}, "typing": true}}),
     );
-    pin(
+    pin_server(
         &ServerFrame::Presence {
             agent: Some(agent()),
             status: Some(Presence::Away),
@@ -301,7 +448,7 @@ fn feedback_csat_typing_presence_note() {
             "agent": {"id": "00000000-0000-0000-0000-000000000033", "name": "Ana"},
             "status": "away", "agents_online": 0}}),
     );
-    pin(
+    pin_client(
         &ClientFrame::Note {
             conversation_id: CONV,
             client_msg_id: "n1".into(),
@@ -315,7 +462,7 @@ fn feedback_csat_typing_presence_note() {
 
 #[test]
 fn errors_have_stable_codes() {
-    pin(
+    pin_server(
         &ServerFrame::Error(
             ErrorBody::new(ErrorCode::MessageTooLong, "Too long.").for_message("c9"),
         ),
@@ -326,6 +473,12 @@ fn errors_have_stable_codes() {
     let e: ErrorBody =
         serde_json::from_value(json!({"code": "brand_new_code", "message": "x"})).unwrap();
     assert_eq!(e.code, ErrorCode::Unknown);
+    assert_eq!(
+        light::decode(
+            &json!({"type": "error", "data": {"code": "brand_new_code", "message": "x"}})
+        ),
+        Some(ServerFrame::Error(ErrorBody::new(ErrorCode::Unknown, "x")))
+    );
 }
 
 #[test]
@@ -376,7 +529,7 @@ fn body_validation() {
 
 #[test]
 fn streaming_text_so_far() {
-    pin(
+    pin_server(
         &ServerFrame::Streaming(Streaming {
             conversation_id: MSG,
             text: "You can return".into(),
@@ -414,11 +567,11 @@ fn health_names_the_engine_and_why_it_fell_back() {
 
 #[test]
 fn visitor_history_list() {
-    pin(
+    pin_client(
         &ClientFrame::ListConversations,
         json!({"type": "list_conversations"}),
     );
-    pin(
+    pin_server(
         &ServerFrame::Conversations {
             conversations: vec![ConversationSummary {
                 id: CONV,
@@ -438,4 +591,798 @@ fn visitor_history_list() {
             "preview": "Thanks!", "created_at": 1_700_000_000_000_u64,
             "updated_at": 1_700_000_100_000_u64, "visitor": {}}]}}),
     );
+}
+
+// ----- the tables -----
+
+#[test]
+fn every_error_code_has_a_status_and_round_trips_through_its_name() {
+    assert_eq!(ErrorCode::ALL.len(), ErrorCode::NAMES.len());
+    for (&code, &name) in ErrorCode::ALL.iter().zip(ErrorCode::NAMES) {
+        assert_eq!(code.as_str(), name);
+        assert!(
+            (400..=599).contains(&code.http_status()),
+            "{code:?}: {}",
+            code.http_status()
+        );
+        assert_eq!(ErrorCode::parse(name), Some(code));
+        assert_eq!(name.parse::<ErrorCode>(), Ok(code));
+        pin_server(
+            &ServerFrame::Error(ErrorBody::new(code, "x")),
+            json!({"type": "error", "data": {"code": name, "message": "x"}}),
+        );
+    }
+    // Only the fallback is a server error without being `internal`.
+    assert_eq!(ErrorCode::Internal.http_status(), 500);
+    assert_eq!(ErrorCode::Unknown.http_status(), 500);
+    assert_eq!(ErrorCode::parse("brand_new_code"), None);
+    assert!("brand_new_code".parse::<ErrorCode>().is_err());
+}
+
+/// The table of `T`: names unique, each one parsed back, serialized as a JSON string and read
+/// back by serde; a name not in the table is refused.
+fn table_round_trips<T>()
+where
+    T: StringEnum + std::str::FromStr + serde::Serialize + serde::de::DeserializeOwned,
+    <T as std::str::FromStr>::Err: std::fmt::Debug,
+{
+    assert_eq!(T::ALL.len(), T::NAMES.len());
+    for (i, (&v, &name)) in T::ALL.iter().zip(T::NAMES).enumerate() {
+        assert_eq!(v.name(), name);
+        assert!(!T::NAMES[..i].contains(&name), "{name} twice");
+        assert_eq!(T::from_name(name), Some(v));
+        assert_eq!(name.parse::<T>().ok(), Some(v));
+        assert_eq!(serde_json::to_value(v).unwrap(), json!(name));
+        assert_eq!(serde_json::from_value::<T>(json!(name)).unwrap(), v);
+    }
+    assert_eq!(T::from_name("no_such_name"), None);
+    assert!("no_such_name".parse::<T>().is_err());
+}
+
+#[test]
+fn every_table_round_trips() {
+    table_round_trips::<ErrorCode>();
+    table_round_trips::<ConversationState>();
+    table_round_trips::<Autonomy>();
+    table_round_trips::<Presence>();
+    table_round_trips::<Role>();
+    table_round_trips::<AuthorTag>();
+    table_round_trips::<HandoffReasonTag>();
+    table_round_trips::<TransitionTag>();
+    table_round_trips::<AuthTag>();
+    table_round_trips::<DraftDecisionTag>();
+    table_round_trips::<SessionTag>();
+    table_round_trips::<ClientFrameTag>();
+    table_round_trips::<ServerFrameTag>();
+}
+
+#[test]
+fn unknown_names_are_refused_except_error_codes() {
+    // A state, presence, autonomy or role a peer does not know is an error, as before.
+    for bad in [
+        json!({"from": "bogus", "to": "human", "cause": {"kind": "resolved", "by": null}}),
+        json!("bogus"),
+        json!(5),
+    ] {
+        assert!(
+            serde_json::from_value::<StateChange>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(serde_json::from_value::<ConversationState>(json!("bogus")).is_err());
+    assert!(serde_json::from_value::<Presence>(json!("busy")).is_err());
+    assert!(serde_json::from_value::<Autonomy>(json!(null)).is_err());
+    assert!(serde_json::from_value::<Role>(json!("admin")).is_err());
+    // Error codes are the one deliberate fallback.
+    assert_eq!(
+        serde_json::from_value::<ErrorCode>(json!("brand_new_code")).unwrap(),
+        ErrorCode::Unknown
+    );
+}
+
+// ----- the light codec: every frame the widget gets or sends -----
+
+const DRAFT: Uuid = Uuid::from_u128(0x44);
+
+fn msg(author: Author) -> Message {
+    Message {
+        id: MSG,
+        conversation_id: CONV,
+        seq: 2,
+        client_msg_id: Some("c-1".into()),
+        author,
+        body: "Go to \"Orders\" and press Cancel.\n<b>bold?</b>".into(),
+        created_at: 1_700_000_000_000,
+        sources: vec![Source {
+            entry_id: "cancel_order".into(),
+            title: "Cancel an order".into(),
+        }],
+        confidence: Some(0.5),
+        choices: vec![Choice {
+            id: "a".into(),
+            label: "Track an order".into(),
+        }],
+        event: None,
+    }
+}
+
+/// serde (the server's writer) → the light readers give the same frame back.
+#[track_caller]
+fn light_round_trip(frame: ServerFrame) {
+    light_reads(&frame, &serde_json::to_value(&frame).unwrap());
+}
+
+/// The light writers → serde (the server's reader) gives the same frame back.
+#[track_caller]
+fn server_reads(frame: ClientFrame) {
+    let back: ClientFrame = serde_json::from_value(light_writes(&frame)).unwrap();
+    assert_eq!(back, frame);
+}
+
+/// A transition of each tag (the match fails to compile when one is added).
+fn transitions_of(tag: TransitionTag) -> Vec<Transition> {
+    use TransitionTag as T;
+    match tag {
+        T::Escalated => vec![Transition::Escalated {
+            reason: HandoffReason::Sensitive {
+                category: "legal_threat".into(),
+            },
+        }],
+        T::TakenOver => vec![Transition::TakenOver { agent: agent() }],
+        T::Transferred => vec![Transition::Transferred {
+            from: agent(),
+            to: agent(),
+        }],
+        T::HandedBack => vec![Transition::HandedBack { agent: agent() }],
+        T::Resolved => vec![
+            Transition::Resolved { by: None },
+            Transition::Resolved { by: Some(agent()) },
+        ],
+        T::Reopened => ConversationState::ALL
+            .iter()
+            .map(|&to| Transition::Reopened { to })
+            .collect(),
+    }
+}
+
+/// An author of each kind (the match fails to compile when one is added).
+fn author_of(tag: AuthorTag) -> Author {
+    match tag {
+        AuthorTag::Visitor => Author::Visitor,
+        AuthorTag::Ai => Author::Ai,
+        AuthorTag::Agent => Author::Agent(agent()),
+        AuthorTag::System => Author::System,
+    }
+}
+
+#[test]
+fn light_reads_every_frame_a_visitor_gets() {
+    for &tag in TransitionTag::ALL {
+        for cause in transitions_of(tag) {
+            light_round_trip(ServerFrame::Message(Message {
+                event: Some(StateChange {
+                    from: ConversationState::Waiting,
+                    to: ConversationState::Human,
+                    cause,
+                }),
+                ..msg(Author::System)
+            }));
+        }
+    }
+    for &tag in AuthorTag::ALL {
+        let author = author_of(tag);
+        light_round_trip(ServerFrame::Message(msg(author.clone())));
+        light_round_trip(ServerFrame::Typing {
+            conversation_id: CONV,
+            author,
+            typing: true,
+        });
+    }
+    light_round_trip(ServerFrame::Message(Message {
+        client_msg_id: None,
+        sources: vec![],
+        confidence: None,
+        choices: vec![],
+        ..msg(Author::Ai)
+    }));
+    for &autonomy in Autonomy::ALL {
+        light_round_trip(ServerFrame::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            session: Session::Visitor {
+                visitor_token: "tok".into(),
+            },
+            site: Some(SiteInfo {
+                name: "Demo".into(),
+                assistant_name: "Nexus".into(),
+                greeting: "Hi!".into(),
+                color: "#4f46e5".into(),
+                autonomy,
+                agents_online: 2,
+            }),
+            conversation: Some(ConversationView {
+                id: CONV,
+                state: ConversationState::Human,
+                assignee: Some(agent()),
+                last_seq: 2,
+                messages: vec![msg(Author::Visitor), msg(Author::Ai)],
+            }),
+        }));
+    }
+    light_round_trip(ServerFrame::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        session: Session::Visitor {
+            visitor_token: "tok".into(),
+        },
+        site: None,
+        conversation: None,
+    }));
+    for duplicate in [false, true] {
+        light_round_trip(ServerFrame::Ack {
+            client_msg_id: "c-1".into(),
+            conversation_id: CONV,
+            message_id: MSG,
+            seq: 7,
+            duplicate,
+        });
+    }
+    light_round_trip(ServerFrame::History {
+        conversation_id: CONV,
+        messages: vec![msg(Author::Ai)],
+        has_more: true,
+    });
+    for &tag in HandoffReasonTag::ALL {
+        light_round_trip(ServerFrame::State {
+            conversation_id: CONV,
+            state: ConversationState::Waiting,
+            assignee: None,
+            reason: Some(reason_of(tag).0),
+        });
+    }
+    for &state in ConversationState::ALL {
+        light_round_trip(ServerFrame::State {
+            conversation_id: CONV,
+            state,
+            assignee: Some(agent()),
+            reason: None,
+        });
+    }
+    light_round_trip(ServerFrame::Queue {
+        conversation_id: CONV,
+        position: 3,
+    });
+    for &status in Presence::ALL {
+        light_round_trip(ServerFrame::Presence {
+            agent: Some(agent()),
+            status: Some(status),
+            agents_online: 1,
+        });
+    }
+    light_round_trip(ServerFrame::Offline {
+        conversation_id: CONV,
+        message: "Back at 9:00.".into(),
+    });
+    light_round_trip(ServerFrame::Conversations {
+        conversations: vec![ConversationSummary {
+            id: CONV,
+            state: ConversationState::Resolved,
+            assignee: None,
+            handoff_reason: None,
+            last_seq: 4,
+            preview: "Thanks!".into(),
+            created_at: 1,
+            updated_at: 2,
+            waiting_since: None,
+            visitor: VisitorInfo::default(),
+        }],
+    });
+    light_round_trip(ServerFrame::Streaming(Streaming {
+        conversation_id: CONV,
+        text: "You can \"return\"".into(),
+    }));
+    light_round_trip(ServerFrame::Pong);
+}
+
+#[test]
+fn light_reads_every_error_code() {
+    for &code in ErrorCode::ALL {
+        light_round_trip(ServerFrame::Error(ErrorBody::new(code, "x")));
+    }
+    light_round_trip(ServerFrame::Error(
+        ErrorBody::new(ErrorCode::RateLimited, "slow").for_message("c-1"),
+    ));
+    let newer = json!({"type": "error", "data": {"code": "brand_new", "message": "x"}});
+    for read in [light::decode::<Value>, light::agent::decode::<Value>] {
+        assert_eq!(
+            read(&newer),
+            Some(ServerFrame::Error(ErrorBody::new(ErrorCode::Unknown, "x")))
+        );
+    }
+}
+
+#[test]
+fn light_reads_every_frame_an_agent_gets() {
+    for &role in Role::ALL {
+        light_round_trip(ServerFrame::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            session: Session::Agent {
+                agent: agent(),
+                role,
+            },
+            site: None,
+            conversation: None,
+        }));
+    }
+    light_round_trip(ServerFrame::Conversation(ConversationSummary {
+        id: CONV,
+        state: ConversationState::Waiting,
+        assignee: None,
+        handoff_reason: Some(HandoffReason::Sensitive {
+            category: "legal".into(),
+        }),
+        last_seq: 4,
+        preview: "I want to talk to a human".into(),
+        created_at: 1,
+        updated_at: 2,
+        waiting_since: Some(3),
+        visitor: VisitorInfo {
+            name: None,
+            email: Some("v@example.com".into()),
+            page_url: Some("https://shop.example/".into()),
+            locale: Some("en".into()),
+        },
+    }));
+    light_round_trip(ServerFrame::Conversation(ConversationSummary {
+        id: CONV,
+        state: ConversationState::Human,
+        assignee: Some(agent()),
+        handoff_reason: None,
+        last_seq: 4,
+        preview: String::new(),
+        created_at: 1,
+        updated_at: 2,
+        waiting_since: None,
+        visitor: VisitorInfo::default(),
+    }));
+    light_round_trip(ServerFrame::Draft(Draft {
+        id: DRAFT,
+        conversation_id: CONV,
+        reply_to_seq: 3,
+        body: "You can cancel in Orders.".into(),
+        sources: vec![Source {
+            entry_id: "cancel_order".into(),
+            title: "Cancel".into(),
+        }],
+        confidence: Some(0.5),
+        created_at: 9,
+    }));
+    for &tag in DraftDecisionTag::ALL {
+        light_round_trip(ServerFrame::DraftReviewed {
+            conversation_id: CONV,
+            draft_id: DRAFT,
+            decision: decision_of(tag),
+        });
+    }
+    light_round_trip(ServerFrame::Note(Note {
+        id: DRAFT,
+        conversation_id: CONV,
+        client_msg_id: "n-1".into(),
+        agent: agent(),
+        body: "in a hurry".into(),
+        created_at: 5,
+    }));
+    // The visitor's frames still read.
+    light_round_trip(ServerFrame::Pong);
+}
+
+/// A decision of each tag (the match fails to compile when one is added).
+fn decision_of(tag: DraftDecisionTag) -> DraftDecision {
+    match tag {
+        DraftDecisionTag::Approve => DraftDecision::Approve,
+        DraftDecisionTag::Edit => DraftDecision::Edit {
+            body: "edited \"text\"".into(),
+        },
+        DraftDecisionTag::Reject => DraftDecision::Reject,
+    }
+}
+
+#[test]
+fn light_uuids_read_and_write_like_the_uuid_crate() {
+    for id in [
+        Uuid::nil(),
+        CONV,
+        Uuid::from_u128(u128::MAX),
+        Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+    ] {
+        assert_eq!(light::uuid_string(&id), id.to_string());
+        assert_eq!(light::parse_uuid(&id.to_string()), Some(id));
+        assert_eq!(light::parse_uuid(&id.to_string().to_uppercase()), Some(id));
+    }
+    for bad in [
+        "",
+        "0123",
+        "00000000-0000-0000-0000-00000000000g",
+        "00000000_0000-0000-0000-000000000000",
+    ] {
+        assert_eq!(light::parse_uuid(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn light_skips_what_it_cannot_read() {
+    for value in [
+        json!({"type": "brand_new_frame", "data": {}}),
+        json!({"type": "message", "data": {"id": "not-a-uuid"}}),
+        json!({"type": "message"}),
+        json!("just a string"),
+        json!({"type": "welcome", "data": {"protocol_version": 1,
+            "session": {"kind": "agent", "agent": {"id": CONV, "name": "A"}, "role": "agent"}}}),
+    ] {
+        assert_eq!(light::decode(&value), None, "{value}");
+    }
+    for value in [
+        json!({"type": "brand_new_frame", "data": {}}),
+        json!({"type": "draft", "data": {"id": "not-a-uuid"}}),
+        json!({"type": "welcome", "data": {"protocol_version": 1,
+            "session": {"kind": "agent", "agent": {"id": CONV, "name": "A"}, "role": "admin"}}}),
+        json!({"type": "welcome", "data": {"protocol_version": 1,
+            "session": {"kind": "robot"}}}),
+    ] {
+        assert_eq!(light::agent::decode(&value), None, "{value}");
+    }
+    // A state change of a newer server still shows its message, without the change.
+    let mut newer = serde_json::to_value(ServerFrame::Message(msg(Author::System))).unwrap();
+    newer["data"]["event"] = json!({"from": "ai", "to": "waiting", "cause": {"kind": "new"}});
+    assert_eq!(
+        light::decode(&newer),
+        Some(ServerFrame::Message(msg(Author::System)))
+    );
+}
+
+#[test]
+fn light_writes_every_frame_a_visitor_sends() {
+    let ada = Identity {
+        id: "u-1 \"x\"".into(),
+        name: Some("Ada".into()),
+        email: Some("ada@example.com".into()),
+        hash: Some("ab12".into()),
+    };
+    for (token, conversation, identity) in [
+        (None, None, None),
+        (Some("tok".to_owned()), Some(CONV), Some(ada)),
+    ] {
+        server_reads(ClientFrame::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            auth: Auth::Visitor {
+                site_key: "demo".into(),
+                visitor_token: token,
+                conversation_id: conversation,
+                identity,
+                page_url: Some("https://shop.example/?q=\"x\"&y=1".into()),
+                locale: Some("de-CH".into()),
+            },
+        }));
+    }
+    for conversation_id in [None, Some(CONV)] {
+        server_reads(ClientFrame::Send {
+            conversation_id,
+            client_msg_id: "c-1".into(),
+            body: "quote \" backslash \\ newline \n tab \t bell \u{7} emoji 🎉 <img src=x>".into(),
+        });
+    }
+    server_reads(ClientFrame::Resume {
+        conversation_id: CONV,
+        after_seq: 41,
+    });
+    server_reads(ClientFrame::RequestHuman {
+        conversation_id: CONV,
+    });
+    server_reads(ClientFrame::Choose {
+        conversation_id: CONV,
+        message_id: MSG,
+        choice_id: "track_order".into(),
+        client_msg_id: "c-2".into(),
+    });
+    for flag in [false, true] {
+        server_reads(ClientFrame::Typing {
+            conversation_id: CONV,
+            typing: flag,
+        });
+        server_reads(ClientFrame::Feedback {
+            conversation_id: CONV,
+            message_id: MSG,
+            helpful: flag,
+        });
+    }
+    for comment in [None, Some("Fast \"and\" kind\n👍".to_owned())] {
+        server_reads(ClientFrame::Csat {
+            conversation_id: CONV,
+            score: 5,
+            comment,
+        });
+    }
+    server_reads(ClientFrame::LeaveEmail {
+        conversation_id: CONV,
+        email: "ada@example.com".into(),
+    });
+    server_reads(ClientFrame::Ping);
+    server_reads(ClientFrame::NewConversation);
+    server_reads(ClientFrame::ListConversations);
+    assert_eq!(
+        light::encode(&ClientFrame::Watch {
+            conversation_id: CONV
+        }),
+        None
+    );
+}
+
+#[test]
+fn light_writes_every_frame_an_agent_sends() {
+    server_reads(ClientFrame::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        auth: Auth::Agent {
+            session_token: "tok\"en".into(),
+        },
+    }));
+    let conversation_id = CONV;
+    server_reads(ClientFrame::Watch { conversation_id });
+    server_reads(ClientFrame::Unwatch { conversation_id });
+    server_reads(ClientFrame::TakeOver { conversation_id });
+    server_reads(ClientFrame::HandBack { conversation_id });
+    server_reads(ClientFrame::Resolve {
+        conversation_id,
+        teach: None,
+    });
+    server_reads(ClientFrame::Resolve {
+        conversation_id,
+        teach: Some(Teach {
+            question: "gift \"wrap\"?".into(),
+            answer: "Yes.\nFor $4.".into(),
+            entry_id: None,
+        }),
+    });
+    server_reads(ClientFrame::Note {
+        conversation_id,
+        client_msg_id: "n-1".into(),
+        body: "note".into(),
+    });
+    for &tag in DraftDecisionTag::ALL {
+        server_reads(ClientFrame::ReviewDraft {
+            conversation_id,
+            draft_id: DRAFT,
+            decision: decision_of(tag),
+        });
+    }
+    for &status in Presence::ALL {
+        server_reads(ClientFrame::SetPresence { status });
+    }
+    server_reads(ClientFrame::Send {
+        conversation_id: Some(CONV),
+        client_msg_id: "a-1".into(),
+        body: "Hi, this is Ana".into(),
+    });
+    // Nobody sends `transfer` through the light codec (the agent app uses the REST API).
+    let transfer = ClientFrame::Transfer {
+        conversation_id,
+        to_agent: AGENT,
+    };
+    assert_eq!(light::agent::encode(&transfer), None);
+}
+
+// ----- the light codec: random frames -----
+
+fn text() -> impl Strategy<Value = String> {
+    // Any text: quotes, backslashes, control characters, emoji.
+    any::<String>()
+}
+
+fn id() -> impl Strategy<Value = Uuid> {
+    any::<u128>().prop_map(Uuid::from_u128)
+}
+
+/// Numbers the light codec reads exactly (JSON numbers in a browser are `f64`).
+fn seq() -> impl Strategy<Value = u64> {
+    0..=(1u64 << 53)
+}
+
+fn millis() -> impl Strategy<Value = Millis> {
+    -(1i64 << 53)..=(1i64 << 53)
+}
+
+fn agent_ref() -> impl Strategy<Value = AgentRef> {
+    (id(), text()).prop_map(|(id, name)| AgentRef { id, name })
+}
+
+fn state() -> impl Strategy<Value = ConversationState> {
+    proptest::sample::select(ConversationState::ALL)
+}
+
+fn reason() -> impl Strategy<Value = HandoffReason> {
+    (proptest::sample::select(HandoffReasonTag::ALL), text()).prop_map(|(tag, category)| {
+        match reason_of(tag).0 {
+            HandoffReason::Sensitive { .. } => HandoffReason::Sensitive { category },
+            other => other,
+        }
+    })
+}
+
+fn author() -> impl Strategy<Value = Author> {
+    (proptest::sample::select(AuthorTag::ALL), agent_ref()).prop_map(|(tag, a)| match tag {
+        AuthorTag::Agent => Author::Agent(a),
+        other => author_of(other),
+    })
+}
+
+fn transition() -> impl Strategy<Value = Transition> {
+    prop_oneof![
+        reason().prop_map(|reason| Transition::Escalated { reason }),
+        agent_ref().prop_map(|agent| Transition::TakenOver { agent }),
+        (agent_ref(), agent_ref()).prop_map(|(from, to)| Transition::Transferred { from, to }),
+        agent_ref().prop_map(|agent| Transition::HandedBack { agent }),
+        proptest::option::of(agent_ref()).prop_map(|by| Transition::Resolved { by }),
+        state().prop_map(|to| Transition::Reopened { to }),
+    ]
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    let source = (text(), text()).prop_map(|(entry_id, title)| Source { entry_id, title });
+    let choice = (text(), text()).prop_map(|(id, label)| Choice { id, label });
+    let event = (state(), state(), transition()).prop_map(|(from, to, cause)| StateChange {
+        from,
+        to,
+        cause,
+    });
+    (
+        (id(), id(), seq(), proptest::option::of(text()), author()),
+        (text(), millis(), proptest::collection::vec(source, 0..3)),
+        (
+            proptest::option::of((0u32..=1000).prop_map(|n| n as f32 / 1000.0)),
+            proptest::collection::vec(choice, 0..3),
+            proptest::option::of(event),
+        ),
+    )
+        .prop_map(
+            |(
+                (id, conversation_id, seq, client_msg_id, author),
+                (body, created_at, sources),
+                (confidence, choices, event),
+            )| Message {
+                id,
+                conversation_id,
+                seq,
+                client_msg_id,
+                author,
+                body,
+                created_at,
+                sources,
+                confidence,
+                choices,
+                event,
+            },
+        )
+}
+
+fn server_frame() -> impl Strategy<Value = ServerFrame> {
+    prop_oneof![
+        message().prop_map(ServerFrame::Message),
+        (
+            id(),
+            proptest::collection::vec(message(), 0..3),
+            any::<bool>()
+        )
+            .prop_map(
+                |(conversation_id, messages, has_more)| ServerFrame::History {
+                    conversation_id,
+                    messages,
+                    has_more,
+                }
+            ),
+        (
+            id(),
+            state(),
+            proptest::option::of(agent_ref()),
+            proptest::option::of(reason())
+        )
+            .prop_map(
+                |(conversation_id, state, assignee, reason)| ServerFrame::State {
+                    conversation_id,
+                    state,
+                    assignee,
+                    reason,
+                }
+            ),
+        (
+            proptest::option::of(agent_ref()),
+            proptest::option::of(proptest::sample::select(Presence::ALL)),
+            any::<u32>()
+        )
+            .prop_map(|(agent, status, agents_online)| ServerFrame::Presence {
+                agent,
+                status,
+                agents_online,
+            }),
+        (
+            proptest::sample::select(ErrorCode::ALL),
+            text(),
+            proptest::option::of(text())
+        )
+            .prop_map(|(code, message, client_msg_id)| {
+                ServerFrame::Error(ErrorBody {
+                    code,
+                    message,
+                    client_msg_id,
+                })
+            }),
+        (
+            id(),
+            id(),
+            proptest::sample::select(DraftDecisionTag::ALL),
+            text()
+        )
+            .prop_map(|(conversation_id, draft_id, tag, body)| {
+                ServerFrame::DraftReviewed {
+                    conversation_id,
+                    draft_id,
+                    decision: match decision_of(tag) {
+                        DraftDecision::Edit { .. } => DraftDecision::Edit { body },
+                        other => other,
+                    },
+                }
+            }),
+    ]
+}
+
+fn client_frame() -> impl Strategy<Value = ClientFrame> {
+    prop_oneof![
+        (proptest::option::of(id()), text(), text()).prop_map(
+            |(conversation_id, client_msg_id, body)| ClientFrame::Send {
+                conversation_id,
+                client_msg_id,
+                body,
+            }
+        ),
+        (
+            text(),
+            proptest::option::of(text()),
+            proptest::option::of(id()),
+            proptest::option::of(text())
+        )
+            .prop_map(|(site_key, visitor_token, conversation_id, locale)| {
+                ClientFrame::Hello(Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    auth: Auth::Visitor {
+                        site_key,
+                        visitor_token,
+                        conversation_id,
+                        identity: None,
+                        page_url: None,
+                        locale,
+                    },
+                })
+            }),
+        (id(), any::<u8>(), proptest::option::of(text())).prop_map(
+            |(conversation_id, score, comment)| ClientFrame::Csat {
+                conversation_id,
+                score,
+                comment,
+            }
+        ),
+        (id(), text(), text()).prop_map(|(conversation_id, client_msg_id, body)| {
+            ClientFrame::Note {
+                conversation_id,
+                client_msg_id,
+                body,
+            }
+        }),
+        proptest::sample::select(Presence::ALL)
+            .prop_map(|status| ClientFrame::SetPresence { status }),
+    ]
+}
+
+proptest! {
+    /// serde → light reader, and light writer → serde: the same frame.
+    #[test]
+    fn light_codec_round_trips(server in server_frame(), client in client_frame()) {
+        light_round_trip(server);
+        server_reads(client);
+    }
 }

@@ -229,7 +229,7 @@ fn Banner(client: Client) -> impl IntoView {
                     i18n::fill(i18n::t().joined, c.assignee.as_ref().map_or(i18n::t().a_person, |a| a.name.as_str())),
                     None,
                 ),
-                _ => return None,
+                ConversationState::Ai | ConversationState::Resolved => return None,
             };
             Some(view! {
                 <div class="nf-banner" data-testid="handoff-banner" data-state=state.as_str() role="status">
@@ -275,7 +275,9 @@ fn Timeline(client: Client) -> impl IntoView {
         chat.with(|c| {
             c.typing.as_ref().map(|author| match author {
                 Author::Agent(agent) => i18n::fill(i18n::t().typing, &agent.name),
-                _ => i18n::fill(i18n::t().typing, c.assistant_name()),
+                Author::Visitor | Author::Ai | Author::System => {
+                    i18n::fill(i18n::t().typing, c.assistant_name())
+                }
             })
         })
     };

@@ -69,7 +69,6 @@ pub struct Strings {
     pub reason_engine_error: &'static str,
     pub reason_agent_takeover: &'static str,
     pub reason_autonomy_off: &'static str,
-    pub reason_other: &'static str,
     pub err_too_long: &'static str,
     pub err_empty: &'static str,
     pub err_rate_limited: &'static str,
@@ -150,7 +149,6 @@ pub static EN: Strings = Strings {
     reason_engine_error: "the assistant is having trouble",
     reason_agent_takeover: "a person is stepping in",
     reason_autonomy_off: "a person answers every question here",
-    reason_other: "a person will help you",
     err_too_long: "That message is too long. Please shorten it and retry.",
     err_empty: "That message is empty.",
     err_rate_limited: "You're sending messages too fast. Wait a moment and retry.",
@@ -228,7 +226,6 @@ pub static DE: Strings = Strings {
     reason_engine_error: "der Assistent hat gerade Probleme",
     reason_agent_takeover: "ein Mensch übernimmt",
     reason_autonomy_off: "hier beantwortet ein Mensch jede Frage",
-    reason_other: "ein Mensch hilft Ihnen",
     err_too_long: "Die Nachricht ist zu lang. Bitte kürzen und erneut senden.",
     err_empty: "Die Nachricht ist leer.",
     err_rate_limited: "Sie senden zu schnell. Bitte kurz warten.",
@@ -306,7 +303,6 @@ pub static FR: Strings = Strings {
     reason_engine_error: "l'assistant rencontre un problème",
     reason_agent_takeover: "une personne prend le relais",
     reason_autonomy_off: "ici, une personne répond à chaque question",
-    reason_other: "une personne va vous aider",
     err_too_long: "Ce message est trop long. Raccourcissez-le et réessayez.",
     err_empty: "Ce message est vide.",
     err_rate_limited: "Vous envoyez trop vite. Patientez un instant.",
@@ -384,7 +380,6 @@ pub static ES: Strings = Strings {
     reason_engine_error: "el asistente tiene problemas",
     reason_agent_takeover: "una persona se hace cargo",
     reason_autonomy_off: "aquí una persona responde cada pregunta",
-    reason_other: "una persona te ayudará",
     err_too_long: "El mensaje es demasiado largo. Acórtalo y reinténtalo.",
     err_empty: "El mensaje está vacío.",
     err_rate_limited: "Estás enviando demasiado rápido. Espera un momento.",
@@ -499,7 +494,6 @@ pub fn reason_text(reason: &HandoffReason) -> &'static str {
         HandoffReason::EngineError => t.reason_engine_error,
         HandoffReason::AgentTakeover => t.reason_agent_takeover,
         HandoffReason::AutonomyOff => t.reason_autonomy_off,
-        _ => t.reason_other,
     }
 }
 
@@ -527,7 +521,16 @@ pub fn error_text(err: &ErrorBody) -> &'static str {
         ErrorCode::InvalidTransition => t.err_not_possible,
         ErrorCode::IdentityInvalid => t.err_identity,
         ErrorCode::Validation => t.email_invalid,
-        _ => t.err_other,
+        ErrorCode::BadFrame
+        | ErrorCode::HelloRequired
+        | ErrorCode::Unauthorized
+        | ErrorCode::Forbidden
+        | ErrorCode::NotFound
+        | ErrorCode::NotAssignee
+        | ErrorCode::InvalidCredentials
+        | ErrorCode::LoginThrottled
+        | ErrorCode::Internal
+        | ErrorCode::Unknown => t.err_other,
     }
 }
 

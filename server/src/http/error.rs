@@ -22,30 +22,9 @@ impl AppError {
     }
 }
 
-/// The HTTP status for an error code.
+/// The HTTP status for an error code: the one of the code's table (`nexus_shared::ErrorCode`).
 pub fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::BadFrame
-        | ErrorCode::MessageTooLong
-        | ErrorCode::EmptyMessage
-        | ErrorCode::Validation
-        | ErrorCode::UnsupportedVersion
-        | ErrorCode::HelloRequired => StatusCode::BAD_REQUEST,
-        ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::RateLimited | ErrorCode::LoginThrottled | ErrorCode::TooManyConnections => {
-            StatusCode::TOO_MANY_REQUESTS
-        }
-        ErrorCode::Unauthorized | ErrorCode::InvalidCredentials | ErrorCode::IdentityInvalid => {
-            StatusCode::UNAUTHORIZED
-        }
-        ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound | ErrorCode::UnknownSite => StatusCode::NOT_FOUND,
-        ErrorCode::InvalidTransition | ErrorCode::NotAssignee | ErrorCode::ConversationResolved => {
-            StatusCode::CONFLICT
-        }
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for AppError {

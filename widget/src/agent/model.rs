@@ -134,7 +134,7 @@ impl Desk {
                 self.auto_away = false;
                 self.presence = Some(Presence::Online);
             }
-            _ => return None,
+            Some(Presence::Online | Presence::Away | Presence::Offline) | None => return None,
         }
         self.presence
     }
@@ -278,16 +278,16 @@ impl Desk {
                 self.presence = status;
             }
             ServerFrame::Error(e) => {
+                // The conversation asked for (by its address) never loaded: the server knows
+                // none with that id on this agent's site.
+                let never_loaded = matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden)
+                    && self.open.is_some()
+                    && self.state.is_none();
                 self.notice = Some(
-                    match e.code {
-                        // The conversation asked for (by its address) never loaded: the
-                        // server knows none with that id on this agent's site.
-                        ErrorCode::NotFound | ErrorCode::Forbidden
-                            if self.open.is_some() && self.state.is_none() =>
-                        {
-                            NOT_FOUND
-                        }
-                        _ => error_text(&e),
+                    if never_loaded {
+                        NOT_FOUND
+                    } else {
+                        error_text(&e)
                     }
                     .to_owned(),
                 );
@@ -303,6 +303,11 @@ pub const NOT_FOUND: &str = "Conversation not found: there is none with this id 
 
 /// An error frame in plain words, for an agent.
 pub fn error_text(e: &ErrorBody) -> &str {
+    let other = if e.message.is_empty() {
+        "Something went wrong. Please try again."
+    } else {
+        &e.message
+    };
     match e.code {
         ErrorCode::NotAssignee => "Another agent has this conversation.",
         ErrorCode::InvalidTransition => "That is not possible in the conversation's current state.",
@@ -313,8 +318,20 @@ pub fn error_text(e: &ErrorBody) -> &str {
         ErrorCode::Unauthorized => "Your session has ended. Please log in again.",
         ErrorCode::Forbidden => "You are not allowed to do that.",
         ErrorCode::NotFound => "That conversation no longer exists.",
-        _ if !e.message.is_empty() => &e.message,
-        _ => "Something went wrong. Please try again.",
+        ErrorCode::BadFrame
+        | ErrorCode::FrameTooLarge
+        | ErrorCode::UnsupportedVersion
+        | ErrorCode::HelloRequired
+        | ErrorCode::UnknownSite
+        | ErrorCode::OriginNotAllowed
+        | ErrorCode::IdentityInvalid
+        | ErrorCode::TooManyConnections
+        | ErrorCode::InvalidCredentials
+        | ErrorCode::LoginThrottled
+        | ErrorCode::Validation
+        | ErrorCode::Unavailable
+        | ErrorCode::Internal
+        | ErrorCode::Unknown => other,
     }
 }
 
@@ -332,7 +349,6 @@ pub fn reason_text(reason: &HandoffReason) -> String {
         HandoffReason::EngineError => "AI error".into(),
         HandoffReason::AgentTakeover => "Taken over by an agent".into(),
         HandoffReason::AutonomyOff => "AI answers are off".into(),
-        _ => "Needs a person".into(),
     }
 }
 
