@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub mod access;
+#[cfg(test)]
+mod architecture;
 pub mod conversation;
 pub mod demo;
 pub mod http;
