@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use nexus_engine::KbEntry;
 
+mod common;
 pub mod postgres;
 pub mod sqlite;
 
