@@ -49,11 +49,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// The queue of the backend's group-commit task.
     fn commits(&self) -> &mpsc::Sender<CommitRequest>;
 
-    /// Called after a site's knowledge base changed.
+    /// Called after a site's knowledge base changed (PostgreSQL tells the other instances;
+    /// SQLite has none).
     fn kb_changed(&self, _site: Uuid) -> impl Future<Output = ()> + Send {
         std::future::ready(())
     }
-    /// Called after a site's settings changed.
+    /// Called after a site's settings changed, as [`Backend::kb_changed`].
     fn settings_changed(&self, _site: Uuid) -> impl Future<Output = ()> + Send {
         std::future::ready(())
     }
@@ -240,7 +241,6 @@ where
     DB: Driver,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     String: Value<DB>,
     Option<String>: Value<DB>,
     i64: Value<DB>,
@@ -282,9 +282,7 @@ where
     DB: Driver,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     String: Value<DB>,
-    Option<String>: Value<DB>,
     i64: Value<DB>,
 {
     Ok(sqlx::query(&format!(
@@ -302,6 +300,8 @@ pub(crate) fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+/// The one implementation of [`Store`]. The bounds name what its queries bind and read;
+/// both drivers have them all.
 #[async_trait::async_trait]
 impl<B, DB> Store for B
 where

@@ -1,13 +1,14 @@
 //! The PostgreSQL backend, for several server instances sharing one database. Same tables
-//! and the same semantics as the SQLite backend; [`Store::commit`] takes a row lock on the
+//! and the same semantics as the SQLite backend, and the same queries where both accept them
+//! ([`super::common`]); [`Store::commit`](super::Store::commit) takes a row lock on the
 //! conversation (`SELECT … FOR UPDATE`), so takeover exclusivity, the AI's silence after a
 //! takeover and gap-free sequence numbers hold across instances.
 //!
 //! After a commit the store sends a small `NOTIFY` (see [`crate::fanout`]) on the channel of its
 //! schema; other instances listening there deliver the change to their subscribers.
 //!
-//! Commits go through a group commit: one task takes every [`Store::commit`] waiting (at most
-//! [`MAX_BATCH`]) and runs them in one transaction, with one `NOTIFY` for the batch, so a busy
+//! Commits go through a group commit: one task takes every
+//! [`Store::commit`](super::Store::commit) waiting (at most [`MAX_BATCH`]) and runs them in one transaction, with one `NOTIFY` for the batch, so a busy
 //! instance pays one WAL flush (and one hold of PostgreSQL's notification lock, which
 //! serialises committing transactions that notify) per batch instead of per message. A batch
 //! costs three statements whatever its size: one locking read of all its conversations, one

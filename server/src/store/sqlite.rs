@@ -1,9 +1,11 @@
 //! The SQLite backend: the zero-setup default. WAL mode; one writer connection (SQLite allows
 //! one writer at a time, and a single writer connection avoids busy errors on lock upgrades)
-//! and a pool of readers.
+//! and a pool of readers. The queries both backends accept are in [`super::common`]; this
+//! module holds the pools, the group commit and the checkpointer.
 //!
-//! Conversation commits go through a group commit: one task takes every [`Store::commit`]
-//! waiting (at most [`MAX_BATCH`]), plans them in memory and writes them in one transaction
+//! Conversation commits go through a group commit: one task takes every
+//! [`Store::commit`](super::Store::commit) waiting (at most [`MAX_BATCH`]), plans them in
+//! memory and writes them in one transaction
 //! (an op the state machine refuses writes nothing and gets its own error; when the write
 //! fails, the batch runs again with a savepoint per op, so a failing op rolls back alone),
 //! commits once (one fsync with `synchronous = FULL` for the whole batch), and only
