@@ -20,7 +20,10 @@ const ROOMS: &[(&str, u8)] = &[
 ];
 
 fn rank(room: &str) -> Option<u8> {
-    ROOMS.iter().find(|(r, _)| *r == room).map(|(_, rank)| *rank)
+    ROOMS
+        .iter()
+        .find(|(r, _)| *r == room)
+        .map(|(_, rank)| *rank)
 }
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -70,7 +73,10 @@ fn crate_paths(code: &str) -> Vec<Vec<String>> {
 
 /// The module of a file: `ws/agent.rs` → `ws::agent`, `ws/mod.rs` → `ws`.
 fn module_of(src: &Path, file: &Path) -> String {
-    let rel = file.strip_prefix(src).expect("under src").with_extension("");
+    let rel = file
+        .strip_prefix(src)
+        .expect("under src")
+        .with_extension("");
     let parts: Vec<String> = rel
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -167,8 +173,15 @@ fn rooms_import_only_the_rooms_below_them() {
             }
         }
     }
-    assert!(tree.modules.contains_key("store::sqlite"), "the tree was read");
-    assert!(wrong.is_empty(), "imports that run up or sideways:\n{}", wrong.join("\n"));
+    assert!(
+        tree.modules.contains_key("store::sqlite"),
+        "the tree was read"
+    );
+    assert!(
+        wrong.is_empty(),
+        "imports that run up or sideways:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

@@ -5,10 +5,10 @@
 //!
 //! `cargo test -p nexus-tests --test no_talk_over -- --nocapture` prints the figures.
 
-use nexus_server::model::User;
-use nexus_server::store::Store;
 use nexus_server::AppState;
 use nexus_server::conversation::{agent, visitor};
+use nexus_server::model::User;
+use nexus_server::store::Store;
 use nexus_shared::{Author, Draft, DraftDecision, Role, Transition, VisitorInfo};
 use nexus_tests::TestServer;
 use uuid::Uuid;

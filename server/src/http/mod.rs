@@ -22,29 +22,26 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::http::auth::Agent;
 use crate::http::error::{ApiJson, AppError};
 use crate::model::SiteSettings;
 use crate::model::webhook::{keep_secrets, validate};
+use auth::Agent;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .merge(crate::http::kb::routes())
-        .merge(crate::http::canned::routes())
-        .merge(crate::http::privacy::routes())
-        .merge(crate::http::kb_import::routes())
-        .merge(crate::http::analytics::routes())
+        .merge(kb::routes())
+        .merge(canned::routes())
+        .merge(privacy::routes())
+        .merge(kb_import::routes())
+        .merge(analytics::routes())
         .merge(summary::routes())
-        .merge(crate::http::openapi::routes())
+        .merge(openapi::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/conversations/{id}/messages", get(messages))
-        .route("/auth/login", axum::routing::post(crate::http::auth::login))
-        .route(
-            "/auth/logout",
-            axum::routing::post(crate::http::auth::logout),
-        )
-        .route("/me", get(crate::http::auth::me))
+        .route("/auth/login", axum::routing::post(auth::login))
+        .route("/auth/logout", axum::routing::post(auth::logout))
+        .route("/me", get(auth::me))
         .route("/site", get(site).patch(update_site_settings))
 }
 
@@ -105,7 +102,7 @@ async fn messages(
         ));
     }
     let unauthorized = || AppError::new(ErrorCode::Unauthorized, "A visitor token is required.");
-    let token = crate::http::auth::bearer(&headers).ok_or_else(unauthorized)?;
+    let token = auth::bearer(&headers).ok_or_else(unauthorized)?;
     let conversation = state
         .store
         .conversation(id)

@@ -22,6 +22,7 @@ use crate::model::{
     SiteSettings, User, Visitor, now_ms,
 };
 
+mod common;
 pub mod postgres;
 pub mod sqlite;
 
