@@ -1,7 +1,7 @@
 //! The optional LLM backend: any OpenAI-compatible `/v1/chat/completions` server (Ollama,
 //! vLLM, llama.cpp's server, OpenAI), asked with `stream: true` and read as server-sent
 //! events. Off unless `--llm-url` is given; the embedded engine still decides first (see
-//! `chat::respond` in the server): the LLM only phrases answers the engine and the
+//! `conversation::visitor::respond` in the server): the LLM only phrases answers the engine and the
 //! escalation policy let through, grounded on the knowledge-base entries the engine retrieved.
 
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! A site's escalation policy: when the AI hands a conversation to a person instead of
 //! answering. Owners edit it through `PATCH /api/v1/site` (`policy`, `learning`).
 //!
-//! `chat::respond` in the server applies it around the answer engine:
+//! `conversation::visitor::respond` in the server applies it around the answer engine:
 //!
 //! 1. [`before_engine`] — before any answer is looked for: the visitor asks for a person (the
 //!    site's `human_phrases` in any language, plus the built-in recogniser

@@ -9,9 +9,7 @@
 //! thumbs-down always waits: the disliked answer and the question it answered are kept for the
 //! owner to correct.
 //!
-//! Routes (merged into `/api/v1` by [`crate::http::kb::routes`]; owners only, agents get 403):
-//! `GET /kb/pending`, `POST /kb/pending/{id}/approve` with an optional body
-//! `{"question", "answer"}`, `POST /kb/pending/{id}/reject`.
+//! The owner's review of pending knowledge is REST, in [`crate::http::learn`].
 //!
 //! [`AnswerEngine::load_site`]: nexus_engine::AnswerEngine::load_site
 

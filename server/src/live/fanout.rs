@@ -6,7 +6,7 @@
 //!   numbers it stored); a group commit sends the events of all its commits together. A listening instance with subscribers to that conversation reads
 //!   those entries from the table and publishes them locally. Nothing depends on NOTIFY's size
 //!   limit; and since every connection delivers a timeline in sequence order and reads from
-//!   the store when it sees a gap (see `Follower` in `ws.rs`), a missed notification costs a
+//!   the store when it sees a gap (see `Follower` in `ws/driver.rs`), a missed notification costs a
 //!   catch-up read, never a lost message.
 //! - Every other frame published on an instance (typing, presence, state, queue, inbox
 //!   updates, drafts, notes) travels in the notification itself ([`Event::Conversation`],

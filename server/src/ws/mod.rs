@@ -24,10 +24,10 @@ use crate::AppState;
 use crate::access::identity::{origin_allowed, verify_identity};
 use crate::live::connections::Slot;
 use crate::store::store_error_body;
+use driver::{Decoded, End, decode, encode, error_frame};
+use visitor::VisitorSession;
 
-use driver::*;
 pub use visitor::SharedSites;
-use visitor::*;
 
 /// How long a client has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

@@ -20,8 +20,7 @@ use crate::conversation::visitor;
 use crate::live::hub::Frame;
 use crate::model::{Site, Visitor};
 use crate::store::store_error_body;
-
-use super::driver::*;
+use crate::ws::driver::{Connection, End, Follower, drive, state_frame};
 
 /// History sent with `welcome`.
 const WELCOME_HISTORY: u32 = limits::DEFAULT_HISTORY_PAGE;
