@@ -62,6 +62,11 @@ async fn slot() -> Arc<SemaphorePermit<'static>> {
         .acquire()
         .await
         .expect("the browser slots are never closed");
+    // Browsers started together (`tokio::join!`) may both have waited for a slot: the first
+    // to get one keeps it for both.
+    if let Some(held) = SLOT.with(|s| s.borrow().upgrade()) {
+        return held;
+    }
     let held = Arc::new(permit);
     SLOT.with(|s| *s.borrow_mut() = Arc::downgrade(&held));
     held

@@ -51,6 +51,16 @@ impl TestServer {
         Self::start_url(&format!("sqlite://{}", db.display()), widget_dir).await
     }
 
+    /// A server on a fresh SQLite file in a temp dir of its own (dropped with it), serving an
+    /// empty widget directory: for the tests that speak only HTTP and WebSocket.
+    pub async fn scratch() -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let widget = dir.path().join("widget");
+        std::fs::create_dir_all(&widget).expect("widget dir");
+        let server = Self::start_with(&dir.path().join("nexus.db"), &widget).await;
+        (server, dir)
+    }
+
     /// Starts a server on the database at `database_url` (`sqlite://…` or `postgres://…`).
     pub async fn start_url(database_url: &str, widget_dir: &Path) -> Self {
         let any_port = "127.0.0.1:0".parse().expect("address");
@@ -119,6 +129,47 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// The site `key`, read from the store; panics if there is none.
+    pub async fn site(&self, key: &str) -> nexus_server::store::Site {
+        self.state
+            .store
+            .site_by_key(key)
+            .await
+            .expect("store")
+            .unwrap_or_else(|| panic!("no site {key}"))
+    }
+
+    /// Creates `site` in the store with these knowledge-base entries and loads them into the
+    /// engine, as a new customer's site.
+    pub async fn add_site(
+        &self,
+        site: &nexus_server::store::Site,
+        entries: &[nexus_engine::KbEntry],
+    ) {
+        let store = self.state.store.as_ref();
+        store.create_site(site).await.expect("site created");
+        for entry in entries {
+            store
+                .upsert_kb_entry(site.id, entry)
+                .await
+                .expect("entry stored");
+        }
+        let entries = store.kb_entries(site.id).await.expect("entries");
+        self.state.engine.load_site(site.id, entries);
+    }
+
+    /// Changes the demo site's settings directly in the store.
+    pub async fn configure(&self, change: impl FnOnce(&mut nexus_server::store::SiteSettings)) {
+        let site = self.site(DEMO_SITE).await;
+        let mut settings = site.settings.clone();
+        change(&mut settings);
+        self.state
+            .store
+            .update_site_settings(site.id, &settings)
+            .await
+            .expect("settings saved");
+    }
+
     /// Logs an existing account (password [`PASSWORD`]) in over the REST API; returns the
     /// session token.
     pub async fn login(&self, site_key: &str, email: &str) -> String {
@@ -153,11 +204,7 @@ pub async fn agent_login(
     role: nexus_shared::Role,
 ) -> String {
     let store = server.state.store.as_ref();
-    let site = store
-        .site_by_key(site_key)
-        .await
-        .expect("store")
-        .expect("site exists");
+    let site = server.site(site_key).await;
     let name = email.split('@').next().unwrap_or("Agent");
     nexus_server::auth::add_user(store, site.id, email, name, role, PASSWORD)
         .await

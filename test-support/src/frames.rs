@@ -61,3 +61,11 @@ pub fn agent(session_token: &str) -> Auth {
         session_token: session_token.into(),
     }
 }
+
+/// The visitor token a `welcome` gives; panics when the session is not a visitor's.
+pub fn visitor_token(welcome: &nexus_shared::Welcome) -> String {
+    match &welcome.session {
+        nexus_shared::Session::Visitor { visitor_token } => visitor_token.clone(),
+        other => panic!("expected a visitor session, got {other:?}"),
+    }
+}

@@ -189,6 +189,20 @@ impl WsClient {
         .0
     }
 
+    /// The AI's next answer, or the state the conversation moved to instead (a handoff).
+    pub async fn recv_answer(&mut self) -> Result<String, nexus_shared::ConversationState> {
+        use nexus_shared::{Author, ConversationState};
+        self.recv_until(|f| match f {
+            ServerFrame::Message(m) if m.author == Author::Ai => Some(Ok(m.body.clone())),
+            ServerFrame::State { state, .. } if *state != ConversationState::Ai => {
+                Some(Err(*state))
+            }
+            _ => None,
+        })
+        .await
+        .0
+    }
+
     /// Waits for the next `error` frame and returns its code.
     pub async fn recv_error(&mut self) -> nexus_shared::ErrorCode {
         self.recv_until(|f| match f {

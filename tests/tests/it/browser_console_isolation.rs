@@ -26,7 +26,6 @@ const B: &str = "ZNZ-B";
 
 /// Site B, with its own knowledge base (loaded into the engine) and settings.
 async fn make_site_b(server: &TestServer) -> Site {
-    let store = server.state.store.as_ref();
     let site = Site {
         id: Uuid::new_v4(),
         key: "site-b".into(),
@@ -38,7 +37,6 @@ async fn make_site_b(server: &TestServer) -> Site {
         },
         created_at: now_ms(),
     };
-    store.create_site(&site).await.expect("site created");
     let entry = KbEntry {
         id: "site-b-refunds".into(),
         title: format!("{B} refunds"),
@@ -49,12 +47,7 @@ async fn make_site_b(server: &TestServer) -> Site {
         ],
         escalate: None,
     };
-    store
-        .upsert_kb_entry(site.id, &entry)
-        .await
-        .expect("entry stored");
-    let entries = store.kb_entries(site.id).await.expect("entries");
-    server.state.engine.load_site(site.id, entries);
+    server.add_site(&site, &[entry]).await;
     site
 }
 

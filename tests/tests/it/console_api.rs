@@ -2,7 +2,7 @@
 //! knowledge-base import, analytics, the handoff summary, business hours with the offline
 //! notice, and the OpenAPI document.
 
-use nexus_shared::{Author, ClientFrame, ConversationState, Role, ServerFrame, Teach};
+use nexus_shared::{ClientFrame, ConversationState, Role, ServerFrame, Teach};
 use nexus_tests::frames;
 use nexus_tests::http::{authed, get_json};
 use nexus_tests::{TestServer, WsClient, agent_login};
@@ -18,8 +18,7 @@ async fn other_site(server: &TestServer, key: &str) {
         settings: Default::default(),
         created_at: 0,
     };
-    server.state.store.create_site(&site).await.unwrap();
-    server.state.engine.load_site(site.id, vec![]);
+    server.add_site(&site, &[]).await;
 }
 
 /// A new visitor sends `question`; returns the client, the conversation and the AI's answer
@@ -31,15 +30,7 @@ async fn ask(
     let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
     visitor.send(&frames::send(None, "q1", question)).await;
     let conversation = visitor.recv_ack().await;
-    let (answer, _) = visitor
-        .recv_until(|f| match f {
-            ServerFrame::Message(m) if m.author == Author::Ai => Some(Ok(m.body.clone())),
-            ServerFrame::State { state, .. } if *state != ConversationState::Ai => {
-                Some(Err(*state))
-            }
-            _ => None,
-        })
-        .await;
+    let answer = visitor.recv_answer().await;
     (visitor, conversation, answer)
 }
 

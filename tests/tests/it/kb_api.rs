@@ -1,7 +1,7 @@
 //! The knowledge base over REST: owners add, edit and delete entries and the AI answers from
 //! the change at once; agents may read but not change; other sites see nothing.
 
-use nexus_shared::{Author, ConversationState, Role, ServerFrame};
+use nexus_shared::{ConversationState, Role};
 use nexus_tests::frames;
 use nexus_tests::http::{authed, get_json};
 use nexus_tests::{TestServer, WsClient, agent_login};
@@ -11,16 +11,7 @@ use serde_json::json;
 async fn ask(server: &TestServer, question: &str) -> Result<String, ConversationState> {
     let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
     visitor.send(&frames::send(None, "q", question)).await;
-    let (answer, _) = visitor
-        .recv_until(|f| match f {
-            ServerFrame::Message(m) if m.author == Author::Ai => Some(Ok(m.body.clone())),
-            ServerFrame::State { state, .. } if *state != ConversationState::Ai => {
-                Some(Err(*state))
-            }
-            _ => None,
-        })
-        .await;
-    answer
+    visitor.recv_answer().await
 }
 
 #[tokio::test]

@@ -4,42 +4,11 @@
 
 use std::time::Duration;
 
-use nexus_server::store::SiteSettings;
 use nexus_server::ws::identity_hash;
-use nexus_shared::{ClientFrame, ErrorCode, Identity, ServerFrame, Session, limits};
+use nexus_shared::{ClientFrame, ErrorCode, Identity, ServerFrame, limits};
 use nexus_tests::frames;
 use nexus_tests::{TestServer, WsClient};
 use uuid::Uuid;
-
-async fn server() -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let widget = dir.path().join("widget");
-    std::fs::create_dir_all(&widget).expect("widget dir");
-    let server = TestServer::start_with(&dir.path().join("nexus.db"), &widget).await;
-    (server, dir)
-}
-
-async fn configure(server: &TestServer, change: impl FnOnce(&mut SiteSettings)) {
-    let store = server.state.store.as_ref();
-    let site = store
-        .site_by_key("demo")
-        .await
-        .expect("store")
-        .expect("demo site");
-    let mut settings = site.settings.clone();
-    change(&mut settings);
-    store
-        .update_site_settings(site.id, &settings)
-        .await
-        .expect("settings saved");
-}
-
-fn token(welcome: &nexus_shared::Welcome) -> String {
-    match &welcome.session {
-        Session::Visitor { visitor_token } => visitor_token.clone(),
-        other => panic!("expected a visitor session, got {other:?}"),
-    }
-}
 
 /// `GET` with a visitor token and extra headers; returns the status and the JSON body.
 async fn get(url: &str, bearer: &str, headers: &[(&str, String)]) -> (u16, serde_json::Value) {
@@ -74,12 +43,12 @@ async fn visitor_with_history(
             .await;
         conversation = client.recv_ack().await;
     }
-    (token(welcome), conversation)
+    (frames::visitor_token(welcome), conversation)
 }
 
 #[tokio::test]
 async fn a_history_page_over_the_limit_gets_a_clear_error() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = TestServer::scratch().await;
     let (mut client, welcome) = WsClient::visitor(&server.ws_url(), "demo", None).await;
     let (token, conversation) = visitor_with_history(&mut client, &welcome, 2).await;
     let url = |query: &str| {
@@ -115,9 +84,11 @@ async fn a_history_page_over_the_limit_gets_a_clear_error() {
 
 #[tokio::test]
 async fn the_history_route_checks_the_sites_allowed_origins() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = TestServer::scratch().await;
     let shop = "https://shop.example";
-    configure(&server, |s| s.allowed_origins = vec![shop.into()]).await;
+    server
+        .configure(|s| s.allowed_origins = vec![shop.into()])
+        .await;
     let mut client = WsClient::connect_from(&server.ws_url(), shop).await;
     let ServerFrame::Welcome(welcome) = client.hello_visitor("demo", None, None).await else {
         panic!("the allowed origin is welcome");
@@ -142,7 +113,7 @@ async fn the_history_route_checks_the_sites_allowed_origins() {
         assert_eq!(body["code"], "origin_not_allowed", "origin {origin:?}");
     }
     // An empty list allows every origin again.
-    configure(&server, |s| s.allowed_origins.clear()).await;
+    server.configure(|s| s.allowed_origins.clear()).await;
     let (status, _) = get(&url, &token, &[("origin", "https://evil.example".into())]).await;
     assert_eq!(status, 200);
     server.stop().await;
@@ -150,9 +121,11 @@ async fn the_history_route_checks_the_sites_allowed_origins() {
 
 #[tokio::test]
 async fn the_history_route_refuses_unverified_identity_claims() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = TestServer::scratch().await;
     let secret = "a site secret of some length";
-    configure(&server, |s| s.identity_secret = Some(secret.into())).await;
+    server
+        .configure(|s| s.identity_secret = Some(secret.into()))
+        .await;
     let mut client = WsClient::connect(&server.ws_url()).await;
     let identity = Identity {
         id: "user-42".into(),
@@ -195,7 +168,7 @@ async fn the_history_route_refuses_unverified_identity_claims() {
         assert_eq!(body["code"], "identity_invalid", "{headers:?}");
         refused += 1;
     }
-    configure(&server, |s| s.require_identity = true).await;
+    server.configure(|s| s.require_identity = true).await;
     let (status, body) = get(&url, &token, &[]).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -228,7 +201,7 @@ async fn ping_us(client: &mut WsClient) -> u128 {
 
 #[tokio::test]
 async fn floods_are_refused_and_other_connections_are_unaffected() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = TestServer::scratch().await;
     let url = server.ws_url();
     let (mut bystander, _) = WsClient::visitor(&url, "demo", None).await;
     let quiet_ping = ping_us(&mut bystander).await;

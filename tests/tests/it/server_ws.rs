@@ -4,18 +4,10 @@
 use std::time::Duration;
 
 use nexus_shared::{
-    Author, ClientFrame, ConversationState, ErrorCode, HandoffReason, Message, ServerFrame,
-    Session, limits,
+    Author, ClientFrame, ConversationState, ErrorCode, HandoffReason, Message, ServerFrame, limits,
 };
 use nexus_tests::frames;
 use nexus_tests::{TestServer, WsClient};
-
-fn token(welcome: &nexus_shared::Welcome) -> String {
-    match &welcome.session {
-        Session::Visitor { visitor_token } => visitor_token.clone(),
-        other => panic!("expected a visitor session, got {other:?}"),
-    }
-}
 
 /// Waits for the AI (or system) message following the visitor's message.
 async fn next_message(client: &mut WsClient, author: &str) -> Message {
@@ -41,7 +33,7 @@ async fn visitor_conversation_survives_a_restart() {
     );
     let site = welcome.site.clone().expect("site info in welcome");
     assert_eq!(site.name, "Nexus Demo Shop");
-    let token = token(&welcome);
+    let token = frames::visitor_token(&welcome);
 
     visitor
         .send(&frames::send(None, "c-1", "how can I cancel my order"))
@@ -132,7 +124,7 @@ async fn visitor_conversation_survives_a_restart() {
     let (mut visitor, welcome) =
         WsClient::visitor(&server.ws_url(), "demo", Some(token.clone())).await;
     assert_eq!(
-        self::token(&welcome),
+        frames::visitor_token(&welcome),
         token,
         "the visitor keeps their token"
     );
@@ -202,7 +194,7 @@ async fn history_over_rest_needs_the_visitors_token() {
     let url = server.url(&format!(
         "/api/v1/conversations/{conversation_id}/messages?after=0"
     ));
-    let page = http_get(&url, Some(&token(&welcome))).await;
+    let page = http_get(&url, Some(&frames::visitor_token(&welcome))).await;
     assert_eq!(page.0, 200);
     let messages = page.1["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2);
@@ -218,7 +210,7 @@ async fn history_over_rest_needs_the_visitors_token() {
         &server.url(&format!(
             "/api/v1/conversations/{conversation_id}/messages?limit=100000"
         )),
-        Some(&token(&welcome)),
+        Some(&frames::visitor_token(&welcome)),
     )
     .await;
     assert_eq!(status, 400);
@@ -381,7 +373,7 @@ async fn a_visitor_can_leave_an_email_for_the_team() {
     let store = server.state.store.as_ref();
     let site = store.site_by_key("demo").await.unwrap().unwrap();
     let stored = store
-        .visitor_by_token(site.id, &token(&welcome))
+        .visitor_by_token(site.id, &frames::visitor_token(&welcome))
         .await
         .unwrap()
         .unwrap();

@@ -122,7 +122,6 @@ const REFUSAL_CODES: &[&str] = &[
 const B_MARKER: &str = "MARK-site-b";
 
 async fn make_site(server: &TestServer, key: &str, autonomy: Autonomy) -> Site {
-    let store = server.state.store.as_ref();
     let site = Site {
         id: Uuid::new_v4(),
         key: key.into(),
@@ -134,7 +133,6 @@ async fn make_site(server: &TestServer, key: &str, autonomy: Autonomy) -> Site {
         },
         created_at: now_ms(),
     };
-    store.create_site(&site).await.expect("site created");
     let entry = KbEntry {
         id: format!("{key}-refunds"),
         title: format!("{key} refunds MARK-{key}"),
@@ -145,20 +143,8 @@ async fn make_site(server: &TestServer, key: &str, autonomy: Autonomy) -> Site {
         ],
         escalate: None,
     };
-    store
-        .upsert_kb_entry(site.id, &entry)
-        .await
-        .expect("entry stored");
-    let entries = store.kb_entries(site.id).await.expect("entries");
-    server.state.engine.load_site(site.id, entries);
+    server.add_site(&site, &[entry]).await;
     site
-}
-
-fn visitor_token(welcome: &nexus_shared::Welcome) -> String {
-    match &welcome.session {
-        Session::Visitor { visitor_token } => visitor_token.clone(),
-        other => panic!("expected a visitor session, got {other:?}"),
-    }
 }
 
 /// B's ids the attacks aim at.
@@ -528,7 +514,7 @@ async fn site_a_credentials_cannot_reach_site_b() {
         .expect("B's first message")
         .id;
     let b_visitor = store
-        .visitor_by_token(site_b.id, &visitor_token(&wb1))
+        .visitor_by_token(site_b.id, &frames::visitor_token(&wb1))
         .await
         .expect("store")
         .expect("B's visitor")
@@ -538,7 +524,7 @@ async fn site_a_credentials_cannot_reach_site_b() {
         conversations: vec![conv_b1, conv_b2],
         entry: "site-b-refunds".into(),
         visitor: b_visitor,
-        visitor_tokens: vec![visitor_token(&wb1), visitor_token(&wb2)],
+        visitor_tokens: vec![frames::visitor_token(&wb1), frames::visitor_token(&wb2)],
         message: b_message,
         draft: draft.id,
         canned: canned.clone(),
@@ -560,7 +546,7 @@ async fn site_a_credentials_cannot_reach_site_b() {
     va.send(&frames::send(None, "a-1", "how long do refunds take"))
         .await;
     let conv_a = va.recv_ack().await;
-    let a_visitor = visitor_token(&wa);
+    let a_visitor = frames::visitor_token(&wa);
     let (mut a_owner_ws, a_owner_welcome) = WsClient::agent(&ws, &a_owner).await;
     let (mut a_agent_ws, _) = WsClient::agent(&ws, &a_agent).await;
     let a_owner_id = match &a_owner_welcome.session {
@@ -689,7 +675,11 @@ async fn site_a_credentials_cannot_reach_site_b() {
             (ServerFrame::Error(e), Some(_)) => assert_eq!(e.code, ErrorCode::NotFound),
             (ServerFrame::Welcome(w), None) => {
                 assert!(w.conversation.is_none(), "a stranger has no conversation");
-                assert_ne!(visitor_token(w), a_visitor, "A's token is not B's visitor");
+                assert_ne!(
+                    frames::visitor_token(w),
+                    a_visitor,
+                    "A's token is not B's visitor"
+                );
             }
             (other, _) => panic!("hello on {site_key} with {conversation_id:?}: {other:?}"),
         }

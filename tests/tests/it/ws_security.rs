@@ -3,34 +3,9 @@
 
 use std::time::Duration;
 
-use nexus_server::store::SiteSettings;
 use nexus_server::ws::identity_hash;
 use nexus_shared::{ClientFrame, ErrorCode, Identity, Role, ServerFrame, Session};
 use nexus_tests::{TestServer, WsClient, agent_login};
-
-async fn server() -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let widget = dir.path().join("widget");
-    std::fs::create_dir_all(&widget).expect("widget dir");
-    let server = TestServer::start_with(&dir.path().join("nexus.db"), &widget).await;
-    (server, dir)
-}
-
-/// Changes the demo site's settings directly in the store.
-async fn configure(server: &TestServer, change: impl FnOnce(&mut SiteSettings)) {
-    let store = server.state.store.as_ref();
-    let site = store
-        .site_by_key("demo")
-        .await
-        .expect("store")
-        .expect("demo site");
-    let mut settings = site.settings.clone();
-    change(&mut settings);
-    store
-        .update_site_settings(site.id, &settings)
-        .await
-        .expect("settings saved");
-}
 
 fn error_code(frame: &ServerFrame) -> Option<ErrorCode> {
     match frame {
@@ -48,7 +23,7 @@ async fn still_works(client: &mut WsClient) {
 
 #[tokio::test]
 async fn connections_over_the_per_ip_cap_are_refused_and_others_keep_working() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = TestServer::scratch().await;
     server.state.connections.set_per_ip(3);
     let mut open = Vec::new();
     for _ in 0..3 {
@@ -84,7 +59,7 @@ async fn connections_over_the_per_ip_cap_are_refused_and_others_keep_working() {
 /// `X-Forwarded-For`), not the proxy's; without the proxy trusted, the header changes nothing.
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_per_ip_cap_counts_each_visitor() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = TestServer::scratch().await;
     server.state.connections.set_per_ip(2);
     let from = |client: &'static str| {
         let url = server.ws_url();
@@ -155,7 +130,7 @@ async fn behind_a_trusted_proxy_the_per_ip_cap_counts_each_visitor() {
 
 #[tokio::test]
 async fn connections_over_the_per_site_cap_are_refused() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = TestServer::scratch().await;
     server.state.connections.set_per_site(2);
     let (mut first, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
     let (_second, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
@@ -167,11 +142,12 @@ async fn connections_over_the_per_site_cap_are_refused() {
 
 #[tokio::test]
 async fn only_allowed_origins_may_open_the_widget() {
-    let (server, _dir) = server().await;
-    configure(&server, |s| {
-        s.allowed_origins = vec!["https://shop.example".into()];
-    })
-    .await;
+    let (server, _dir) = TestServer::scratch().await;
+    server
+        .configure(|s| {
+            s.allowed_origins = vec!["https://shop.example".into()];
+        })
+        .await;
 
     let mut allowed = WsClient::connect_from(&server.ws_url(), "https://shop.example").await;
     let answer = allowed.hello_visitor("demo", None, None).await;
@@ -202,9 +178,11 @@ fn identity(id: &str, hash: Option<String>) -> Identity {
 
 #[tokio::test]
 async fn identity_claims_are_verified_when_the_site_has_a_secret() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = TestServer::scratch().await;
     let secret = "a site secret of some length";
-    configure(&server, |s| s.identity_secret = Some(secret.into())).await;
+    server
+        .configure(|s| s.identity_secret = Some(secret.into()))
+        .await;
     let url = server.ws_url();
 
     // A correct hash: accepted, and the name and email are kept on the visitor.
@@ -276,7 +254,7 @@ async fn identity_claims_are_verified_when_the_site_has_a_secret() {
     assert!(matches!(answer, ServerFrame::Welcome(_)), "{answer:?}");
 
     // ...and refused once the site requires it.
-    configure(&server, |s| s.require_identity = true).await;
+    server.configure(|s| s.require_identity = true).await;
     let mut anonymous = WsClient::connect(&url).await;
     let answer = anonymous.hello_visitor("demo", None, None).await;
     assert_eq!(error_code(&answer), Some(ErrorCode::IdentityInvalid));
@@ -284,11 +262,12 @@ async fn identity_claims_are_verified_when_the_site_has_a_secret() {
 
 #[tokio::test]
 async fn api_responses_carry_security_headers_and_hide_the_identity_secret() {
-    let (server, _dir) = server().await;
-    configure(&server, |s| {
-        s.identity_secret = Some("never shown".into());
-    })
-    .await;
+    let (server, _dir) = TestServer::scratch().await;
+    server
+        .configure(|s| {
+            s.identity_secret = Some("never shown".into());
+        })
+        .await;
     let http = reqwest::Client::new();
     let routes = ["/api/v1/health", "/api/v1/me", "/api/v1/site", "/"];
     for route in routes {

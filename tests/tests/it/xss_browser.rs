@@ -136,18 +136,11 @@ async fn the_xss_corpus_renders_inert_in_the_widget_and_the_console() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     // People only: every visitor message waits for an agent, no AI answers in between.
+    server
+        .configure(|s| s.autonomy = nexus_shared::Autonomy::Off)
+        .await;
     let store = server.state.store.as_ref();
-    let site = store
-        .site_by_key("demo")
-        .await
-        .expect("store")
-        .expect("demo site");
-    let mut settings = site.settings.clone();
-    settings.autonomy = nexus_shared::Autonomy::Off;
-    store
-        .update_site_settings(site.id, &settings)
-        .await
-        .expect("settings");
+    let site = server.site("demo").await;
     let ana_token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
     let (agent, visitor) = tokio::join!(Browser::start(1280, 900), Browser::start(420, 760));
     let payloads = corpus();
