@@ -128,9 +128,7 @@ async fn owner_manages_canned_responses_that_agents_pick_in_the_composer() {
     // A visitor asks for a person; the agent takes over and picks the response with `/`.
     visitor.client.goto(&server.url("/")).await.unwrap();
     visitor.open_widget(WAIT).await;
-    let input = visitor.widget_element("input").await;
-    input.send_keys("I want to talk to a human").await.unwrap();
-    visitor.widget_element("send").await.click().await.unwrap();
+    visitor.send_message("I want to talk to a human").await;
     visitor
         .wait_for(
             "the handoff banner",

@@ -21,9 +21,7 @@ async fn input_value(browser: &Browser) -> String {
 }
 
 async fn visitor_says(visitor: &Browser, text: &str) {
-    let input = visitor.widget_element("input").await;
-    input.send_keys(text).await.unwrap();
-    visitor.widget_element("send").await.click().await.unwrap();
+    visitor.send_message(text).await;
 }
 
 #[tokio::test]

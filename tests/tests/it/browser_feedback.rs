@@ -3,8 +3,9 @@
 
 use nexus_shared::{ClientFrame, Role, ServerFrame};
 use nexus_tests::WAIT;
+use nexus_tests::browser::assert_widget_built;
 use nexus_tests::browser::{Browser, probe, probe_css};
-use nexus_tests::{TestServer, WsClient, agent_login, widget_dir};
+use nexus_tests::{TestServer, WsClient, agent_login};
 
 /// The thumbs of the first AI answer (other rows carry them hidden).
 const UP: &str = "[data-author=\"ai\"] [data-testid=\"feedback-up\"]";
@@ -20,11 +21,7 @@ fn visible(testid: &str, expr: &str) -> String {
 
 #[tokio::test]
 async fn visitor_rates_an_answer_and_the_resolved_conversation() {
-    assert!(
-        widget_dir().join("manifest.json").exists(),
-        "the widget is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
-        widget_dir().display()
-    );
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
@@ -33,9 +30,7 @@ async fn visitor_rates_an_answer_and_the_resolved_conversation() {
 
     browser.client.goto(&server.url("/")).await.unwrap();
     browser.click_launcher(WAIT).await;
-    let input = browser.widget_element("input").await;
-    input.send_keys("how can I cancel my order").await.unwrap();
-    browser.widget_element("send").await.click().await.unwrap();
+    browser.send_message("how can I cancel my order").await;
 
     // Thumbs up on the AI's answer shows as pressed; thumbs down stays unpressed.
     browser

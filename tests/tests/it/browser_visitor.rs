@@ -2,9 +2,10 @@
 //! open the widget, ask how to cancel an order, read the AI's answer, ask for a person, see
 //! that the conversation waits for one.
 
+use nexus_tests::TestServer;
 use nexus_tests::WAIT;
+use nexus_tests::browser::assert_widget_built;
 use nexus_tests::browser::{Browser, probe};
-use nexus_tests::{TestServer, widget_dir};
 
 fn q(testid: &str) -> String {
     probe(testid, "true")
@@ -18,11 +19,7 @@ const MESSAGES: &str = "const r = document.querySelector('#nexus-flow-root');
 
 #[tokio::test]
 async fn visitor_asks_gets_an_ai_answer_then_asks_for_a_person() {
-    assert!(
-        widget_dir().join("manifest.json").exists(),
-        "the widget is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
-        widget_dir().display()
-    );
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let browser = Browser::start(1280, 900).await;
@@ -52,9 +49,7 @@ async fn visitor_asks_gets_an_ai_answer_then_asks_for_a_person() {
     browser.wait_for("the panel", WAIT, &q("panel")).await;
     browser.wait_status("online", WAIT).await;
 
-    let input = browser.widget_element("input").await;
-    input.send_keys("how can I cancel my order").await.unwrap();
-    browser.widget_element("send").await.click().await.unwrap();
+    browser.send_message("how can I cancel my order").await;
 
     let answer = browser
         .wait_for(
@@ -90,9 +85,7 @@ async fn visitor_asks_gets_an_ai_answer_then_asks_for_a_person() {
         "the visitor's own message is shown: {messages}"
     );
 
-    let input = browser.widget_element("input").await;
-    input.send_keys("I want to talk to a human").await.unwrap();
-    browser.widget_element("send").await.click().await.unwrap();
+    browser.send_message("I want to talk to a human").await;
     let banner = browser
         .wait_for(
             "the handoff banner",

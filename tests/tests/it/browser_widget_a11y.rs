@@ -38,9 +38,7 @@ async fn axe_finds_no_serious_violation_in_the_open_widget() {
     let browser = Browser::start(1280, 900).await;
     browser.client.goto(&server.url("/")).await.unwrap();
     browser.click_launcher(WAIT).await;
-    let input = browser.widget_element("input").await;
-    input.send_keys("how can I cancel my order").await.unwrap();
-    browser.widget_element("send").await.click().await.unwrap();
+    browser.send_message("how can I cancel my order").await;
     browser
         .wait_for(
             "an AI answer with its feedback buttons",

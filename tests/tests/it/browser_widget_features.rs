@@ -10,9 +10,7 @@ use nexus_tests::WAIT;
 use nexus_tests::browser::{Browser, HostPage, MESSAGES, assert_widget_built, probe};
 
 async fn send(browser: &Browser, text: &str) {
-    let input = browser.widget_element("input").await;
-    input.send_keys(text).await.unwrap();
-    browser.widget_element("send").await.click().await.unwrap();
+    browser.send_message(text).await;
     browser
         .wait_for(
             "the message to be stored",

@@ -5,9 +5,10 @@
 
 use nexus_shared::{ClientFrame, Role, ServerFrame};
 use nexus_tests::WAIT;
+use nexus_tests::browser::assert_widget_built;
 use nexus_tests::browser::{Browser, probe, probe_css};
 use nexus_tests::frames;
-use nexus_tests::{TestServer, WsClient, agent_login, widget_dir};
+use nexus_tests::{TestServer, WsClient, agent_login};
 
 /// JS: the texts of the timeline's messages by `author` (visitor, ai, agent, system).
 fn texts(author: &str) -> String {
@@ -21,11 +22,7 @@ fn texts(author: &str) -> String {
 
 #[tokio::test]
 async fn visitor_picks_a_choice_sees_the_agent_join_type_reply_and_hand_back() {
-    assert!(
-        widget_dir().join("manifest.json").exists(),
-        "the widget is not built at {}: run `cargo xtask widget` (`cargo xtask test` does)",
-        widget_dir().display()
-    );
+    assert_widget_built();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
     let token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
@@ -33,30 +30,10 @@ async fn visitor_picks_a_choice_sees_the_agent_join_type_reply_and_hand_back() {
     let browser = Browser::start(1280, 900).await;
 
     browser.client.goto(&server.url("/")).await.unwrap();
-    browser
-        .wait_for("the launcher", WAIT, &probe("launcher", "true"))
-        .await;
-    browser
-        .widget_element("launcher")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait_for(
-            "the connection to be online",
-            WAIT,
-            &probe(
-                "connection-status",
-                "e.getAttribute('data-status') === 'online'",
-            ),
-        )
-        .await;
+    browser.click_launcher(WAIT).await;
 
     // A question close to several entries is answered with choices, as buttons.
-    let input = browser.widget_element("input").await;
-    input.send_keys("how do I track my refund").await.unwrap();
-    browser.widget_element("send").await.click().await.unwrap();
+    browser.send_message("how do I track my refund").await;
     let first = browser
         .wait_for(
             "clarify choices",

@@ -3,7 +3,7 @@
 //!
 //! The normal run uses a modest case count. The `#[ignore]`d variant runs 250,000 cases for
 //! each of the four properties, 1,000,000 inputs in all (see RELIABILITY.md):
-//! `cargo test -p nexus-tests --test fuzz -- --ignored --nocapture`.
+//! `cargo test -p nexus-tests --test it -- --ignored --nocapture fuzz::`.
 //! `PROPTEST_CASES=N` overrides the normal run's count.
 
 use nexus_shared::{

@@ -3,7 +3,7 @@
 //! system message. The same with the review-mode path: an agent approving an AI draft while
 //! another agent takes the conversation over.
 //!
-//! `cargo test -p nexus-tests --test no_talk_over -- --nocapture` prints the figures.
+//! `cargo test -p nexus-tests --test it -- --nocapture no_talk_over::` prints the figures.
 
 use nexus_server::store::{Store, User};
 use nexus_server::{AppState, agent, chat};
