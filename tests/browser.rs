@@ -3,14 +3,16 @@
 //! Missing browser bits are a failure with instructions, never a silent skip: `cargo xtask
 //! test` (and `.ci/run`) install them first.
 
-use std::net::TcpListener;
+use std::cell::RefCell;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// JS that finds the widget element with `data-testid` = `testid` inside the widget's shadow
 /// root as `e` and returns `expr` (or null while there is no such element).
@@ -32,6 +34,42 @@ pub struct Browser {
     pub client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
+    _slot: Arc<SemaphorePermit<'static>>,
+}
+
+/// How many tests drive Chromium at the same time. All browser tests share one test binary
+/// (and its test threads) with the rest of the suite, so this bounds the Chromium processes
+/// alive at once however many threads the harness runs: a headless Chromium and its
+/// chromedriver take hundreds of MB and most of a core while they start.
+pub const BROWSER_TESTS_AT_ONCE: usize = 2;
+
+static SLOTS: Semaphore = Semaphore::const_new(BROWSER_TESTS_AT_ONCE);
+
+thread_local! {
+    /// The slot of the test running on this thread, while one of its browsers is open: a test
+    /// holds one slot for all its browsers (the visitor's and the agent's), so it never waits
+    /// for a slot it holds itself. Every test runs on a thread of its own, and the browser
+    /// tests start their browsers from the test's body, on that thread.
+    static SLOT: RefCell<Weak<SemaphorePermit<'static>>> = const { RefCell::new(Weak::new()) };
+}
+
+/// This test's browser slot: the one it holds, or a new one once another test gives its up.
+async fn slot() -> Arc<SemaphorePermit<'static>> {
+    if let Some(held) = SLOT.with(|s| s.borrow().upgrade()) {
+        return held;
+    }
+    let permit = SLOTS
+        .acquire()
+        .await
+        .expect("the browser slots are never closed");
+    // Browsers started together (`tokio::join!`) may both have waited for a slot: the first
+    // to get one keeps it for both.
+    if let Some(held) = SLOT.with(|s| s.borrow().upgrade()) {
+        return held;
+    }
+    let held = Arc::new(permit);
+    SLOT.with(|s| *s.borrow_mut() = Arc::downgrade(&held));
+    held
 }
 
 fn find(candidates: &[&str], env: &str) -> Option<PathBuf> {
@@ -41,16 +79,10 @@ fn find(candidates: &[&str], env: &str) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile, `width`×`height`.
     pub async fn start(width: u32, height: u32) -> Self {
+        let slot = slot().await;
         let driver_path = find(
             &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
             "CHROMEDRIVER",
@@ -67,7 +99,7 @@ impl Browser {
         // chromedriver and the Chromium it starts share a process group of their own, so that
         // dropping the browser (also when a test panics) kills them all, not only the driver.
         let spawn = || {
-            let port = free_port();
+            let port = crate::free_port();
             let driver = Command::new(&driver_path)
                 .arg(format!("--port={port}"))
                 .arg("--allowed-ips=127.0.0.1")
@@ -125,6 +157,7 @@ impl Browser {
                         client,
                         driver,
                         _profile: profile,
+                        _slot: slot,
                     };
                 }
                 Err(e) => {
@@ -445,11 +478,9 @@ impl Browser {
     }
 }
 
-/// The password every console test account gets.
-pub const PASSWORD: &str = "a long test password";
-
-/// How long the console tests wait for what a user would see.
-pub const WAIT: Duration = Duration::from_secs(30);
+/// The password every console test account gets, and how long the browser tests wait for
+/// what a user would see.
+pub use crate::{PASSWORD, WAIT};
 
 /// JS returning `expr` for the page's first element matching `css` (as `e`) when it is
 /// visible, or null (the agent console lives in the page, not in a shadow root).

@@ -1,24 +1,23 @@
 //! Test harness for Nexus Flow's cross-crate tests: a real server on 127.0.0.1:0 over a real
-//! SQLite file, a WebSocket client speaking the shared protocol, and a headless Chromium
-//! driven over WebDriver.
+//! SQLite file (or a PostgreSQL schema), a fake LLM backend, and a headless Chromium driven
+//! over WebDriver. The WebSocket client, frame builders, REST login, PostgreSQL schemas and
+//! the common waits come from `nexus-test-support` and are re-exported here.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use nexus_server::{Config, build_state, serve};
-use nexus_shared::{Auth, ClientFrame, Hello, PROTOCOL_VERSION, ServerFrame};
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod browser;
-pub mod http;
 pub mod llm;
-pub mod pg;
+
+// What the server's own integration tests use too lives in the test-support crate.
+pub use nexus_test_support::{
+    DEMO_SITE, FRAME_TIMEOUT, PASSWORD, WAIT, WsClient, frames, free_port, http, login, pg,
+};
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
@@ -50,6 +49,16 @@ impl TestServer {
 
     pub async fn start_with(db: &Path, widget_dir: &Path) -> Self {
         Self::start_url(&format!("sqlite://{}", db.display()), widget_dir).await
+    }
+
+    /// A server on a fresh SQLite file in a temp dir of its own (dropped with it), serving an
+    /// empty widget directory: for the tests that speak only HTTP and WebSocket.
+    pub async fn scratch() -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let widget = dir.path().join("widget");
+        std::fs::create_dir_all(&widget).expect("widget dir");
+        let server = Self::start_with(&dir.path().join("nexus.db"), &widget).await;
+        (server, dir)
     }
 
     /// Starts a server on the database at `database_url` (`sqlite://…` or `postgres://…`).
@@ -120,6 +129,53 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// The site `key`, read from the store; panics if there is none.
+    pub async fn site(&self, key: &str) -> nexus_server::model::Site {
+        self.state
+            .store
+            .site_by_key(key)
+            .await
+            .expect("store")
+            .unwrap_or_else(|| panic!("no site {key}"))
+    }
+
+    /// Creates `site` in the store with these knowledge-base entries and loads them into the
+    /// engine, as a new customer's site.
+    pub async fn add_site(
+        &self,
+        site: &nexus_server::model::Site,
+        entries: &[nexus_engine::KbEntry],
+    ) {
+        let store = self.state.store.as_ref();
+        store.create_site(site).await.expect("site created");
+        for entry in entries {
+            store
+                .upsert_kb_entry(site.id, entry)
+                .await
+                .expect("entry stored");
+        }
+        let entries = store.kb_entries(site.id).await.expect("entries");
+        self.state.engine.load_site(site.id, entries);
+    }
+
+    /// Changes the demo site's settings directly in the store.
+    pub async fn configure(&self, change: impl FnOnce(&mut nexus_server::model::SiteSettings)) {
+        let site = self.site(DEMO_SITE).await;
+        let mut settings = site.settings.clone();
+        change(&mut settings);
+        self.state
+            .store
+            .update_site_settings(site.id, &settings)
+            .await
+            .expect("settings saved");
+    }
+
+    /// Logs an existing account (password [`PASSWORD`]) in over the REST API; returns the
+    /// session token.
+    pub async fn login(&self, site_key: &str, email: &str) -> String {
+        login(&self.url(""), site_key, email).await
+    }
+
     /// Graceful shutdown; waits until the server has stopped.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -139,206 +195,6 @@ impl Drop for TestServer {
     }
 }
 
-/// A protocol client over a real WebSocket.
-pub struct WsClient {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-/// How long a test waits for an expected frame.
-pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl WsClient {
-    pub async fn connect(url: &str) -> Self {
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects");
-        Self { socket }
-    }
-
-    /// Connects with an `Origin` header, as a browser on that origin would.
-    pub async fn connect_from(url: &str, origin: &str) -> Self {
-        Self::connect_with(url, &[("origin", origin)]).await
-    }
-
-    /// Connects with these request headers (an `X-Forwarded-For` a proxy would add, say).
-    pub async fn connect_with(url: &str, headers: &[(&'static str, &str)]) -> Self {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = url.into_client_request().expect("a websocket URL");
-        for (name, value) in headers {
-            request
-                .headers_mut()
-                .append(*name, value.parse().expect("a header value"));
-        }
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("websocket connects");
-        Self { socket }
-    }
-
-    /// Says hello as a visitor with these details; returns the server's answer (`welcome` or
-    /// an error).
-    pub async fn hello_visitor(
-        &mut self,
-        site_key: &str,
-        token: Option<String>,
-        identity: Option<nexus_shared::Identity>,
-    ) -> ServerFrame {
-        self.send(&ClientFrame::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            auth: Auth::Visitor {
-                site_key: site_key.into(),
-                visitor_token: token,
-                conversation_id: None,
-                identity,
-                page_url: None,
-                locale: None,
-            },
-        }))
-        .await;
-        self.recv().await
-    }
-
-    /// Connects and says hello as a visitor of `site_key`; returns the client and `welcome`.
-    pub async fn visitor(
-        url: &str,
-        site_key: &str,
-        token: Option<String>,
-    ) -> (Self, nexus_shared::Welcome) {
-        let mut client = Self::connect(url).await;
-        client
-            .send(&ClientFrame::Hello(Hello {
-                protocol_version: PROTOCOL_VERSION,
-                auth: Auth::Visitor {
-                    site_key: site_key.into(),
-                    visitor_token: token,
-                    conversation_id: None,
-                    identity: None,
-                    page_url: Some("http://127.0.0.1/test".into()),
-                    locale: Some("en".into()),
-                },
-            }))
-            .await;
-        match client.recv().await {
-            ServerFrame::Welcome(welcome) => (client, welcome),
-            other => panic!("expected welcome, got {other:?}"),
-        }
-    }
-
-    /// Connects and says hello as an agent with a session token.
-    pub async fn agent(url: &str, session_token: &str) -> (Self, nexus_shared::Welcome) {
-        let mut client = Self::connect(url).await;
-        client
-            .send(&ClientFrame::Hello(Hello {
-                protocol_version: PROTOCOL_VERSION,
-                auth: Auth::Agent {
-                    session_token: session_token.into(),
-                },
-            }))
-            .await;
-        match client.recv().await {
-            ServerFrame::Welcome(welcome) => (client, welcome),
-            other => panic!("expected welcome, got {other:?}"),
-        }
-    }
-
-    pub async fn send(&mut self, frame: &ClientFrame) {
-        let json = serde_json::to_string(frame).expect("frame encodes");
-        self.send_raw(json).await;
-    }
-
-    pub async fn send_raw(&mut self, text: impl Into<String>) {
-        self.socket
-            .send(WsMessage::Text(text.into().into()))
-            .await
-            .expect("websocket send");
-    }
-
-    /// The next protocol frame (pings are skipped); panics after [`FRAME_TIMEOUT`].
-    pub async fn recv(&mut self) -> ServerFrame {
-        self.try_recv(FRAME_TIMEOUT)
-            .await
-            .expect("a frame arrives in time")
-    }
-
-    /// The next protocol frame, or `None` if none arrives within `wait` or the socket closes.
-    pub async fn try_recv(&mut self, wait: Duration) -> Option<ServerFrame> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let next = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .ok()??;
-            match next {
-                Ok(WsMessage::Text(text)) => {
-                    return Some(serde_json::from_str(text.as_str()).unwrap_or_else(|e| {
-                        panic!("server sent an undecodable frame {text}: {e}")
-                    }));
-                }
-                Ok(WsMessage::Close(_)) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// Receives frames until `pick` returns `Some`, returning it and the frames skipped.
-    pub async fn recv_until<T>(
-        &mut self,
-        mut pick: impl FnMut(&ServerFrame) -> Option<T>,
-    ) -> (T, Vec<ServerFrame>) {
-        let mut skipped = Vec::new();
-        loop {
-            let frame = self.recv().await;
-            if let Some(found) = pick(&frame) {
-                return (found, skipped);
-            }
-            skipped.push(frame);
-        }
-    }
-
-    /// Receives frames until the conversation's state becomes `state`.
-    pub async fn recv_state(&mut self, state: nexus_shared::ConversationState) {
-        self.recv_until(|f| match f {
-            ServerFrame::State { state: s, .. } if *s == state => Some(()),
-            _ => None,
-        })
-        .await;
-    }
-
-    /// Waits for the next `ack` and returns its conversation id; an `error` first is a
-    /// test failure.
-    pub async fn recv_ack(&mut self) -> uuid::Uuid {
-        self.recv_until(|f| match f {
-            ServerFrame::Ack {
-                conversation_id, ..
-            } => Some(*conversation_id),
-            ServerFrame::Error(e) => panic!("expected an ack, got {e:?}"),
-            _ => None,
-        })
-        .await
-        .0
-    }
-
-    /// Waits for the next `error` frame and returns its code.
-    pub async fn recv_error(&mut self) -> nexus_shared::ErrorCode {
-        self.recv_until(|f| match f {
-            ServerFrame::Error(e) => Some(e.code),
-            _ => None,
-        })
-        .await
-        .0
-    }
-
-    /// Sends a ping and waits for the pong: every frame sent before is handled.
-    pub async fn sync(&mut self) {
-        self.send(&ClientFrame::Ping).await;
-        self.recv_until(|f| matches!(f, ServerFrame::Pong).then_some(()))
-            .await;
-    }
-
-    pub async fn close(mut self) {
-        let _ = self.socket.close(None).await;
-    }
-}
-
 /// Creates an account on `site_key` and logs it in over the REST API; returns the session
 /// token.
 pub async fn agent_login(
@@ -348,31 +204,10 @@ pub async fn agent_login(
     role: nexus_shared::Role,
 ) -> String {
     let store = server.state.store.as_ref();
-    let site = store
-        .site_by_key(site_key)
-        .await
-        .expect("store")
-        .expect("site exists");
+    let site = server.site(site_key).await;
     let name = email.split('@').next().unwrap_or("Agent");
-    nexus_server::access::accounts::add_user(
-        store,
-        site.id,
-        email,
-        name,
-        role,
-        "a long test password",
-    )
-    .await
-    .expect("account created");
-    let response = reqwest::Client::new()
-        .post(server.url("/api/v1/auth/login"))
-        .json(&serde_json::json!({
-            "site_key": site_key, "email": email, "password": "a long test password"
-        }))
-        .send()
+    nexus_server::access::accounts::add_user(store, site.id, email, name, role, PASSWORD)
         .await
-        .expect("login request");
-    assert_eq!(response.status(), 200, "login succeeds");
-    let body: serde_json::Value = response.json().await.expect("login body");
-    body["token"].as_str().expect("token").to_owned()
+        .expect("account created");
+    server.login(site_key, email).await
 }

@@ -35,7 +35,7 @@ pub(crate) fn run(ws: &Workspace, want: Want) -> Result<()> {
     Ok(())
 }
 
-/// `target/tools/node_modules/axe-core/axe.min.js`, for tests/tests/browser_widget_a11y.rs.
+/// `target/tools/node_modules/axe-core/axe.min.js`, for tests/tests/it/browser_widget_a11y.rs.
 fn axe_core(ws: &Workspace) -> Result<()> {
     let file = ws
         .tools_dir()

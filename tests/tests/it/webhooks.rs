@@ -1,0 +1,233 @@
+//! Webhooks through the real server: escalated, agent_joined and resolved reach a receiver the
+//! test runs on 127.0.0.1, signed with HMAC-SHA256 of the body; a failed delivery is retried.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use nexus_shared::{Author, ClientFrame, ConversationState, Role, ServerFrame};
+use nexus_tests::frames;
+use nexus_tests::http::{authed, get_json};
+use nexus_tests::{TestServer, WsClient, agent_login};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+const SECRET: &str = "whsec-test-4f1d";
+
+/// One request the receiver got: when, its headers and body, and what it answered.
+struct Received {
+    at: Instant,
+    headers: HeaderMap,
+    body: Bytes,
+    answered: StatusCode,
+}
+
+/// Starts a receiver that fails the first request with 500 and accepts the rest.
+async fn receiver() -> (String, mpsc::UnboundedReceiver<Received>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let count = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            let count = count.clone();
+            async move {
+                let answered = if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                };
+                let _ = tx.send(Received {
+                    at: Instant::now(),
+                    headers,
+                    body,
+                    answered,
+                });
+                answered
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}/hook"), rx)
+}
+
+fn verify(received: &Received) -> Value {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&received.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let header = received.headers["x-nexus-signature"].to_str().unwrap();
+    assert_eq!(header, expected, "the signature verifies");
+    let timestamp: i64 = received.headers["x-nexus-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = serde_json::from_slice(&received.body).unwrap();
+    assert_eq!(
+        body["at"], timestamp,
+        "the timestamp header is the event's time"
+    );
+    assert_eq!(
+        received.headers["x-nexus-event"],
+        body["event"].as_str().unwrap()
+    );
+    body
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("a webhook request arrives")
+        .expect("receiver runs")
+}
+
+#[tokio::test]
+async fn signed_webhooks_for_escalation_join_and_resolve_with_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
+    let agent_token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
+    let (url, mut rx) = receiver().await;
+    let http = reqwest::Client::new();
+
+    let r = authed(
+        &http,
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &owner,
+        Some(&json!({"webhooks": [{"url": "ftp://nope", "secret": "x"}]})),
+    )
+    .await;
+    assert_eq!(r.status(), 400, "only http(s) URLs");
+    let r = authed(
+        &http,
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &agent_token,
+        Some(&json!({"webhooks": [{"url": url, "secret": SECRET}]})),
+    )
+    .await;
+    assert_eq!(r.status(), 403, "agents cannot set webhooks");
+    let r = authed(&http, Method::PATCH, server.url("/api/v1/site"), &owner, Some(&json!({"webhooks": [{"url": url, "secret": SECRET, "events": ["escalated", "agent_joined", "resolved"]}]}))).await;
+    assert_eq!(r.status(), 200);
+    let site: Value = get_json(&http, server.url("/api/v1/site"), &owner).await;
+    let hooks = site["settings"]["webhooks"].clone();
+    assert_eq!(hooks[0]["secret"], "***", "the secret is not shown");
+    assert!(!site.to_string().contains(SECRET));
+    // Sending the redacted list back keeps the secret (the signatures below verify with it).
+    let r = authed(
+        &http,
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &owner,
+        Some(&json!({"webhooks": hooks, "greeting": "Hello!"})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    // Escalation.
+    let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    visitor
+        .send(&frames::send(
+            None,
+            "q1",
+            "Can someone help me with my order?",
+        ))
+        .await;
+    let conversation = visitor.recv_ack().await;
+    visitor
+        .send(&ClientFrame::RequestHuman {
+            conversation_id: conversation,
+        })
+        .await;
+    visitor.recv_state(ConversationState::Waiting).await;
+    let first = next(&mut rx).await;
+    assert_eq!(first.answered, 500, "the receiver fails the first attempt");
+    let retry = next(&mut rx).await;
+    assert_eq!(retry.answered, 200);
+    assert_eq!(retry.body, first.body, "the retry sends the same event");
+    assert_eq!(retry.headers["x-nexus-attempt"], "2");
+    println!("webhook retry after {:?}", retry.at - first.at);
+    let body = verify(&retry);
+    assert_eq!(body["event"], "escalated");
+    assert_eq!(body["conversation_id"], conversation.to_string());
+    assert!(body["reason"]["reason"].is_string(), "{body}");
+
+    // An agent joins, then resolves.
+    let (mut agent, _) = WsClient::agent(&server.ws_url(), &agent_token).await;
+    agent
+        .send(&ClientFrame::TakeOver {
+            conversation_id: conversation,
+        })
+        .await;
+    let joined = verify(&next(&mut rx).await);
+    assert_eq!(joined["event"], "agent_joined");
+    assert_eq!(joined["agent"]["name"], "ana");
+    // The visitor sees who joined.
+    let (name, _) = visitor
+        .recv_until(|f| match f {
+            ServerFrame::Message(m) if m.author == Author::System && m.body.contains("joined") => {
+                Some(m.body.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(name, "ana joined the conversation.");
+    agent
+        .send(&ClientFrame::Resolve {
+            conversation_id: conversation,
+            teach: None,
+        })
+        .await;
+    let resolved = verify(&next(&mut rx).await);
+    assert_eq!(resolved["event"], "resolved");
+    assert_eq!(resolved["conversation_id"], conversation.to_string());
+}
+
+#[tokio::test]
+async fn a_dead_receiver_never_blocks_the_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
+    // A port nobody listens on: every attempt fails at once.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let r = authed(
+        &reqwest::Client::new(),
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &owner,
+        Some(&json!({"webhooks": [{"url": format!("http://{closed}/hook"), "secret": SECRET}]})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    for i in 0..5 {
+        let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+        visitor
+            .send(&frames::send(
+                None,
+                format!("q{i}"),
+                "I need a person please",
+            ))
+            .await;
+        let conversation = visitor.recv_ack().await;
+        visitor
+            .send(&ClientFrame::RequestHuman {
+                conversation_id: conversation,
+            })
+            .await;
+        // Waiting arrives (from the policy or the request) while deliveries keep failing.
+        visitor.recv_state(ConversationState::Waiting).await;
+    }
+}
