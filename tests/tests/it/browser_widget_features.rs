@@ -400,6 +400,18 @@ async fn a_streamed_answer_grows_as_text_and_typing_off_clears_it() {
     browser.client.goto(&page.url).await.unwrap();
     browser.click_launcher(WAIT).await;
     send(&browser, "Where is my parcel?").await;
+    // The AI's own reply comes first: its message ends any stream, so the frames below are
+    // published only once it is shown (otherwise it may land after them and clear them).
+    browser
+        .wait_for(
+            "the AI's reply",
+            WAIT,
+            &format!(
+                "const all = (function() {{ {MESSAGES} }})();
+                 return all.some(m => m[0] === 'ai');"
+            ),
+        )
+        .await;
     let store = server.state.store.clone();
     let site = store.site_by_key("demo").await.unwrap().unwrap();
     let visitor = store
