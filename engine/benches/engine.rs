@@ -53,6 +53,7 @@ fn site_model() -> SiteModel {
     }
     let entries = (0..ENTRIES)
         .map(|i| KbEntry {
+            url: None,
             id: format!("intent_{i}"),
             title: format!("Intent {i}"),
             answer: format!("Answer {i}"),

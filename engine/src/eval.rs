@@ -141,6 +141,7 @@ pub fn knowledge_base(items: &[Labelled]) -> (Vec<KbEntry>, Vec<String>) {
             Some(intent) => {
                 let i = *index.entry(intent.clone()).or_insert_with(|| {
                     entries.push(KbEntry {
+                        url: None,
                         id: intent.clone(),
                         title: intent.clone(),
                         answer: intent.clone(),

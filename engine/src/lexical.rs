@@ -196,6 +196,7 @@ impl LexicalEngine {
             source: Source {
                 entry_id: entry.id.clone(),
                 title: entry.title.clone(),
+                url: entry.url.clone(),
             },
             confidence,
         }
@@ -1113,6 +1114,7 @@ mod tests {
         engine.load_site(
             site,
             vec![KbEntry {
+                url: None,
                 id: "opening_hours".into(),
                 title: "Opening hours".into(),
                 answer: "We are open 9 to 5.".into(),

@@ -40,6 +40,10 @@ pub struct KbEntry {
     /// `complaint` → sensitive/complaint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalate: Option<HandoffReason>,
+    /// Where the visitor can read the whole source (the page an article passage comes from);
+    /// shown with the answer as its link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// What the engine decided about one question.

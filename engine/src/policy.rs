@@ -803,6 +803,7 @@ mod tests {
             sources: vec![Source {
                 entry_id: "e".into(),
                 title: "E".into(),
+                url: None,
             }],
             confidence: Some(0.9),
             ..message(seq, Author::Ai, body)
@@ -831,6 +832,7 @@ mod tests {
             source: Source {
                 entry_id: "a".into(),
                 title: "A".into(),
+                url: None,
             },
             confidence,
         }

@@ -286,6 +286,7 @@ impl SemanticEngine {
                 source: Source {
                     entry_id: entry.id.clone(),
                     title: entry.title.clone(),
+                    url: entry.url.clone(),
                 },
                 confidence,
             };
@@ -569,6 +570,7 @@ mod tests {
 
     fn entry(id: &str, escalate: Option<HandoffReason>) -> KbEntry {
         KbEntry {
+            url: None,
             id: id.into(),
             title: format!("Title {id}"),
             answer: format!("Answer {id}"),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// Each room and its rank: a room may import only rooms of a lower rank.
 const ROOMS: &[(&str, u8)] = &[
     ("model", 0),
+    ("egress", 0),
     ("store", 1),
     ("live", 2),
     ("access", 2),

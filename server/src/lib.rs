@@ -17,6 +17,7 @@ pub mod access;
 mod architecture;
 pub mod conversation;
 pub mod demo;
+pub mod egress;
 pub mod http;
 pub mod live;
 pub mod model;

@@ -87,6 +87,9 @@ impl HandoffReason {
 pub struct Source {
     pub entry_id: String,
     pub title: String,
+    /// Where the visitor can read the whole source (an article's page), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// One option of a clarifying question.

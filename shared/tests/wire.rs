@@ -235,6 +235,7 @@ fn ai_answer_with_source_and_confidence() {
             sources: vec![Source {
                 entry_id: "cancel_order".into(),
                 title: "Cancel an order".into(),
+                url: None,
             }],
             confidence: Some(0.5),
             choices: vec![],
@@ -696,6 +697,7 @@ fn msg(author: Author) -> Message {
         sources: vec![Source {
             entry_id: "cancel_order".into(),
             title: "Cancel an order".into(),
+            url: None,
         }],
         confidence: Some(0.5),
         choices: vec![Choice {
@@ -951,6 +953,7 @@ fn light_reads_every_frame_an_agent_gets() {
         sources: vec![Source {
             entry_id: "cancel_order".into(),
             title: "Cancel".into(),
+            url: None,
         }],
         confidence: Some(0.5),
         created_at: 9,
@@ -1224,7 +1227,12 @@ fn transition() -> impl Strategy<Value = Transition> {
 }
 
 fn message() -> impl Strategy<Value = Message> {
-    let source = (text(), text()).prop_map(|(entry_id, title)| Source { entry_id, title });
+    let source =
+        (text(), text(), proptest::option::of(text())).prop_map(|(entry_id, title, url)| Source {
+            entry_id,
+            title,
+            url,
+        });
     let choice = (text(), text()).prop_map(|(id, label)| Choice { id, label });
     let event = (state(), state(), transition()).prop_map(|(from, to, cause)| StateChange {
         from,

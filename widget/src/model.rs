@@ -713,6 +713,7 @@ mod tests {
         m.sources = vec![Source {
             entry_id: "returns".into(),
             title: "Returns policy".into(),
+            url: None,
         }];
         chat.apply(ServerFrame::Message(m));
         assert_eq!(chat.entries[0].source.as_deref(), Some("Returns policy"));

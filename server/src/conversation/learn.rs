@@ -97,6 +97,7 @@ pub async fn apply(
             entry
         }
         None => KbEntry {
+            url: None,
             id: format!("learned-{}", &Uuid::new_v4().simple().to_string()[..12]),
             title: question.chars().take(60).collect(),
             answer,

@@ -104,6 +104,7 @@ pub async fn build(
                         Source {
                             entry_id: e.id,
                             title: e.title,
+                            url: e.url,
                         },
                     )
                 }),

@@ -328,6 +328,7 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
                     source: Source {
                         entry_id: entry.id,
                         title: entry.title,
+                        url: entry.url,
                     },
                     body: entry.answer,
                     confidence,
@@ -703,6 +704,7 @@ pub async fn visitor_choose(
                 let source = Source {
                     entry_id: entry.id,
                     title: entry.title,
+                    url: entry.url,
                 };
                 let _ = ai_post(
                     state,

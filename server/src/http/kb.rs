@@ -72,6 +72,7 @@ fn validated(id: String, input: EntryInput) -> Result<KbEntry, AppError> {
         .map(|q| validate_body(q).map(str::to_owned))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(KbEntry {
+        url: None,
         id,
         title: title.to_owned(),
         answer,
@@ -154,6 +155,7 @@ async fn replace(
     owner_only(&user)?;
     let existing = find(&state, &user, &id).await?;
     let entry = KbEntry {
+        url: None,
         escalate: existing.escalate,
         ..validated(id, input)?
     };

@@ -391,6 +391,7 @@ pub fn plan(existing: &[KbEntry], items: Vec<Item>) -> (Vec<KbEntry>, usize, Vec
                     Some(existing) => (existing, false),
                     None => (
                         KbEntry {
+                            url: None,
                             id: id.clone().unwrap_or_else(new_id),
                             title: String::new(),
                             answer: String::new(),
@@ -428,6 +429,7 @@ pub fn plan(existing: &[KbEntry], items: Vec<Item>) -> (Vec<KbEntry>, usize, Vec
                     (None, Some(answer)) => touched.push((
                         line,
                         KbEntry {
+                            url: None,
                             id: intent.clone(),
                             title: intent.replace('_', " "),
                             answer: answer.trim().to_owned(),
@@ -527,6 +529,7 @@ mod tests {
 
     fn entry(id: &str, title: &str, examples: &[&str]) -> KbEntry {
         KbEntry {
+            url: None,
             id: id.into(),
             title: title.into(),
             answer: "An answer.".into(),

@@ -221,6 +221,7 @@ pub(crate) fn message_from_row(row: &impl Columns) -> StoreResult<Message> {
 
 fn kb_from_row(row: &impl Columns) -> StoreResult<KbEntry> {
     Ok(KbEntry {
+        url: None,
         id: row.text("id")?,
         title: row.text("title")?,
         answer: row.text("answer")?,

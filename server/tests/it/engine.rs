@@ -133,6 +133,7 @@ async fn with_the_model_demo_questions_are_answered_and_kb_changes_apply_at_once
     let mut entries = state.store.kb_entries(site).await.expect("kb");
     assert!(!entries.iter().any(|e| e.id == "gift_wrapping"));
     entries.push(KbEntry {
+        url: None,
         id: "gift_wrapping".into(),
         title: "Gift wrapping".into(),
         answer: "Yes: tick \"gift wrap\" at checkout.".into(),

@@ -232,6 +232,7 @@ fn sources<J: Json>(v: &J) -> Option<Vec<Source>> {
         Some(Source {
             entry_id: string(s, "entry_id")?,
             title: string(s, "title")?,
+            url: string(s, "url"),
         })
     })
 }

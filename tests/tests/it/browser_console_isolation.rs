@@ -38,6 +38,7 @@ async fn make_site_b(server: &TestServer) -> Site {
         created_at: now_ms(),
     };
     let entry = KbEntry {
+        url: None,
         id: "site-b-refunds".into(),
         title: format!("{B} refunds"),
         answer: format!("{B}: refunds take 14 days, paid by xylophone transfer."),

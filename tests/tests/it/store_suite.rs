@@ -59,6 +59,7 @@ fn transition(transition: Transition) -> Op {
 
 fn kb(id: &str, answer: &str) -> KbEntry {
     KbEntry {
+        url: None,
         id: id.into(),
         title: format!("Title {id}"),
         answer: answer.into(),

@@ -134,6 +134,7 @@ async fn make_site(server: &TestServer, key: &str, autonomy: Autonomy) -> Site {
         created_at: now_ms(),
     };
     let entry = KbEntry {
+        url: None,
         id: format!("{key}-refunds"),
         title: format!("{key} refunds MARK-{key}"),
         answer: format!("Refunds for {key} take 14 days. MARK-{key}"),

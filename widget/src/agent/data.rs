@@ -119,6 +119,7 @@ pub fn handoff_summary<J: Json>(v: &J) -> Option<HandoffSummary> {
             Some(Source {
                 entry_id: string(&s, "entry_id")?,
                 title: string(&s, "title")?,
+                url: string(&s, "url"),
             })
         }),
     })
