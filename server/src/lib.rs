@@ -49,6 +49,8 @@ pub struct AppState {
     pub webhooks: Arc<conversation::webhooks::Dispatcher>,
     /// Conversation lines for the agents' inbox, throttled (see [`conversation::effects::InboxFeed`]).
     pub inbox: Arc<conversation::effects::InboxFeed>,
+    /// Where outgoing requests (webhooks) may go (`--egress-allow`, see [`egress`]).
+    pub egress: egress::Egress,
 }
 
 /// Server configuration (defaults, then `NEXUS_FLOW_*` variables, then flags).
@@ -60,6 +62,8 @@ pub struct Config {
     /// Directory of the embedding model (`None`: the cache `cargo xtask setup` fills). When
     /// the model cannot be loaded, the lexical engine serves.
     pub model_dir: Option<PathBuf>,
+    /// Where webhooks may post: the public internet plus the networks of `--egress-allow`.
+    pub egress: egress::Egress,
 }
 
 /// Opens the store, creates the demo site on first start, loads every site's knowledge base
@@ -106,8 +110,10 @@ pub async fn build_state(
         llm: None,
         webhooks: Arc::new(conversation::webhooks::Dispatcher::start(
             std::time::Duration::from_secs(1),
+            config.egress.clone(),
         )),
         inbox: Arc::default(),
+        egress: config.egress.clone(),
     })
 }
 

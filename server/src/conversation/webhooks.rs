@@ -18,6 +18,7 @@ use sha2::Sha256;
 use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
+use crate::egress::Egress;
 use crate::model::{Committed, SiteSettings};
 
 /// Attempts per delivery (the first and four retries).
@@ -102,9 +103,11 @@ impl std::fmt::Debug for Dispatcher {
 impl Dispatcher {
     /// Starts the worker (needs a Tokio runtime). `first_backoff` is the wait before the
     /// first retry; each later wait doubles.
-    pub fn start(first_backoff: Duration) -> Self {
+    /// Every delivery goes through `egress`: a URL whose address is internal is refused
+    /// before any connection, and names are resolved by the guard on every connection.
+    pub fn start(first_backoff: Duration, egress: Egress) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(worker(rx, first_backoff));
+        tokio::spawn(worker(rx, first_backoff, egress));
         Self { tx }
     }
 
@@ -131,12 +134,8 @@ impl Dispatcher {
     }
 }
 
-async fn worker(mut rx: mpsc::Receiver<Delivery>, first_backoff: Duration) {
-    let client = match reqwest::Client::builder()
-        .timeout(ATTEMPT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
+async fn worker(mut rx: mpsc::Receiver<Delivery>, first_backoff: Duration, egress: Egress) {
+    let client = match egress.client(ATTEMPT_TIMEOUT, 0) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook HTTP client; webhooks are off");
@@ -149,7 +148,13 @@ async fn worker(mut rx: mpsc::Receiver<Delivery>, first_backoff: Duration) {
             return;
         };
         let client = client.clone();
+        let egress = egress.clone();
         tokio::spawn(async move {
+            if let Err(refused) = egress.check_url(&delivery.url) {
+                tracing::warn!(event = %delivery.event, error = %refused, "webhook refused: not a public address");
+                drop(permit);
+                return;
+            }
             deliver(&client, &delivery, first_backoff).await;
             drop(permit);
         });

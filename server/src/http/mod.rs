@@ -224,20 +224,30 @@ async fn update_site_settings(
     }
     let settings: SiteSettings = serde_json::from_value(serde_json::Value::Object(merged))
         .map_err(|e| AppError::new(ErrorCode::Validation, format!("Invalid settings: {e}")))?;
-    let settings = checked_settings(settings, &site.settings)?;
+    let settings = checked_settings(settings, &site.settings, &state.egress)?;
     state.store.update_site_settings(site.id, &settings).await?;
     Ok(ApiJson(settings.redacted()))
 }
 
 /// Checks the business-hours and webhook settings of a settings change, keeping the stored
-/// webhook secrets where `***` was sent back.
+/// webhook secrets where `***` was sent back. A webhook URL whose host is an internal address
+/// literal is refused here; a host name is checked by `egress` on every delivery.
 pub fn checked_settings(
     mut new: SiteSettings,
     old: &SiteSettings,
+    egress: &crate::egress::Egress,
 ) -> Result<SiteSettings, AppError> {
     let invalid = |m: String| AppError::new(nexus_shared::ErrorCode::Validation, m);
     keep_secrets(&mut new.webhooks, &old.webhooks);
     validate(&new.webhooks).map_err(invalid)?;
+    for hook in &new.webhooks {
+        egress.check_url(hook.url.trim()).map_err(|refused| {
+            invalid(format!(
+                "Webhook URL {:?} is refused: {refused}. Webhooks may only reach public addresses.",
+                hook.url.trim()
+            ))
+        })?;
+    }
     if let Some(hours) = &new.business_hours {
         hours.validate().map_err(invalid)?;
     }

@@ -1,5 +1,7 @@
 //! Webhooks through the real server: escalated, agent_joined and resolved reach a receiver the
-//! test runs on 127.0.0.1, signed with HMAC-SHA256 of the body; a failed delivery is retried.
+//! test runs on 127.0.0.1 (let through with `--egress-allow`), signed with HMAC-SHA256 of the
+//! body; a failed delivery is retried. Without the allow list no webhook reaches loopback, in
+//! any spelling or through a name.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
+use nexus_server::egress::Egress;
 use nexus_shared::{Author, ClientFrame, ConversationState, Role, ServerFrame};
 use nexus_tests::frames;
 use nexus_tests::http::{authed, get_json};
@@ -19,6 +22,11 @@ use tokio::sync::mpsc;
 
 const SECRET: &str = "whsec-test-4f1d";
 
+/// `--egress-allow 127.0.0.0/8`: the receivers of these tests run on loopback.
+fn loopback() -> Egress {
+    Egress::new(vec!["127.0.0.0/8".parse().unwrap()])
+}
+
 /// One request the receiver got: when, its headers and body, and what it answered.
 struct Received {
     at: Instant,
@@ -27,8 +35,12 @@ struct Received {
     answered: StatusCode,
 }
 
-/// Starts a receiver that fails the first request with 500 and accepts the rest.
+/// Starts a receiver on 127.0.0.1 that fails the first request with 500 and accepts the rest.
 async fn receiver() -> (String, mpsc::UnboundedReceiver<Received>) {
+    receiver_on("127.0.0.1").await
+}
+
+async fn receiver_on(ip: &str) -> (String, mpsc::UnboundedReceiver<Received>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let count = Arc::new(AtomicUsize::new(0));
     let app = axum::Router::new().route(
@@ -52,7 +64,7 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<Received>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
@@ -93,7 +105,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
 #[tokio::test]
 async fn signed_webhooks_for_escalation_join_and_resolve_with_a_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    let server = TestServer::start_with_egress(&dir.path().join("nexus.db"), loopback()).await;
     let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
     let agent_token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
     let (url, mut rx) = receiver().await;
@@ -196,7 +208,7 @@ async fn signed_webhooks_for_escalation_join_and_resolve_with_a_retry() {
 #[tokio::test]
 async fn a_dead_receiver_never_blocks_the_chat() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    let server = TestServer::start_with_egress(&dir.path().join("nexus.db"), loopback()).await;
     let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
     // A port nobody listens on: every attempt fails at once.
     let closed = {
@@ -230,4 +242,115 @@ async fn a_dead_receiver_never_blocks_the_chat() {
         // Waiting arrives (from the policy or the request) while deliveries keep failing.
         visitor.recv_state(ConversationState::Waiting).await;
     }
+}
+
+/// Counts every request (any method, any path) to a receiver bound at `ip`.
+async fn counting_receiver(ip: &str) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn webhooks_never_reach_loopback_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only 127.0.0.2 is allowed: the control receiver there gets every event, the "internal"
+    // one on 127.0.0.1 must get nothing.
+    let allowed = Egress::new(vec!["127.0.0.2/32".parse().unwrap()]);
+    let server = TestServer::start_with_egress(&dir.path().join("nexus.db"), allowed).await;
+    let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
+    let (internal, hits) = counting_receiver("127.0.0.1").await;
+    let port = internal.port();
+    let (control, mut control_rx) = receiver_on("127.0.0.2").await;
+    let http = reqwest::Client::new();
+
+    // Address literals are refused when saved, with a clear error, in every spelling.
+    for url in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://2130706433:{port}/hook"),
+        format!("http://0x7f000001:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        format!("http://169.254.169.254:{port}/latest/meta-data/"),
+    ] {
+        let r = authed(
+            &http,
+            Method::PATCH,
+            server.url("/api/v1/site"),
+            &owner,
+            Some(&json!({"webhooks": [{"url": url, "secret": SECRET}]})),
+        )
+        .await;
+        assert_eq!(r.status(), 400, "{url} must be refused");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "validation", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("public addresses"),
+            "{body}"
+        );
+    }
+    // A name is accepted when saved (it may resolve anywhere later) and checked at delivery.
+    let by_name = format!("http://localhost:{port}/hook");
+    let r = authed(
+        &http,
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &owner,
+        Some(&json!({"webhooks": [{"url": by_name, "secret": SECRET}, {"url": control, "secret": SECRET}]})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // Literals already stored (written before the guard existed) are refused at delivery.
+    server
+        .configure(|settings| {
+            for host in ["127.0.0.1", "2130706433", "0x7f000001"] {
+                settings.webhooks.push(nexus_server::model::Webhook {
+                    url: format!("http://{host}:{port}/hook"),
+                    secret: SECRET.into(),
+                    events: vec![],
+                });
+            }
+        })
+        .await;
+
+    let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    visitor
+        .send(&frames::send(
+            None,
+            "q1",
+            "Can someone help me with my order?",
+        ))
+        .await;
+    let conversation = visitor.recv_ack().await;
+    visitor
+        .send(&ClientFrame::RequestHuman {
+            conversation_id: conversation,
+        })
+        .await;
+    visitor.recv_state(ConversationState::Waiting).await;
+    // The control receiver fails the first attempt and gets the retry a second later; the
+    // refused deliveries were queued with it and are refused before any connection.
+    let first = next(&mut control_rx).await;
+    assert_eq!(verify(&first)["event"], "escalated");
+    let retry = next(&mut control_rx).await;
+    assert_eq!(retry.answered, 200);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "no webhook request may reach 127.0.0.1"
+    );
 }
