@@ -57,37 +57,167 @@ pub(crate) fn new_session_token() -> String {
     format!("st_{}", hex::encode(bytes))
 }
 
-/// Counts failed logins per key (account, address) in a sliding window.
-#[derive(Default)]
+/// Password checks (argon2id, 19 MiB each) running at once, at most, by default.
+pub const MAX_CONCURRENT_CHECKS: usize = 4;
+/// How long a login waits for a free check slot before it is told the server is busy.
+pub const CHECK_WAIT: Duration = Duration::from_secs(5);
+
+/// Counts logins per key (account, address) in a sliding window, and caps the password checks
+/// running at once.
+///
+/// An attempt is counted *before* its password is checked ([`LoginThrottle::begin`]): a key
+/// is locked when its failures plus the attempts still being checked reach [`MAX_FAILURES`],
+/// so attempts sent all at once are throttled like attempts sent one after the other.
 pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    counts: Mutex<HashMap<String, Count>>,
+    checks: std::sync::Arc<tokio::sync::Semaphore>,
+    check_wait: Mutex<Duration>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    failures: u32,
+    in_flight: u32,
+    since: Instant,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self::new(MAX_CONCURRENT_CHECKS, CHECK_WAIT)
+    }
 }
 
 impl LoginThrottle {
-    pub fn is_locked(&self, key: &str) -> bool {
-        let map = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(key)
-            .is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < THROTTLE_WINDOW)
+    /// At most `checks` password checks at once; a login waits `check_wait` for a slot.
+    pub fn new(checks: usize, check_wait: Duration) -> Self {
+        Self {
+            counts: Mutex::default(),
+            checks: std::sync::Arc::new(tokio::sync::Semaphore::new(checks.max(1))),
+            check_wait: Mutex::new(check_wait),
+        }
     }
 
-    pub fn fail(&self, key: &str) {
-        let mut map = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
-        let entry = map.entry(key.to_owned()).or_insert((0, Instant::now()));
-        entry.0 += 1;
-    }
-
-    pub fn clear(&self, key: &str) {
-        self.failures
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Count>> {
+        self.counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
+    }
+
+    pub fn is_locked(&self, key: &str) -> bool {
+        self.counts()
+            .get(key)
+            .is_some_and(|c| Self::live(c).failures + c.in_flight >= MAX_FAILURES)
+    }
+
+    /// `c` with failures older than the window forgotten.
+    fn live(c: &Count) -> Count {
+        if c.since.elapsed() < THROTTLE_WINDOW {
+            *c
+        } else {
+            Count { failures: 0, ..*c }
+        }
+    }
+
+    /// Reserves an attempt on every key, or `None` when one of them is locked. The attempt
+    /// counts as a failure unless [`Attempt::succeeded`] or [`Attempt::not_checked`] is called.
+    pub fn begin(self: &std::sync::Arc<Self>, keys: [String; 2]) -> Option<Attempt> {
+        let mut map = self.counts();
+        map.retain(|_, c| c.in_flight > 0 || c.since.elapsed() < THROTTLE_WINDOW);
+        let locked = keys.iter().any(|k| {
+            map.get(k)
+                .is_some_and(|c| Self::live(c).failures + c.in_flight >= MAX_FAILURES)
+        });
+        if locked {
+            return None;
+        }
+        for key in &keys {
+            let c = map.entry(key.clone()).or_insert(Count {
+                failures: 0,
+                in_flight: 0,
+                since: Instant::now(),
+            });
+            *c = Self::live(c);
+            if c.failures == 0 && c.in_flight == 0 {
+                c.since = Instant::now();
+            }
+            c.in_flight += 1;
+        }
+        drop(map);
+        Some(Attempt {
+            throttle: self.clone(),
+            keys,
+            outcome: Outcome::Failed,
+        })
+    }
+
+    /// A slot for one password check: waits at most the configured time, `None` when the
+    /// server is busy checking others. Hold it until the check has finished (move it into the
+    /// blocking task, so a cancelled request does not free it early).
+    pub async fn check_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let wait = *self
+            .check_wait
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokio::time::timeout(wait, self.checks.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// How long a login waits for a check slot (tests shorten it).
+    pub fn set_check_wait(&self, wait: Duration) {
+        *self
+            .check_wait
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = wait;
+    }
+
+    fn finish(&self, keys: &[String; 2], outcome: Outcome) {
+        let mut map = self.counts();
+        for (i, key) in keys.iter().enumerate() {
+            let Some(c) = map.get_mut(key) else { continue };
+            *c = Self::live(c);
+            c.in_flight = c.in_flight.saturating_sub(1);
+            match outcome {
+                Outcome::Failed => c.failures += 1,
+                // A success clears the account's finished failures (not the address's).
+                Outcome::Succeeded if i == 0 => c.failures = 0,
+                Outcome::Succeeded | Outcome::NotChecked => {}
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Failed,
+    Succeeded,
+    NotChecked,
+}
+
+/// One login attempt reserved on its keys (the account first, then the address). Dropped, it
+/// counts as a failure: a login abandoned half-way is not free.
+pub struct Attempt {
+    throttle: std::sync::Arc<LoginThrottle>,
+    keys: [String; 2],
+    outcome: Outcome,
+}
+
+impl Attempt {
+    /// The password was right: the account's failures are cleared.
+    pub fn succeeded(mut self) {
+        self.outcome = Outcome::Succeeded;
+    }
+
+    /// No password was checked (the server was busy): nothing is counted.
+    pub fn not_checked(mut self) {
+        self.outcome = Outcome::NotChecked;
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.throttle.finish(&self.keys, self.outcome);
     }
 }
 
@@ -156,16 +286,39 @@ mod tests {
         assert!(PhcHash::new(DUMMY_HASH).is_ok());
     }
 
-    #[test]
-    fn throttle_locks_after_repeated_failures() {
-        let throttle = LoginThrottle::default();
+    fn keys(account: &str) -> [String; 2] {
+        [account.to_owned(), "ip".to_owned()]
+    }
+
+    #[tokio::test]
+    async fn throttle_locks_after_repeated_failures() {
+        let throttle = std::sync::Arc::new(LoginThrottle::default());
         for _ in 0..MAX_FAILURES {
             assert!(!throttle.is_locked("a"));
-            throttle.fail("a");
+            drop(throttle.begin(keys("a")).expect("not locked yet"));
         }
         assert!(throttle.is_locked("a"));
-        assert!(!throttle.is_locked("b"));
-        throttle.clear("a");
+        assert!(throttle.begin(keys("a")).is_none());
+        // The address is locked too, for every account.
+        assert!(throttle.begin(keys("b")).is_none());
+    }
+
+    #[tokio::test]
+    async fn attempts_in_flight_count_before_their_check() {
+        let throttle = std::sync::Arc::new(LoginThrottle::default());
+        let held: Vec<Attempt> = (0..MAX_FAILURES)
+            .map(|_| throttle.begin(keys("a")).expect("a slot"))
+            .collect();
+        assert!(
+            throttle.begin(keys("a")).is_none(),
+            "attempts still being checked count"
+        );
+        // Those that turn out right give their slot back and clear the account's failures.
+        for attempt in held {
+            attempt.succeeded();
+        }
         assert!(!throttle.is_locked("a"));
+        throttle.begin(keys("a")).unwrap().not_checked();
+        assert!(!throttle.is_locked("a") && !throttle.is_locked("ip"));
     }
 }

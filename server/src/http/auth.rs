@@ -46,41 +46,53 @@ pub async fn login(
     let email = request.email.trim().to_lowercase();
     let account_key = format!("{}\u{0}{email}", request.site_key);
     let ip_key = ip_key(state.connections.client_ip(peer.ip(), &headers));
-    if state.throttle.is_locked(&account_key) || state.throttle.is_locked(&ip_key) {
+    // The attempt is counted before the password is checked, so attempts sent at once are
+    // throttled like attempts sent one after the other.
+    let Some(attempt) = state.throttle.begin([account_key, ip_key]) else {
         return Err(AppError::new(
             ErrorCode::LoginThrottled,
             "Too many failed logins. Wait 15 minutes and try again.",
         ));
-    }
+    };
     let invalid = || AppError::new(ErrorCode::InvalidCredentials, "Wrong email or password.");
     let site = state.store.site_by_key(&request.site_key).await?;
     let found = match &site {
         Some(site) => state.store.user_by_email(site.id, &email).await?,
         None => None,
     };
+    // Each check holds 19 MiB: only a few run at once, the rest wait briefly or are told so.
+    let Some(slot) = state.throttle.check_slot().await else {
+        attempt.not_checked();
+        return Err(AppError::new(
+            ErrorCode::Unavailable,
+            "The server is busy checking other logins. Try again in a moment.",
+        ));
+    };
     let password = request.password;
     let verified = match found {
-        Some((user, hash)) => {
-            tokio::task::spawn_blocking(move || verify_password(&password, &hash).then_some(user))
-                .await
-                .ok()
-                .flatten()
-        }
+        Some((user, hash)) => tokio::task::spawn_blocking(move || {
+            let verified = verify_password(&password, &hash).then_some(user);
+            drop(slot);
+            verified
+        })
+        .await
+        .ok()
+        .flatten(),
         None => {
             // Spend the same time as a real check, so timing does not reveal accounts.
             let _ = tokio::task::spawn_blocking(move || {
-                verify_password(&password, &PasswordHash(DUMMY_HASH.into()))
+                verify_password(&password, &PasswordHash(DUMMY_HASH.into()));
+                drop(slot);
             })
             .await;
             None
         }
     };
     let Some(user) = verified else {
-        state.throttle.fail(&account_key);
-        state.throttle.fail(&ip_key);
+        drop(attempt); // counted as a failure
         return Err(invalid());
     };
-    state.throttle.clear(&account_key);
+    attempt.succeeded();
     let token = new_session_token();
     let expires_at = now_ms() + i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX);
     state

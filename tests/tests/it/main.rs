@@ -10,6 +10,7 @@
 mod agent_ws;
 mod assets_http;
 mod assignment;
+mod auth_attacks;
 mod browser_agent;
 mod browser_console_canned;
 mod browser_console_conversation;
