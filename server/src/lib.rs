@@ -144,30 +144,160 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then closes live connections.
+///
+/// Each TCP connection takes a slot for its peer address at accept
+/// ([`live::connections::ConnectionLimits::open_tcp`]); past the cap it is answered 429
+/// `too_many_connections` and closed. A plain HTTP connection must send each request's
+/// headers within the header timeout, and is closed when it waits idle that long for the next
+/// one ([`live::connections::ConnectionLimits::header_timeout`]). A WebSocket keeps its
+/// address slot until it closes; its own pings and caps take over after the upgrade.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown_tx: watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
+    let limits = state.connections.clone();
     let router = app(state);
-    // Live frames are small writes, one after the other: without TCP_NODELAY a frame written
-    // while the peer has not yet acknowledged the previous one waits for that
-    // acknowledgement, which a peer that is only reading delays by up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
+    let (closing_tx, closing_rx) = watch::channel(false);
+    // Every connection task holds a clone; when all are dropped the last one has ended.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Live frames are small writes, one after the other: without TCP_NODELAY a frame
+        // written while the peer has not yet acknowledged the previous one waits for that
+        // acknowledgement, which a peer that is only reading delays by up to 40 ms.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: closing live connections");
-        let _ = shutdown_tx.send(true);
-    })
-    .await
+        let Some(slot) = limits.open_tcp(peer.ip()) else {
+            tokio::spawn(refuse(tcp));
+            continue;
+        };
+        let header_timeout = limits.header_timeout();
+        let router = router.clone();
+        let mut closing = closing_rx.clone();
+        let open = open_tx.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    use tower::ServiceExt;
+                    let mut request = request.map(axum::body::Body::new);
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    router.clone().oneshot(request)
+                },
+            );
+            let io = hyper_util::rt::TokioIo::new(Counted { tcp, _slot: slot });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let mut conn = std::pin::pin!(builder.serve_connection(io, service).with_upgrades());
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended");
+                        }
+                        break;
+                    }
+                    _ = closing.changed() => conn.as_mut().graceful_shutdown(),
+                }
+            }
+            drop(open);
+        });
+    }
+    tracing::info!("shutting down: closing live connections");
+    let _ = shutdown_tx.send(true);
+    let _ = closing_tx.send(true);
+    drop(listener);
+    drop(open_tx);
+    let _ = open_rx.recv().await;
+    Ok(())
+}
+
+/// Answers a connection over its address's cap with 429 `too_many_connections`, then closes it.
+async fn refuse(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = serde_json::to_string(&nexus_shared::ErrorBody::new(
+        nexus_shared::ErrorCode::TooManyConnections,
+        "Too many connections from your address. Close some and try again.",
+    ))
+    .unwrap_or_default();
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        tcp.write_all(response.as_bytes()).await?;
+        tcp.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+}
+
+/// A TCP connection holding its address's slot until the socket is dropped (also after a
+/// WebSocket upgrade, which keeps the socket).
+struct Counted {
+    tcp: tokio::net::TcpStream,
+    _slot: live::connections::Slot,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
 }

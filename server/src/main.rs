@@ -213,10 +213,22 @@ struct ServeArgs {
     /// Directory of the widget build (written by `cargo xtask widget`).
     #[arg(long, env = "NEXUS_FLOW_WIDGET_DIR", default_value = "target/widget")]
     widget_dir: PathBuf,
-    /// Open WebSocket connections allowed per client IP address (raise behind a proxy, or for
-    /// the load tool).
+    /// Open WebSocket connections allowed per client IP address (the client's address behind
+    /// a `--trusted-proxy`; raise it for the load tool).
     #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_IP", default_value_t = nexus_server::live::connections::MAX_CONNECTIONS_PER_IP)]
     max_connections_per_ip: u32,
+    /// Open TCP connections (HTTP and WebSocket) allowed per peer address; 0: twice
+    /// `--max-connections-per-ip`. Trusted proxies are not capped.
+    #[arg(
+        long,
+        env = "NEXUS_FLOW_MAX_TCP_CONNECTIONS_PER_IP",
+        default_value_t = 0
+    )]
+    max_tcp_connections_per_ip: u32,
+    /// Seconds a plain HTTP connection may take to send a request's headers, or wait idle for
+    /// its next request, before it is closed (slow or stalled clients).
+    #[arg(long, env = "NEXUS_FLOW_HEADER_TIMEOUT", default_value_t = nexus_server::live::connections::HEADER_TIMEOUT.as_secs())]
+    header_timeout: u64,
     /// Open WebSocket connections allowed per site (visitors and agents).
     #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_SITE", default_value_t = nexus_server::live::connections::MAX_CONNECTIONS_PER_SITE)]
     max_connections_per_site: u32,
@@ -354,6 +366,12 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut state = build_state(&config, shutdown_rx).await?;
     state.connections.set_per_ip(args.max_connections_per_ip);
+    state
+        .connections
+        .set_per_tcp(args.max_tcp_connections_per_ip);
+    state
+        .connections
+        .set_header_timeout(std::time::Duration::from_secs(args.header_timeout.max(1)));
     state
         .connections
         .set_per_site(args.max_connections_per_site);

@@ -1,8 +1,15 @@
-//! Caps on concurrent WebSocket connections: per client IP address and per site.
+//! Caps on concurrent connections: every TCP connection per peer address (taken at accept,
+//! see `serve` in `lib.rs`), WebSocket connections per client IP address and per site; and the
+//! time a plain HTTP connection may take to send a request's headers or sit idle.
 //!
 //! A connection takes a [`Slot`] for its IP address before `hello` and one for its site after;
 //! dropping the slot gives it back. A connection over a cap is told `too_many_connections` and
 //! closed; the connections already open are not touched.
+//!
+//! Every TCP connection, HTTP or WebSocket, also holds a slot for its peer address from
+//! accept to close ([`ConnectionLimits::open_tcp`]): at most [`ConnectionLimits::per_tcp`]
+//! (twice the WebSocket cap unless set), so a client cannot hold a thousand half-open
+//! requests. Trusted proxies are not capped there (they carry many clients).
 //!
 //! The IP address is the TCP peer's, unless the peer is a proxy the server was told to trust
 //! (`--trusted-proxy`): then it is the address that proxy says it forwarded for
@@ -14,6 +21,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
@@ -23,13 +31,20 @@ use uuid::Uuid;
 pub const MAX_CONNECTIONS_PER_IP: u32 = 50;
 /// Connections (visitors and agents) one site may hold open at once.
 pub const MAX_CONNECTIONS_PER_SITE: u32 = 10_000;
+/// How long a plain HTTP connection may take to send a request's headers, and how long it may
+/// wait idle for its next request.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counts of open connections, and the caps they are checked against.
 pub struct ConnectionLimits {
     per_ip: AtomicU32,
     per_site: AtomicU32,
+    /// TCP connections per peer address; 0: twice `per_ip`.
+    per_tcp: AtomicU32,
+    header_timeout: RwLock<Duration>,
     ips: Mutex<HashMap<IpAddr, u32>>,
     sites: Mutex<HashMap<Uuid, u32>>,
+    tcp: Mutex<HashMap<IpAddr, u32>>,
     /// Peers whose `X-Forwarded-For` is believed; none by default.
     trusted_proxies: RwLock<Vec<IpNet>>,
 }
@@ -43,6 +58,9 @@ impl Default for ConnectionLimits {
 enum Key {
     Ip(IpAddr),
     Site(Uuid),
+    Tcp(IpAddr),
+    /// A trusted proxy's connection: counted nowhere.
+    Uncapped,
 }
 
 /// One open connection's place under a cap; given back on drop.
@@ -56,6 +74,8 @@ impl Drop for Slot {
         match self.key {
             Key::Ip(ip) => give_back(&self.limits.ips, &ip),
             Key::Site(site) => give_back(&self.limits.sites, &site),
+            Key::Tcp(ip) => give_back(&self.limits.tcp, &ip),
+            Key::Uncapped => {}
         }
     }
 }
@@ -93,8 +113,11 @@ impl ConnectionLimits {
         Self {
             per_ip: AtomicU32::new(per_ip),
             per_site: AtomicU32::new(per_site),
+            per_tcp: AtomicU32::new(0),
+            header_timeout: RwLock::new(HEADER_TIMEOUT),
             ips: Mutex::default(),
             sites: Mutex::default(),
+            tcp: Mutex::default(),
             trusted_proxies: RwLock::default(),
         }
     }
@@ -151,6 +174,57 @@ impl ConnectionLimits {
     /// Changes the per-site cap; connections already open stay open.
     pub fn set_per_site(&self, cap: u32) {
         self.per_site.store(cap, Ordering::Relaxed);
+    }
+
+    /// Changes the cap on TCP connections per peer address (0: twice the WebSocket cap).
+    pub fn set_per_tcp(&self, cap: u32) {
+        self.per_tcp.store(cap, Ordering::Relaxed);
+    }
+
+    /// TCP connections (HTTP and WebSocket) one peer address may hold open at once.
+    pub fn per_tcp(&self) -> u32 {
+        match self.per_tcp.load(Ordering::Relaxed) {
+            0 => self.per_ip.load(Ordering::Relaxed).saturating_mul(2),
+            cap => cap,
+        }
+    }
+
+    /// How long a plain HTTP connection may take to send a request's headers, or wait idle
+    /// for the next request, before it is closed. Applies to connections accepted after.
+    pub fn set_header_timeout(&self, timeout: Duration) {
+        *self
+            .header_timeout
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = timeout;
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        *self
+            .header_timeout
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for one more TCP connection from the peer `ip`, or `None` when it holds
+    /// [`ConnectionLimits::per_tcp`] already. A trusted proxy is never refused.
+    pub fn open_tcp(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let ip = ip.to_canonical();
+        let trusted = self
+            .trusted_proxies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|net| net.contains(&ip));
+        if trusted {
+            return Some(Slot {
+                limits: Arc::clone(self),
+                key: Key::Uncapped,
+            });
+        }
+        take(&self.tcp, ip, self.per_tcp()).then(|| Slot {
+            limits: Arc::clone(self),
+            key: Key::Tcp(ip),
+        })
     }
 
     /// A slot for one more connection from `ip`, or `None` when it has too many.

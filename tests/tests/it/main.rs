@@ -36,6 +36,7 @@ mod notices;
 mod policy;
 mod privacy;
 mod server_ws;
+mod slow_clients;
 mod store_suite;
 mod tenant_isolation;
 mod webhooks;
