@@ -263,6 +263,20 @@ impl WsClient {
             .collect()
     }
 
+    /// Reads frames until the server closes the connection; returns them. Panics if it stays
+    /// open for [`WAIT`].
+    pub async fn until_closed(&mut self) -> Vec<ServerFrame> {
+        let mut frames = Vec::new();
+        let closed = tokio::time::timeout(WAIT, async {
+            while let Some(frame) = self.try_recv(WAIT * 2).await {
+                frames.push(frame);
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the server kept the connection open");
+        frames
+    }
+
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }

@@ -18,6 +18,7 @@ use crate::access::accounts::{
     DUMMY_HASH, SESSION_TTL, hash_token, new_session_token, session_user, verify_password,
 };
 use crate::http::error::{ApiJson, AppError};
+use crate::model::remote::SessionEnd;
 use crate::model::{PasswordHash, User, now_ms};
 
 #[derive(Debug, Deserialize)]
@@ -115,10 +116,13 @@ fn ip_key(ip: IpAddr) -> String {
     format!("ip\u{0}{ip}")
 }
 
-/// `POST /api/v1/auth/logout`.
+/// `POST /api/v1/auth/logout`: ends the session, and closes its open agent WebSockets on
+/// this instance at once (the store tells the other instances).
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> StatusCode {
     if let Some(token) = bearer(&headers) {
-        let _ = state.store.delete_session(&hash_token(token)).await;
+        let hash = hash_token(token);
+        let _ = state.store.delete_session(&hash).await;
+        state.hub.end_sessions(SessionEnd::Token(hash));
     }
     StatusCode::NO_CONTENT
 }

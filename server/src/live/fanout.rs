@@ -23,7 +23,8 @@
 //!   agents drop out). `NEXUS_FLOW_PRESENCE_REFRESH_MS` and `NEXUS_FLOW_PRESENCE_EXPIRY_MS`
 //!   override the defaults (15 s and 45 s).
 //! - Knowledge-base changes ([`Event::Kb`]) make every instance reload the site's entries into
-//!   its engine; settings changes ([`Event::Settings`]) need no action, as settings are read
+//!   its engine; ended sessions ([`Event::SessionsEnded`]) close their agent connections here;
+//!   settings changes ([`Event::Settings`]) need no action, as settings are read
 //!   from the store on use.
 //!
 //! The listener holds a dedicated connection and reconnects by itself (with backoff); after a
@@ -411,6 +412,7 @@ async fn handle_event(
         Event::Settings { site, .. } => {
             tracing::debug!(%site, "site settings changed on another instance");
         }
+        Event::SessionsEnded { ended, .. } => hub.end_sessions(ended),
         Event::Stored { .. } => {}
     }
 }
@@ -464,7 +466,7 @@ async fn catch_up(pg: &PgStore, hub: &Hub, engine: &dyn AnswerEngine) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::remote::channel_name;
+    use crate::model::remote::{SessionEnd, channel_name};
     use nexus_shared::Presence;
 
     #[test]
@@ -478,6 +480,28 @@ mod tests {
         let payload = event.to_payload();
         assert!(payload.len() < 200, "{payload}");
         assert_eq!(serde_json::from_str::<Event>(&payload).unwrap(), event);
+    }
+
+    #[test]
+    fn ended_sessions_are_pinned_and_round_trip() {
+        let token = Event::SessionsEnded {
+            origin: Uuid::from_u128(1),
+            ended: SessionEnd::Token("ab12".into()),
+        };
+        assert_eq!(
+            token.to_payload(),
+            r#"{"k":"end","o":"00000000-0000-0000-0000-000000000001","e":{"t":"ab12"}}"#
+        );
+        let user = Event::SessionsEnded {
+            origin: Uuid::from_u128(1),
+            ended: SessionEnd::User(Uuid::from_u128(9)),
+        };
+        for event in [token, user] {
+            let payload = event.to_payload();
+            assert_eq!(serde_json::from_str::<Event>(&payload).unwrap(), event);
+        }
+        assert!(SessionEnd::User(Uuid::from_u128(9)).ends("any", Uuid::from_u128(9)));
+        assert!(!SessionEnd::Token("ab12".into()).ends("cd34", Uuid::from_u128(9)));
     }
 
     #[test]

@@ -17,6 +17,8 @@ use nexus_shared::{ConversationState, ServerFrame};
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
+use crate::model::remote::SessionEnd;
+
 /// Frames are shared between subscribers, not copied.
 pub type Frame = Arc<ServerFrame>;
 
@@ -32,6 +34,9 @@ pub struct Hub {
     sites: Mutex<HashMap<Uuid, broadcast::Sender<Frame>>>,
     remote: OnceLock<mpsc::Sender<Remote>>,
     metrics: crate::live::metrics::Metrics,
+    /// Sessions that ended (logout, password change), for the agent connections on this
+    /// instance; created on first subscribe.
+    ended: Mutex<Option<broadcast::Sender<Arc<SessionEnd>>>>,
 }
 
 /// A conversation's channel, and its state as the last `state` frame sent on it said.
@@ -150,6 +155,21 @@ impl Hub {
     /// Delivers a frame from another instance to this instance's subscribers only.
     pub fn publish_site_local(&self, id: Uuid, frame: Frame) {
         publish(&self.sites, id, frame);
+    }
+
+    /// Tells this instance's agent connections that sessions ended; theirs close at once. The
+    /// other instances hear it from the store, which announces every deleted session.
+    pub fn end_sessions(&self, ended: SessionEnd) {
+        if let Some(tx) = lock(&self.ended).as_ref() {
+            let _ = tx.send(Arc::new(ended));
+        }
+    }
+
+    /// Ended sessions from now on (a receiver that lags must re-check its session).
+    pub fn subscribe_session_ends(&self) -> broadcast::Receiver<Arc<SessionEnd>> {
+        lock(&self.ended)
+            .get_or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe()
     }
 
     /// Sends every frame published from now on to `queue` too (see [`crate::live::fanout`]).

@@ -97,6 +97,35 @@ pub enum Event {
         #[serde(rename = "s")]
         site: Uuid,
     },
+    /// Sessions ended (a logout, a password change): their open agent connections close.
+    #[serde(rename = "end")]
+    SessionsEnded {
+        #[serde(rename = "o")]
+        origin: Uuid,
+        #[serde(rename = "e")]
+        ended: SessionEnd,
+    },
+}
+
+/// Which sessions ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionEnd {
+    /// One session, by the SHA-256 of its token (a logout).
+    #[serde(rename = "t")]
+    Token(String),
+    /// Every session of an account (its password changed).
+    #[serde(rename = "u")]
+    User(Uuid),
+}
+
+impl SessionEnd {
+    /// Does this end the session `token_hash` of `user`?
+    pub fn ends(&self, token_hash: &str, user: Uuid) -> bool {
+        match self {
+            Self::Token(hash) => hash == token_hash,
+            Self::User(id) => *id == user,
+        }
+    }
 }
 
 /// Packs events into as few notification payloads as fit: JSON arrays of at most
@@ -142,7 +171,8 @@ impl Event {
             | Self::Stored { origin, .. }
             | Self::Kb { origin, .. }
             | Self::Presence { origin, .. }
-            | Self::Settings { origin, .. } => *origin,
+            | Self::Settings { origin, .. }
+            | Self::SessionsEnded { origin, .. } => *origin,
         }
     }
 }

@@ -26,6 +26,7 @@ use super::{
     StoreError, StoreResult, User, Visitor, agent_from_columns, conversation_facts, csat_score,
     now_ms,
 };
+use crate::model::remote::SessionEnd;
 use nexus_engine::KbEntry;
 
 /// A database the shared queries run on: SQLite or PostgreSQL.
@@ -56,6 +57,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// Called after a site's settings changed, as [`Backend::kb_changed`].
     fn settings_changed(&self, _site: Uuid) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+    /// Called after sessions were deleted, as [`Backend::kb_changed`]: every instance closes
+    /// their agent connections (the caller's own instance is told by the caller).
+    fn sessions_ended(&self, _ended: SessionEnd) -> impl Future<Output = ()> + Send {
         std::future::ready(())
     }
 }
@@ -775,6 +781,7 @@ where
             .bind(user_id.to_string())
             .execute(self.writer())
             .await?;
+        self.sessions_ended(SessionEnd::User(user_id)).await;
         Ok(())
     }
 
@@ -820,6 +827,8 @@ where
             .bind(token_hash)
             .execute(self.writer())
             .await?;
+        self.sessions_ended(SessionEnd::Token(token_hash.to_owned()))
+            .await;
         Ok(())
     }
 

@@ -35,7 +35,7 @@ use super::common::{
     Backend, CommitRequest, conversation_from_row, message_from_row, seq_i64, to_json,
 };
 use super::{Committed, Conversation, Op, StoreError, StoreResult, now_ms, plan_in_batch};
-use crate::model::remote::Event;
+use crate::model::remote::{Event, SessionEnd};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -625,6 +625,14 @@ impl Backend for PgStore {
         self.announce(Event::Settings {
             origin: self.instance,
             site,
+        })
+        .await;
+    }
+
+    async fn sessions_ended(&self, ended: SessionEnd) {
+        self.announce(Event::SessionsEnded {
+            origin: self.instance,
+            ended,
         })
         .await;
     }

@@ -10,7 +10,7 @@ use nexus_shared::{
     Welcome, limits,
 };
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -18,7 +18,8 @@ use crate::AppState;
 use crate::conversation::agent;
 use crate::live::hub::Frame;
 use crate::live::presence;
-use crate::model::{Committed, User};
+use crate::model::remote::SessionEnd;
+use crate::model::{Committed, User, now_ms};
 use crate::store::store_error_body;
 use crate::ws::driver::{Connection, End, Follower, drive, encode, error_frame, state_frame};
 
@@ -49,8 +50,19 @@ const LIVE_QUEUE: usize = 256;
 /// Queued live events turned into frames and written together, at most.
 const LIVE_BATCH: usize = 64;
 
+/// How often an open agent connection re-checks its session in the store (an expired
+/// session, or one ended by a process that cannot tell this one, e.g. `nexus-flow user passwd`
+/// on SQLite). Logouts and password changes on any instance arrive at once through the hub.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(crate) struct AgentSession {
     user: User,
+    /// The SHA-256 of the session token the connection said hello with.
+    token_hash: String,
+    ended: broadcast::Receiver<std::sync::Arc<SessionEnd>>,
+    recheck: tokio::time::Interval,
+    /// The session ended: every frame is refused and the connection closes.
+    closing: bool,
     live_tx: mpsc::Sender<Live>,
     live_rx: mpsc::Receiver<Live>,
     site_feed: JoinHandle<()>,
@@ -111,7 +123,14 @@ fn forward(
 }
 
 impl AgentSession {
-    pub(crate) async fn open(state: &AppState, user: User) -> Result<(Self, Welcome), ErrorBody> {
+    /// `ended` was subscribed before the session was checked, so an end between the check
+    /// and now is not missed.
+    pub(crate) async fn open(
+        state: &AppState,
+        user: User,
+        token_hash: String,
+        ended: broadcast::Receiver<std::sync::Arc<SessionEnd>>,
+    ) -> Result<(Self, Welcome), ErrorBody> {
         let site = state
             .store
             .site(user.site_id)
@@ -141,9 +160,18 @@ impl AgentSession {
             }),
             conversation: None,
         };
+        let mut recheck = tokio::time::interval_at(
+            tokio::time::Instant::now() + SESSION_RECHECK,
+            SESSION_RECHECK,
+        );
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok((
             Self {
                 user,
+                token_hash,
+                ended,
+                recheck,
+                closing: false,
                 live_tx,
                 live_rx,
                 site_feed,
@@ -395,24 +423,78 @@ impl AgentSession {
     }
 }
 
+fn session_ended() -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::Unauthorized,
+        "Your session has ended (logged out, expired or password changed); please log in again.",
+    )
+}
+
 impl Connection for AgentSession {
     async fn handle(
         &mut self,
         state: &AppState,
         frame: ClientFrame,
     ) -> Result<Vec<ServerFrame>, ErrorBody> {
+        // Every action checks the session first: nothing is done under one that has ended.
+        if self.closing || !self.session_valid(state).await {
+            self.closing = true;
+            return Err(session_ended());
+        }
         self.handle_frame(state, frame).await
     }
 
     async fn live(&mut self, state: &AppState) -> Option<Vec<ServerFrame>> {
         // The waiting is inline (it is what an idle connection does); the work on the frames
         // is boxed, so it takes heap only while it runs (see `ws::drive`).
-        let first = self.live_rx.recv().await?;
+        let first = loop {
+            tokio::select! {
+                first = self.live_rx.recv() => break first?,
+                ended = self.ended.recv() => {
+                    let ends_this = match ended {
+                        Ok(end) => end.ends(&self.token_hash, self.user.id),
+                        // Fell behind on the ends: ask the store.
+                        Err(RecvError::Lagged(_)) => !self.session_valid(state).await,
+                        Err(RecvError::Closed) => false,
+                    };
+                    if ends_this {
+                        return Some(self.end_session());
+                    }
+                }
+                _ = self.recheck.tick() => {
+                    if !self.session_valid(state).await {
+                        return Some(self.end_session());
+                    }
+                }
+            }
+        };
         Some(Box::pin(self.take_live(state, first)).await)
+    }
+
+    fn closing(&self) -> Option<(u16, &'static str)> {
+        self.closing.then_some((1008, "session ended"))
     }
 }
 
 impl AgentSession {
+    /// Is the connection's session still in the store and unexpired? A store error keeps the
+    /// connection (the database may be away for a moment).
+    async fn session_valid(&self, state: &AppState) -> bool {
+        match state.store.session_user(&self.token_hash, now_ms()).await {
+            Ok(user) => user.is_some_and(|u| u.id == self.user.id),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot re-check an agent session");
+                true
+            }
+        }
+    }
+
+    /// Marks the session ended; the frame that tells the agent, sent before the close.
+    fn end_session(&mut self) -> Vec<ServerFrame> {
+        self.closing = true;
+        vec![error_frame(session_ended())]
+    }
+
     /// The frames for `first` and for whatever else is already queued (at most
     /// [`LIVE_BATCH`] in all), in order: `ws::drive` writes them with one flush, so a busy
     /// agent's frames go out in a few writes instead of one write each.

@@ -115,6 +115,12 @@ pub(crate) trait Connection {
 
     /// Waits for the next live event and returns what to send; `None` ends the connection.
     async fn live(&mut self, state: &AppState) -> Option<Vec<ServerFrame>>;
+
+    /// After its frames are sent, close the connection with this code and reason (an agent
+    /// whose session ended).
+    fn closing(&self) -> Option<(u16, &'static str)> {
+        None
+    }
 }
 
 /// Runs a session's connection: client frames (decoded, rate limited), live frames, pings
@@ -171,6 +177,9 @@ where
         }
         if !out.is_empty() && tx.flush().await.is_err() {
             return End::Gone;
+        }
+        if let Some((code, reason)) = session.closing() {
+            return End::Close(code, reason);
         }
     }
 }

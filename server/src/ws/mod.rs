@@ -261,6 +261,8 @@ async fn accept(
             Ok((Peer::Visitor(Box::new(session)), welcome, slot))
         }
         Auth::Agent { session_token } => {
+            // Subscribed before the check: a logout right after it still reaches this socket.
+            let ended = state.hub.subscribe_session_ends();
             let user = crate::access::accounts::session_user(state.store.as_ref(), &session_token)
                 .await?
                 .ok_or_else(|| {
@@ -273,7 +275,9 @@ async fn accept(
                 .connections
                 .open_site(user.site_id)
                 .ok_or_else(|| too_many_connections("to this site"))?;
-            let (session, welcome) = crate::ws::agent::AgentSession::open(state, user).await?;
+            let token_hash = crate::access::accounts::hash_token(&session_token);
+            let (session, welcome) =
+                crate::ws::agent::AgentSession::open(state, user, token_hash, ended).await?;
             Ok((Peer::Agent(Box::new(session)), welcome, slot))
         }
     }

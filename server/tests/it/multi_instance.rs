@@ -7,6 +7,9 @@
 //! session and goes on; at the end nothing is lost: every instance serves the same gap-free
 //! timeline, and the visitor saw every entry of it live, in order.
 //!
+//! A logout on one instance and a password change with the CLI close the agent sockets of
+//! those sessions on every instance at once.
+//!
 //! `cargo test -p nexus-server --test it -- multi_instance::` (PostgreSQL at 127.0.0.1:5432, database
 //! `test`; see `nexus_test_support::pg::base_url`).
 
@@ -679,4 +682,45 @@ async fn instances_starting_together_share_one_whole_demo_site() {
             .await;
         assert_eq!(answer, Author::Ai, "instance {}: the AI answers", n + 1);
     }
+}
+
+/// Waits for `unauthorized` on an agent socket, then for the server to close it.
+async fn ends_with_unauthorized(ws: &mut WsClient, what: &str) {
+    ws.until(what, |f| {
+        matches!(f, ServerFrame::Error(e) if e.code == nexus_shared::ErrorCode::Unauthorized)
+            .then_some(())
+    })
+    .await;
+    ws.until_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_on_one_instance_closes_its_sockets_on_every_instance() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let widget = dir.path().join("widget");
+    let one = Instance::start(&schema.url, &widget).await;
+    let two = Instance::start(&schema.url, &widget).await;
+    support::add_user(&schema.url, "ana@demo.test", "agent").await;
+    let first = support::login(one.port, "ana@demo.test").await;
+    let second = support::login(one.port, "ana@demo.test").await;
+    let (mut first_on_one, _) = WsClient::agent(&one.ws_url(), &first).await;
+    let (mut first_on_two, _) = WsClient::agent(&two.ws_url(), &first).await;
+    let (mut second_on_two, _) = WsClient::agent(&two.ws_url(), &second).await;
+
+    // Logout through instance 1 closes that session's sockets on 1 and on 2.
+    let (status, _) =
+        support::http_as(one.port, "POST", "/api/v1/auth/logout", None, Some(&first)).await;
+    assert_eq!(status, 204);
+    ends_with_unauthorized(&mut first_on_two, "the logout, on the other instance").await;
+    ends_with_unauthorized(&mut first_on_one, "the logout, on its own instance").await;
+    // The other session goes on.
+    second_on_two.sync().await;
+
+    // A password changed with the CLI (a process of its own) ends the account's sessions on
+    // every instance.
+    support::passwd(&schema.url, "ana@demo.test", "another long password").await;
+    ends_with_unauthorized(&mut second_on_two, "the password change").await;
 }

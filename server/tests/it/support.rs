@@ -106,6 +106,27 @@ pub(crate) async fn add_user(database_url: &str, email: &str, role: &str) {
     assert!(status.success(), "user add {email} succeeds");
 }
 
+/// Changes an account's password with the CLI (`nexus-flow user passwd`), password on stdin.
+pub(crate) async fn passwd(database_url: &str, email: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nexus-flow"))
+        .args(["user", "passwd", "--site", "demo", "--email", email])
+        .arg("--database")
+        .arg(database_url)
+        .env("NEXUS_FLOW_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("user passwd runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .await
+        .expect("password written");
+    drop(stdin);
+    let status = child.wait().await.expect("user passwd ends");
+    assert!(status.success(), "user passwd {email} succeeds");
+}
+
 /// A request to the instance on `port`; returns the status and the body.
 pub(crate) async fn http(
     port: u16,

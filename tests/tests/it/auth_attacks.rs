@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use nexus_shared::Role;
-use nexus_tests::{PASSWORD, TestServer, agent_login};
+use nexus_shared::{ClientFrame, ConversationState, ErrorCode, Role, ServerFrame};
+use nexus_tests::{PASSWORD, TestServer, WsClient, agent_login, frames};
 use serde_json::{Value, json};
 
 /// `POST /auth/login`; the status and the JSON body.
@@ -129,4 +129,107 @@ async fn password_checks_past_the_cap_get_an_honest_busy_error() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["token"].as_str().unwrap().starts_with("st_"));
+}
+
+/// Waits for `unauthorized` on an agent socket, then for the server to close it.
+async fn ends_with_unauthorized(ws: &mut WsClient, what: &str) {
+    ws.until(what, |f| {
+        matches!(f, ServerFrame::Error(e) if e.code == ErrorCode::Unauthorized).then_some(())
+    })
+    .await;
+    ws.until_closed().await;
+}
+
+/// A conversation waiting for a person.
+async fn escalated(server: &TestServer) -> (WsClient, uuid::Uuid) {
+    let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    visitor
+        .send(&frames::send(None, "q1", "Where is my parcel?"))
+        .await;
+    let conversation_id = visitor.recv_ack().await;
+    visitor
+        .send(&ClientFrame::RequestHuman { conversation_id })
+        .await;
+    visitor.recv_state(ConversationState::Waiting).await;
+    (visitor, conversation_id)
+}
+
+#[tokio::test]
+async fn logout_and_a_password_change_end_the_open_agent_sockets() {
+    let (server, _dir) = TestServer::scratch().await;
+    let first = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
+    let second = server.login("demo", "ana@demo.test").await;
+    let (_visitor, conversation_id) = escalated(&server).await;
+    let (mut a1, _) = WsClient::agent(&server.ws_url(), &first).await;
+    let (mut a2, _) = WsClient::agent(&server.ws_url(), &first).await;
+    let (mut b, _) = WsClient::agent(&server.ws_url(), &second).await;
+
+    // Logout ends that session's sockets at once, and only that session's.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(server.url("/api/v1/auth/logout"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let me = http
+        .get(server.url("/api/v1/me"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    ends_with_unauthorized(&mut a1, "the end of the logged-out session").await;
+    ends_with_unauthorized(&mut a2, "the end of the logged-out session").await;
+    b.send(&ClientFrame::TakeOver { conversation_id }).await;
+    b.until("the other session's takeover", |f| {
+        matches!(
+            f,
+            ServerFrame::State {
+                state: ConversationState::Human,
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await;
+
+    // A password changed as `nexus-flow user passwd` does it (in the store, from another
+    // process that cannot reach this one's sockets): the next action is refused, nothing is
+    // posted, and the socket closes.
+    let site = server.site("demo").await;
+    let (user, _) = server
+        .state
+        .store
+        .user_by_email(site.id, "ana@demo.test")
+        .await
+        .unwrap()
+        .unwrap();
+    let hash = nexus_server::access::accounts::hash_password("a brand new password").unwrap();
+    server
+        .state
+        .store
+        .set_password(user.id, &hash)
+        .await
+        .unwrap();
+    b.send(&frames::send(
+        Some(conversation_id),
+        "r-after-passwd",
+        "Posted under an ended session",
+    ))
+    .await;
+    ends_with_unauthorized(&mut b, "the refusal after the password change").await;
+    let stored = server
+        .state
+        .store
+        .messages_after(conversation_id, 0, 200)
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|m| m.body != "Posted under an ended session"),
+        "nothing is posted under an ended session"
+    );
 }
