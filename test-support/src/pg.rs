@@ -2,8 +2,9 @@
 //! `NEXUS_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`, as on this
 //! machine and CI), dropped when the test ends, so parallel tests and reruns never collide.
 //!
-//! PostgreSQL being unreachable FAILS the test with a clear message. Only an explicit
-//! `NEXUS_SKIP_PG=1` (for a laptop without PostgreSQL; CI never sets it) skips, loudly.
+//! PostgreSQL being unreachable FAILS the test with a clear message; no test skips itself and
+//! reports `ok`. To leave the PostgreSQL tests out on a machine without it, filter them by
+//! name, so the count of filtered-out tests shows it: [`SKIP_HINT`].
 //!
 //! A test that restarts PostgreSQL runs a [`Cluster`] of its own instead.
 
@@ -20,13 +21,19 @@ pub fn base_url() -> String {
     std::env::var("NEXUS_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
-/// True (with a message on stderr) when the PostgreSQL tests are to be skipped.
-pub fn skipped() -> bool {
-    let skip = std::env::var("NEXUS_SKIP_PG").is_ok_and(|v| v == "1");
-    if skip {
-        eprintln!("NEXUS_SKIP_PG=1: skipping a PostgreSQL test (CI must not set this)");
+/// How to leave the PostgreSQL tests out visibly: their names hold `postgres`, or they live in
+/// `multi_instance` and `pg_restart`.
+pub const SKIP_HINT: &str = "cargo test -- --skip postgres --skip multi_instance --skip pg_restart";
+
+/// Fails a PostgreSQL test at once when `NEXUS_SKIP_PG` is set: it once made these tests
+/// return early and pass, and is not honoured any more.
+pub fn refuse_skip_variable() {
+    if std::env::var_os("NEXUS_SKIP_PG").is_some() {
+        panic!(
+            "NEXUS_SKIP_PG no longer skips PostgreSQL tests (a skipped test must not pass): \
+             unset it, and leave them out by name instead: `{SKIP_HINT}`"
+        );
     }
-    skip
 }
 
 /// `url` with `search_path` set to `schema` (through the libpq `options` parameter, which
@@ -45,18 +52,14 @@ pub struct TestSchema {
 }
 
 impl TestSchema {
-    /// Creates the schema; `None` only when `NEXUS_SKIP_PG=1`. Panics with a clear message
-    /// when PostgreSQL cannot be reached.
-    pub async fn create() -> Option<Self> {
-        if skipped() {
-            return None;
-        }
-        Some(Self::create_in(&base_url()).await)
+    /// Creates the schema. Panics with a clear message when PostgreSQL cannot be reached.
+    pub async fn create() -> Self {
+        Self::create_in(&base_url()).await
     }
 
-    /// Creates the schema in the database at `base` (a [`Cluster`] of the test's own, say),
-    /// whatever `NEXUS_SKIP_PG` says.
+    /// Creates the schema in the database at `base` (a [`Cluster`] of the test's own, say).
     pub async fn create_in(base: &str) -> Self {
+        refuse_skip_variable();
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let mut conn = connect(base).await;
         sqlx::query(&format!("CREATE SCHEMA \"{name}\""))
@@ -82,8 +85,8 @@ pub async fn connect(url: &str) -> sqlx::PgConnection {
         Ok(Err(e)) => panic!(
             "PostgreSQL is required for this test and is not reachable at {redacted}: {e}. \
              Start it (CI and the dev machine run it at 127.0.0.1:5432, trust auth, database \
-             `test`), point NEXUS_TEST_POSTGRES_URL at another one, or set NEXUS_SKIP_PG=1 to \
-             skip the PostgreSQL tests locally (never on CI)."
+             `test`), point NEXUS_TEST_POSTGRES_URL at another one, or leave the PostgreSQL \
+             tests out by name (they then count as filtered out): `{SKIP_HINT}`."
         ),
         Err(_) => panic!("PostgreSQL at {redacted} did not answer within 10 s"),
     }
@@ -128,10 +131,12 @@ impl Cluster {
     /// `/usr/lib/postgresql/*/bin`) and starts a fresh cluster. Panics with a clear message
     /// when they are missing.
     pub async fn start() -> Self {
+        refuse_skip_variable();
         let bin = pg_bindir().unwrap_or_else(|| {
             panic!(
                 "this test runs its own PostgreSQL and needs its server binaries (initdb, \
-                 pg_ctl): install the postgresql package, or set NEXUS_SKIP_PG=1 locally"
+                 pg_ctl): install the postgresql package, or leave the PostgreSQL tests out by \
+                 name: `{SKIP_HINT}`"
             )
         });
         // initdb refuses to run as root: run the server as the `postgres` user then.

@@ -50,9 +50,7 @@ fn message_from(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_one_database_nothing_lost() {
-    let Some(schema) = TestSchema::create().await else {
-        return;
-    };
+    let schema = TestSchema::create().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let widget = dir.path().join("widget");
     // The first instance migrates and creates the demo site; the others join it.
@@ -446,9 +444,7 @@ fn metric(text: &str, name: &str) -> f64 {
 /// `NEXUS_FLOW_PRESENCE_REFRESH_MS` / `NEXUS_FLOW_PRESENCE_EXPIRY_MS`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_online_on_another_instance_count_until_it_dies() {
-    let Some(schema) = TestSchema::create().await else {
-        return;
-    };
+    let schema = TestSchema::create().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let widget = dir.path().join("widget");
     let env = [
@@ -531,9 +527,7 @@ async fn agents_online_on_another_instance_count_until_it_dies() {
 async fn a_burst_across_many_conversations_reaches_another_instance_in_order() {
     const VISITORS: usize = 24;
     const MESSAGES: usize = 15;
-    let Some(schema) = TestSchema::create().await else {
-        return;
-    };
+    let schema = TestSchema::create().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let widget = dir.path().join("widget");
     let one = Instance::start(&schema.url, &widget).await;
@@ -639,9 +633,7 @@ async fn a_burst_across_many_conversations_reaches_another_instance_in_order() {
 /// and each instance answers the demo questions from it (none loaded it half-made).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_together_share_one_whole_demo_site() {
-    let Some(schema) = TestSchema::create().await else {
-        return;
-    };
+    let schema = TestSchema::create().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let widget = dir.path().join("widget");
     let (one, two, three) = tokio::join!(
@@ -696,9 +688,7 @@ async fn ends_with_unauthorized(ws: &mut WsClient, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ended_on_one_instance_closes_its_sockets_on_every_instance() {
-    let Some(schema) = TestSchema::create().await else {
-        return;
-    };
+    let schema = TestSchema::create().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let widget = dir.path().join("widget");
     let one = Instance::start(&schema.url, &widget).await;
@@ -723,4 +713,28 @@ async fn a_session_ended_on_one_instance_closes_its_sockets_on_every_instance() 
     // every instance.
     support::passwd(&schema.url, "ana@demo.test", "another long password").await;
     ends_with_unauthorized(&mut second_on_two, "the password change").await;
+}
+
+#[test]
+fn setting_nexus_skip_pg_fails_a_postgresql_test_instead_of_passing_it() {
+    // This test binary, running one PostgreSQL test with the old skip variable set.
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            "multi_instance::instances_starting_together_share_one_whole_demo_site",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env("NEXUS_SKIP_PG", "1")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a skipped PostgreSQL test must not pass: {stdout}"
+    );
+    assert!(stdout.contains("1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("NEXUS_SKIP_PG no longer skips"),
+        "the failure says why: {stdout}"
+    );
 }

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use nexus_shared::{Author, ClientFrame, ConversationState, ServerFrame};
-use nexus_test_support::pg::{self, Cluster};
+use nexus_test_support::pg::Cluster;
 use nexus_test_support::{WAIT, WsClient};
 
 use crate::support::{self, Instance};
@@ -81,9 +81,6 @@ async fn try_visitor(url: &str, token: &str) -> Option<(WsClient, nexus_shared::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_ride_out_a_postgres_restart() {
-    if pg::skipped() {
-        return;
-    }
     let cluster = Cluster::start().await;
     let url = cluster.url();
     let dir = tempfile::tempdir().expect("tempdir");

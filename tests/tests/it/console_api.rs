@@ -68,9 +68,7 @@ async fn canned_responses_agents_read_owners_write_sites_are_apart() {
 
 #[tokio::test]
 async fn canned_responses_on_postgres() {
-    let Some(schema) = nexus_tests::pg::TestSchema::create().await else {
-        return;
-    };
+    let schema = nexus_tests::pg::TestSchema::create().await;
     canned_script(TestServer::start_url(&schema.url, &nexus_tests::widget_dir()).await).await;
 }
 
@@ -256,9 +254,7 @@ async fn analytics_of_a_scripted_set_of_conversations() {
 
 #[tokio::test]
 async fn analytics_of_a_scripted_set_of_conversations_on_postgres() {
-    let Some(schema) = nexus_tests::pg::TestSchema::create().await else {
-        return;
-    };
+    let schema = nexus_tests::pg::TestSchema::create().await;
     analytics_script(TestServer::start_url(&schema.url, &nexus_tests::widget_dir()).await).await;
 }
 

@@ -312,9 +312,7 @@ async fn with_approval_an_edited_draft_waits_for_the_owner() {
 
 #[tokio::test]
 async fn pending_entries_work_the_same_on_postgresql() {
-    let Some(schema) = nexus_tests::pg::TestSchema::create().await else {
-        return;
-    };
+    let schema = nexus_tests::pg::TestSchema::create().await;
     let server = TestServer::start_url(&schema.url, &nexus_tests::widget_dir()).await;
     let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
     let agent = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;

@@ -28,9 +28,7 @@ async fn owners_export_then_delete_one_visitors_data() {
 
 #[tokio::test]
 async fn owners_export_then_delete_one_visitors_data_on_postgres() {
-    let Some(schema) = nexus_tests::pg::TestSchema::create().await else {
-        return;
-    };
+    let schema = nexus_tests::pg::TestSchema::create().await;
     export_then_delete(TestServer::start_url(&schema.url, &nexus_tests::widget_dir()).await).await;
 }
 

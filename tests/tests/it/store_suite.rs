@@ -1298,9 +1298,7 @@ macro_rules! store_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let Some(schema) = nexus_tests::pg::TestSchema::create().await else {
-                        return;
-                    };
+                    let schema = nexus_tests::pg::TestSchema::create().await;
                     let store = nexus_server::store::connect(&schema.url).await.expect("postgres store");
                     assert_eq!(store.backend(), "postgres");
                     super::$case(store).await;
@@ -1330,9 +1328,7 @@ store_suite!(
 /// have exactly one winner, and sequence numbers stay gap-free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_commits_through_two_instances_are_exclusive() {
-    let Some(schema) = nexus_tests::pg::TestSchema::create().await else {
-        return;
-    };
+    let schema = nexus_tests::pg::TestSchema::create().await;
     let one = nexus_server::store::connect(&schema.url).await.unwrap();
     let two = nexus_server::store::connect(&schema.url).await.unwrap();
     let site = new_site(one.as_ref(), "two").await;
@@ -1416,9 +1412,7 @@ async fn postgres_end_to_end_across_two_servers() {
     use nexus_shared::{ClientFrame, ServerFrame};
     use nexus_tests::{TestServer, WsClient, agent_login, widget_dir};
 
-    let Some(schema) = nexus_tests::pg::TestSchema::create().await else {
-        return;
-    };
+    let schema = nexus_tests::pg::TestSchema::create().await;
     let one = TestServer::start_url(&schema.url, &widget_dir()).await;
     let two = TestServer::start_url(&schema.url, &widget_dir()).await;
     assert_eq!(one.state.store.backend(), "postgres");
@@ -1487,9 +1481,7 @@ async fn postgres_end_to_end_across_two_servers() {
 /// The database password never shows in the store's debug output or in `redact_url`.
 #[tokio::test]
 async fn postgres_password_is_redacted() {
-    let Some(schema) = nexus_tests::pg::TestSchema::create().await else {
-        return;
-    };
+    let schema = nexus_tests::pg::TestSchema::create().await;
     // Trust auth accepts any password, so one can be put in the URL.
     let (scheme, rest) = schema.url.split_once("://").unwrap();
     let (user, host) = rest.split_once('@').unwrap();
