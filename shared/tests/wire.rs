@@ -1394,3 +1394,134 @@ proptest! {
         server_reads(client);
     }
 }
+
+// ----- the light reader under arbitrary input -----
+//
+// The widget reads every frame from the server with the hand-written light reader. Whatever
+// arrives (a newer server, a proxy mangling bytes, a hostile endpoint), it must never panic,
+// and where serde also accepts a value, both must read the same frame.
+
+/// Any JSON value, nested a few levels, with the frame vocabulary among its keys and strings
+/// so that the reader gets past its first checks often.
+fn any_json() -> impl Strategy<Value = Value> {
+    let words = prop_oneof![
+        Just("type".to_owned()),
+        Just("data".to_owned()),
+        Just("message".to_owned()),
+        Just("welcome".to_owned()),
+        Just("state".to_owned()),
+        Just("kind".to_owned()),
+        Just("agent".to_owned()),
+        Just("error".to_owned()),
+        Just("conversation_id".to_owned()),
+        Just("seq".to_owned()),
+        "[a-z_]{0,12}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        prop_oneof![Just(-1.0), Just(0.5), Just(9.1e15), Just(1e300)].prop_map(Value::from),
+        words.clone().prop_map(Value::from),
+        id().prop_map(|u| Value::from(u.to_string())),
+        ".{0,20}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 64, 8, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((words.clone(), inner), 0..8)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+/// `v` with the member or item at `path` (indices taken modulo the lengths) replaced by
+/// `with`, or removed when `with` is `None`.
+fn mutate(v: &mut Value, path: &[usize], with: Option<Value>) {
+    let Some((&first, rest)) = path.split_first() else {
+        *v = with.unwrap_or(Value::Null);
+        return;
+    };
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map
+                .keys()
+                .nth(first % map.len())
+                .cloned()
+                .unwrap_or_default();
+            if rest.is_empty() && with.is_none() {
+                map.remove(&key);
+            } else if let Some(child) = map.get_mut(&key) {
+                mutate(child, rest, with);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let at = first % items.len();
+            if rest.is_empty() && with.is_none() {
+                items.remove(at);
+            } else {
+                mutate(&mut items[at], rest, with);
+            }
+        }
+        _ => *v = with.unwrap_or(Value::Null),
+    }
+}
+
+/// Both readers on `v`: no panic; where serde reads a frame too, the same frame.
+fn readers_agree(v: &Value) {
+    let visitor = light::decode(v);
+    let agent = light::agent::decode(v);
+    if let Ok(by_serde) = serde_json::from_value::<ServerFrame>(v.clone()) {
+        for read in [&visitor, &agent].into_iter().flatten() {
+            assert_eq!(read, &by_serde, "light and serde read {v} differently");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Arbitrary values: never a panic.
+    #[test]
+    fn the_light_reader_survives_any_json_value(v in any_json()) {
+        readers_agree(&v);
+        readers_agree(&json!({"type": "message", "data": v.clone()}));
+        readers_agree(&json!({"type": "welcome", "data": v}));
+    }
+
+    /// Real frames with one part replaced by anything, or removed: never a panic, and the
+    /// same frame as serde's whenever serde accepts it.
+    #[test]
+    fn the_light_reader_agrees_with_serde_on_mangled_frames(
+        frame in server_frame(),
+        path in prop::collection::vec(any::<usize>(), 1..5),
+        with in prop::option::of(any_json()),
+    ) {
+        let mut v = serde_json::to_value(&frame).unwrap();
+        mutate(&mut v, &path, with);
+        readers_agree(&v);
+    }
+
+    /// Real frames' bytes flipped, cut or extended, then parsed as the browser would: no
+    /// panic on whatever still parses.
+    #[test]
+    fn the_light_reader_survives_mangled_bytes(
+        frame in server_frame(),
+        edits in prop::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6),
+    ) {
+        let mut bytes = serde_json::to_vec(&frame).unwrap();
+        for (at, byte, op) in edits {
+            let at = at % (bytes.len() + 1);
+            match op {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 if at < bytes.len() => { bytes.remove(at); }
+                _ => bytes.insert(at, byte),
+            }
+        }
+        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+            readers_agree(&v);
+        }
+    }
+}
