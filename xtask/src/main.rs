@@ -5,7 +5,8 @@
 //! * `setup`   installs what a fresh machine lacks (wasm target, wasm-opt, Chromium, the
 //!   answer engine's embedding model).
 //! * `run`     `setup`, `widget`, then the server with that widget.
-//! * `test`    `setup`, `widget`, embeds the demo knowledge base into the model's cache
+//! * `test`    `setup` (failing when the embedding model could not be had: the tests need
+//!   it), `widget`, embeds the demo knowledge base into the model's cache
 //!   (`nexus-flow model-check`), then `cargo test --workspace`.
 
 mod setup;
@@ -24,7 +25,8 @@ commands:
   setup           install what this machine lacks: the wasm32 target, wasm-opt, Chromium,
                   the embedding model (cached in ~/.cache/nexus-flow/models)
   run [ARGS…]     setup, widget, then `nexus-flow serve --widget-dir target/widget ARGS…`
-  test [ARGS…]    setup, widget, then `cargo test --workspace ARGS…`
+  test [ARGS…]    setup (the tests need the embedding model; it fails without it), widget,
+                  then `cargo test --workspace ARGS…`
 ";
 
 fn main() -> ExitCode {
@@ -75,12 +77,11 @@ fn run() -> Result<ExitCode> {
         }
         Some("test") => {
             setup::run(&ws, setup::Want::All)?;
-            widget::build(&ws)?;
+            // `run` serves without the model (lexical engine); the tests need it.
             let model = setup::model_dir();
-            if let Some(dir) = model
-                .as_ref()
-                .filter(|d| d.join("model.safetensors").is_file())
-            {
+            setup::require_model(model.as_deref())?;
+            widget::build(&ws)?;
+            if let Some(dir) = &model {
                 // Embed the demo knowledge base into the model's cache once, so that the many
                 // test servers starting in parallel find it there instead of each computing it.
                 let mut warm = cargo();

