@@ -11,6 +11,7 @@ pub mod learn;
 pub mod metrics;
 pub mod openapi;
 pub mod privacy;
+pub mod sites;
 pub mod summary;
 
 use axum::Router;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .merge(kb_import::routes())
         .merge(analytics::routes())
         .merge(summary::routes())
+        .merge(sites::routes())
         .merge(openapi::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))

@@ -252,6 +252,17 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     with(
         op(
+            "post",
+            "/sites",
+            "Create a new, empty site that the calling owner owns (their account is copied into it)",
+            Owner,
+        ),
+        &[],
+        Some("NewSite"),
+        (201, Some("Object")),
+    ),
+    with(
+        op(
             "get",
             "/visitors",
             "Find the visitor a privacy request is about: by email, identified user id or conversation",
@@ -393,6 +404,9 @@ fn schemas() -> Value {
                 "visitor_id": string
             }
         },
+        "NewSite": {"type": "object", "required": ["key", "name"], "properties": {
+            "key": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,39}$"}, "name": string
+        }},
         "VisitorProfile": {"type": "object", "properties": {
             "id": string, "external_id": nullable("string"), "name": nullable("string"),
             "email": nullable("string"), "created_at": int, "last_seen_at": int

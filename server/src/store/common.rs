@@ -789,6 +789,15 @@ where
         .transpose()
     }
 
+    async fn owner_accounts(&self, email: &str) -> StoreResult<u64> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM users WHERE email = $1 AND role = 'owner'")
+                .bind(email.trim().to_lowercase())
+                .fetch_one(self.reader())
+                .await?;
+        Ok(u64::try_from(row.int("n")?).unwrap_or(0))
+    }
+
     async fn set_password(&self, user_id: Uuid, password: &PasswordHash) -> StoreResult<()> {
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(&password.0)

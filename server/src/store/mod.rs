@@ -424,6 +424,8 @@ pub trait Store: Send + Sync + 'static {
         email: &str,
     ) -> StoreResult<Option<(User, PasswordHash)>>;
     async fn set_password(&self, user_id: Uuid, password: &PasswordHash) -> StoreResult<()>;
+    /// How many owner accounts, on all sites, have this (lower-cased) email.
+    async fn owner_accounts(&self, email: &str) -> StoreResult<u64>;
     /// Stores a session under the hash of its token.
     async fn create_session(
         &self,
