@@ -12,8 +12,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nexus_engine::KbEntry;
-use nexus_server::model::{Site, SiteSettings, now_ms};
+use nexus_server::model::Site;
 use nexus_shared::{
     Autonomy, ClientFrame, DraftDecision, ErrorCode, Role, ServerFrame, Session, Teach,
 };
