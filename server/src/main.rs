@@ -27,6 +27,9 @@ enum Command {
     /// Manage owner and agent accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Add or list sites (tenants).
+    #[command(subcommand)]
+    Site(SiteCommand),
     /// Measure the answer engine on labelled questions (see README, "Answer engine quality").
     Eval(EvalArgs),
     /// Load the embedding model and embed the demo knowledge base into its cache.
@@ -110,6 +113,89 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SiteCommand {
+    /// Create an empty site (default settings, no knowledge base); with `--owner-email`,
+    /// also its first owner (password read from the terminal or one line of stdin).
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The key the embed snippet names (`data-site="…"`): lower-case letters, digits, dashes.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner_email: Option<String>,
+        #[arg(long)]
+        owner_name: Option<String>,
+    },
+    /// List every site: key, name, id, creation time (UTC).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+async fn site_command(command: SiteCommand) -> anyhow::Result<()> {
+    use nexus_server::access::{accounts, sites};
+    use nexus_server::store;
+    match command {
+        SiteCommand::Add {
+            db,
+            key,
+            name,
+            owner_email,
+            owner_name,
+        } => {
+            let store = store::connect(&db.url()).await?;
+            nexus_server::demo::ensure_demo_site(store.as_ref()).await?;
+            // The password first: a refused one leaves no half-made site behind.
+            let owner = match owner_email {
+                Some(email) => Some((email, read_password()?)),
+                None => None,
+            };
+            if let Some((_, password)) = &owner {
+                accounts::hash_password(password).map_err(|e| anyhow::anyhow!(e.message))?;
+            }
+            let site = sites::create_site(store.as_ref(), &key, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            println!("created site {} ({}) id {}", site.key, site.name, site.id);
+            if let Some((email, password)) = owner {
+                let name = owner_name
+                    .unwrap_or_else(|| email.split('@').next().unwrap_or("Owner").to_owned());
+                let user = accounts::add_user(
+                    store.as_ref(),
+                    site.id,
+                    &email,
+                    &name,
+                    Role::Owner,
+                    &password,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+                println!("created Owner account {} on site {}", user.email, site.key);
+            }
+        }
+        SiteCommand::List { db } => {
+            let store = store::connect(&db.url()).await?;
+            for site in store.sites().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    site.key,
+                    site.name,
+                    site.id,
+                    jiff::Timestamp::from_millisecond(site.created_at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -301,6 +387,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => run_server(args).await,
         Command::User(command) => user_command(command).await,
+        Command::Site(command) => site_command(command).await,
         Command::Eval(args) => eval_command(args).await,
         Command::ModelCheck { model } => model_check(model).await,
     }

@@ -100,6 +100,7 @@ pub async fn resolve(
         crate::conversation::learn::teach(
             state,
             user.site_id,
+            user.role,
             teach,
             crate::model::Origin::Teach,
             Some(conversation.id),
@@ -247,6 +248,7 @@ pub async fn review_draft(
         crate::conversation::learn::teach(
             state,
             user.site_id,
+            user.role,
             Teach {
                 question,
                 answer: body,

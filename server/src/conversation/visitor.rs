@@ -71,35 +71,19 @@ pub async fn visitor_send(
 
     let conversation_id = match conversation_id {
         Some(id) => id,
-        None => {
-            if let Some(earlier) = store
-                .visitor_message_by_client_id(visitor.id, client_msg_id)
-                .await
-                .map_err(fail)?
-            {
-                let conversation = store
-                    .conversation(earlier.conversation_id)
+        // The conversation it goes to is the latest one (or a new one); a retry of the same
+        // `client_msg_id` is a duplicate only there, as it is with a `conversation_id` (the
+        // commit detects it), so an id reused after `new_conversation` is a new message.
+        None => match store.latest_conversation(visitor.id).await.map_err(fail)? {
+            Some(c) => c.id,
+            None => {
+                store
+                    .create_conversation(site.id, visitor.id, context.0, context.1)
                     .await
                     .map_err(fail)?
-                    .ok_or_else(|| fail(StoreError::NotFound))?;
-                return Ok(Sent {
-                    conversation,
-                    message: earlier,
-                    duplicate: true,
-                    stored: Vec::new(),
-                });
+                    .id
             }
-            match store.latest_conversation(visitor.id).await.map_err(fail)? {
-                Some(c) => c.id,
-                None => {
-                    store
-                        .create_conversation(site.id, visitor.id, context.0, context.1)
-                        .await
-                        .map_err(fail)?
-                        .id
-                }
-            }
-        }
+        },
     };
 
     // No read before the post: the store checks that the conversation is the visitor's. A

@@ -231,8 +231,16 @@ mod tests {
             secret: "***".into(),
             ..hook.clone()
         }];
-        keep_secrets(&mut sent, &[hook]);
+        keep_secrets(&mut sent, std::slice::from_ref(&hook)).unwrap();
         assert_eq!(sent[0].secret, "s");
+        let mut moved = vec![Webhook {
+            url: "https://example.invalid/other".into(),
+            secret: "***".into(),
+            ..hook.clone()
+        }];
+        let refused = keep_secrets(&mut moved, &[hook]).unwrap_err();
+        assert!(refused.contains("is new"), "{refused}");
+        assert_eq!(moved[0].secret, "***");
         assert!(!format!("{sent:?}").contains("\"s\""));
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use nexus_shared::{Author, ConversationState, ErrorCode, Message, Millis, Role, Transition};
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::http::auth::Agent;
-use crate::http::error::{ApiJson, AppError};
+use crate::http::error::{ApiJson, ApiQuery, AppError};
 use crate::model::now_ms;
 
 const DAY_MS: Millis = 86_400_000;
@@ -274,7 +274,7 @@ pub async fn site_analytics(
 async fn analytics(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Query(period): Query<Period>,
+    ApiQuery(period): ApiQuery<Period>,
 ) -> Result<ApiJson<Analytics>, AppError> {
     if user.role != Role::Owner {
         return Err(AppError::new(

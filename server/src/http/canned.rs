@@ -2,7 +2,7 @@
 //! (and edit) in the console. Agents read them; owners create, change and delete them.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use nexus_shared::{ErrorCode, Role, validate_body};
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::http::auth::Agent;
-use crate::http::error::{ApiJson, AppError};
+use crate::http::error::{ApiJson, ApiPath, AppError};
 use crate::model::User;
 use crate::model::{Canned, MAX_CANNED};
 
@@ -85,7 +85,7 @@ async fn create(
 async fn replace(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(input): ApiJson<CannedInput>,
 ) -> Result<ApiJson<Canned>, AppError> {
     owner_only(&user)?;
@@ -107,7 +107,7 @@ async fn replace(
 async fn remove(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
     owner_only(&user)?;
     state.store.delete_canned(user.site_id, id).await?;

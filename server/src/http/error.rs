@@ -1,8 +1,8 @@
 //! The one error type of HTTP handlers: a stable code and a message, never internals.
 
 use axum::Json;
-use axum::extract::FromRequest;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nexus_shared::{ErrorBody, ErrorCode};
@@ -58,6 +58,28 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
 
 impl From<JsonRejection> for AppError {
     fn from(rejection: JsonRejection) -> Self {
+        Self::new(ErrorCode::Validation, rejection.body_text())
+    }
+}
+
+/// `Path` whose rejection (a malformed id in the URL) is a `{code, message}` body too.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct ApiPath<T>(pub T);
+
+impl From<PathRejection> for AppError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::new(ErrorCode::Validation, rejection.body_text())
+    }
+}
+
+/// `Query` whose rejection (a bad query string) is a `{code, message}` body too.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct ApiQuery<T>(pub T);
+
+impl From<QueryRejection> for AppError {
+    fn from(rejection: QueryRejection) -> Self {
         Self::new(ErrorCode::Validation, rejection.body_text())
     }
 }

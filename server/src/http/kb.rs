@@ -2,7 +2,7 @@
 //! reloads the engine's copy of the site's knowledge base, so the AI answers from it at once.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use nexus_shared::{ErrorCode, Role, limits, validate_body};
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::http::auth::Agent;
-use crate::http::error::{ApiJson, AppError};
+use crate::http::error::{ApiJson, ApiPath, ApiQuery, AppError};
 use crate::model::User;
 use nexus_engine::KbEntry;
 
@@ -91,7 +91,7 @@ async fn reload(state: &AppState, site_id: Uuid) -> Result<(), AppError> {
 async fn list(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Query(search): Query<Search>,
+    ApiQuery(search): ApiQuery<Search>,
 ) -> Result<ApiJson<Vec<KbEntry>>, AppError> {
     let needle = search.q.unwrap_or_default().to_lowercase();
     let entries = state
@@ -126,7 +126,7 @@ async fn find(state: &AppState, user: &User, id: &str) -> Result<KbEntry, AppErr
 async fn read(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<KbEntry>, AppError> {
     find(&state, &user, &id).await.map(ApiJson)
 }
@@ -149,7 +149,7 @@ async fn create(
 async fn replace(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<EntryInput>,
 ) -> Result<ApiJson<KbEntry>, AppError> {
     owner_only(&user)?;
@@ -168,7 +168,7 @@ async fn replace(
 async fn remove(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
     owner_only(&user)?;
     // An id that is not this site's (another site's, or none) is a 404, never a silent 204.

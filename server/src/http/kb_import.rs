@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::post;
 use nexus_shared::{ErrorCode, Role, validate_body};
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::http::auth::Agent;
-use crate::http::error::{ApiJson, AppError};
+use crate::http::error::{ApiJson, ApiQuery, AppError};
 use crate::http::kb::MAX_EXAMPLES;
 use nexus_engine::KbEntry;
 
@@ -467,7 +467,7 @@ pub fn plan(existing: &[KbEntry], items: Vec<Item>) -> (Vec<KbEntry>, usize, Vec
 async fn import(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Query(format): Query<Format>,
+    ApiQuery(format): ApiQuery<Format>,
     body: String,
 ) -> Result<ApiJson<ImportReport>, AppError> {
     if user.role != Role::Owner {

@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use nexus_shared::{ErrorCode, Role, validate_body};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::conversation::learn::apply;
 use crate::http::auth::Agent;
-use crate::http::error::{ApiJson, AppError};
+use crate::http::error::{ApiJson, ApiPath, AppError};
 use crate::model::PendingEntry;
 use nexus_engine::KbEntry;
 
@@ -69,7 +69,7 @@ async fn find(state: &AppState, site_id: Uuid, id: Uuid) -> Result<PendingEntry,
 async fn approve(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     body: Bytes,
 ) -> Result<ApiJson<KbEntry>, AppError> {
     owner_only(user.role)?;
@@ -93,14 +93,12 @@ async fn approve(
     {
         return Err(AppError::not_found("Pending entry"));
     }
-    let entry = apply(
-        &state,
-        user.site_id,
+    let approved = PendingEntry {
         question,
         answer,
-        pending.entry_id.as_deref(),
-    )
-    .await?;
+        ..pending
+    };
+    let entry = apply(&state, user.site_id, &approved, "approved").await?;
     Ok(ApiJson(entry))
 }
 
@@ -108,7 +106,7 @@ async fn approve(
 async fn reject(
     State(state): State<AppState>,
     Agent(user): Agent,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
     owner_only(user.role)?;
     if state

@@ -11,10 +11,11 @@ pub mod learn;
 pub mod metrics;
 pub mod openapi;
 pub mod privacy;
+pub mod sites;
 pub mod summary;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use nexus_shared::{ErrorCode, Health, Message, PROTOCOL_VERSION, Role, limits};
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::http::error::{ApiJson, AppError};
+use crate::http::error::{ApiJson, ApiPath, ApiQuery, AppError};
 use crate::model::SiteSettings;
 use crate::model::webhook::{keep_secrets, validate};
 use auth::Agent;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .merge(kb_import::routes())
         .merge(analytics::routes())
         .merge(summary::routes())
+        .merge(sites::routes())
         .merge(openapi::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -90,8 +92,8 @@ struct MessagePage {
 /// timeline, for the visitor who owns it (`Authorization: Bearer <visitor token>`).
 async fn messages(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
-    Query(page): Query<Page>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(page): ApiQuery<Page>,
     headers: HeaderMap,
 ) -> Result<ApiJson<MessagePage>, AppError> {
     let limit = page.limit.unwrap_or(limits::DEFAULT_HISTORY_PAGE);
@@ -102,21 +104,21 @@ async fn messages(
         ));
     }
     let unauthorized = || AppError::new(ErrorCode::Unauthorized, "A visitor token is required.");
+    // The token first: without a valid one, a missing and an existing conversation get the
+    // same 401, so ids are not confirmed to strangers.
     let token = auth::bearer(&headers).ok_or_else(unauthorized)?;
+    let visitor = state
+        .store
+        .visitor_by_any_token(token)
+        .await?
+        .ok_or_else(unauthorized)?;
     let conversation = state
         .store
         .conversation(id)
         .await?
-        .ok_or_else(|| AppError::not_found("Conversation"))?;
-    let visitor = state
-        .store
-        .visitor_by_token(conversation.site_id, token)
-        .await?
-        .ok_or_else(unauthorized)?;
-    if visitor.id != conversation.visitor_id {
         // Same answer as a missing conversation: ids of others' conversations are not confirmed.
-        return Err(AppError::not_found("Conversation"));
-    }
+        .filter(|c| c.visitor_id == visitor.id && c.site_id == visitor.site_id)
+        .ok_or_else(|| AppError::not_found("Conversation"))?;
     visitor_checks(&state, &headers, &conversation, &visitor).await?;
     let mut messages = state
         .store
@@ -238,7 +240,7 @@ pub fn checked_settings(
     egress: &crate::egress::Egress,
 ) -> Result<SiteSettings, AppError> {
     let invalid = |m: String| AppError::new(nexus_shared::ErrorCode::Validation, m);
-    keep_secrets(&mut new.webhooks, &old.webhooks);
+    keep_secrets(&mut new.webhooks, &old.webhooks).map_err(invalid)?;
     validate(&new.webhooks).map_err(invalid)?;
     for hook in &new.webhooks {
         egress.check_url(hook.url.trim()).map_err(|refused| {
@@ -247,6 +249,12 @@ pub fn checked_settings(
                 hook.url.trim()
             ))
         })?;
+    }
+    if !is_css_color(&new.color) {
+        return Err(invalid(format!(
+            "The color {:?} must be a hex color such as #4f46e5 or #fff.",
+            new.color
+        )));
     }
     if let Some(hours) = &new.business_hours {
         hours.validate().map_err(invalid)?;
@@ -257,4 +265,11 @@ pub fn checked_settings(
         ));
     }
     Ok(new)
+}
+
+/// `#rgb` or `#rrggbb`: the only colors the widget's style takes.
+fn is_css_color(color: &str) -> bool {
+    color
+        .strip_prefix('#')
+        .is_some_and(|hex| matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }

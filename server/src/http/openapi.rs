@@ -252,6 +252,28 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     with(
         op(
+            "post",
+            "/sites",
+            "Create a new, empty site that the calling owner owns (their account is copied into it)",
+            Owner,
+        ),
+        &[],
+        Some("NewSite"),
+        (201, Some("Object")),
+    ),
+    with(
+        op(
+            "get",
+            "/visitors",
+            "Find the visitor a privacy request is about: by email, identified user id or conversation",
+            Owner,
+        ),
+        &["email", "user_id", "conversation_id"],
+        None,
+        (200, Some("VisitorProfiles")),
+    ),
+    with(
+        op(
             "get",
             "/visitors/{visitor_id}/export",
             "Everything kept about one visitor (privacy request)",
@@ -303,7 +325,8 @@ fn schemas() -> Value {
             "type": "object",
             "description": "Every field is optional in a PATCH. Secrets read as `***`; sending `***` back keeps them.",
             "properties": {
-                "assistant_name": string, "greeting": string, "color": string,
+                "assistant_name": string, "greeting": string,
+                "color": {"type": "string", "pattern": "^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"},
                 "autonomy": {"enum": ["auto", "review", "off"]},
                 "placeholders": {"type": "object", "additionalProperties": string},
                 "allowed_origins": {"type": "array", "items": string},
@@ -311,6 +334,7 @@ fn schemas() -> Value {
                 "require_identity": {"type": "boolean"},
                 "policy": {"type": "object"},
                 "learning": {"enum": ["auto", "approve"]},
+                "agent_learning": {"enum": ["auto", "approve"], "description": "Whether a plain agent's teach may go live (with `learning: auto`) or waits for an owner (`approve`, the default)."},
                 "business_hours": {
                     "type": ["object", "null"],
                     "properties": {
@@ -380,14 +404,23 @@ fn schemas() -> Value {
                 "visitor_id": string
             }
         },
+        "NewSite": {"type": "object", "required": ["key", "name"], "properties": {
+            "key": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,39}$"}, "name": string
+        }},
+        "VisitorProfile": {"type": "object", "properties": {
+            "id": string, "external_id": nullable("string"), "name": nullable("string"),
+            "email": nullable("string"), "created_at": int, "last_seen_at": int
+        }},
+        "VisitorProfiles": {"type": "array", "items": {"$ref": "#/components/schemas/VisitorProfile"}},
         "VisitorExport": {
             "type": "object",
             "properties": {
-                "visitor": {"type": "object", "properties": {
-                    "id": string, "external_id": nullable("string"), "name": nullable("string"),
-                    "email": nullable("string"), "created_at": int, "last_seen_at": int
-                }},
+                "visitor": {"$ref": "#/components/schemas/VisitorProfile"},
                 "conversations": {"type": "array", "items": {"type": "object"}},
+                "notes": {"type": "array", "items": {"type": "object"}},
+                "feedback": {"type": "array", "items": {"type": "object"}},
+                "drafts": {"type": "array", "items": {"type": "object"}},
+                "learned": {"type": "array", "items": {"type": "object"}},
                 "exported_at": int
             }
         }

@@ -19,7 +19,9 @@ pub use conversation::{
     Committed, Conversation, ConversationFacts, Guard, NewMessage, Notices, Op, now_ms,
 };
 pub use hours::BusinessHours;
-pub use learning::{Origin, PendingEntry};
-pub use privacy::{Csat, VisitorProfile};
+pub use learning::{Masked, Origin, PendingEntry, mask_like, mask_personal, title_from_answer};
+pub use privacy::{
+    Csat, DraftRecord, FeedbackRecord, LearnedRecord, VisitorProfile, VisitorRecords,
+};
 pub use site::{PasswordHash, Site, SiteSettings, User, Visitor};
 pub use webhook::Webhook;

@@ -29,6 +29,10 @@ pub struct SiteSettings {
     pub policy: nexus_engine::policy::Policy,
     /// Whether taught knowledge goes live at once (`auto`) or waits for an owner (`approve`).
     pub learning: nexus_engine::policy::Learning,
+    /// Whether a plain agent's teach or draft edit may go live (`auto`, when `learning` is
+    /// `auto` too) or waits for an owner (`approve`, the default). Owners' teaches follow
+    /// `learning` alone.
+    pub agent_learning: nexus_engine::policy::Learning,
     /// Opening hours in the site's time zone; `None` = always open.
     pub business_hours: Option<super::hours::BusinessHours>,
     /// Told to visitors handed to people outside business hours or with nobody online.
@@ -76,6 +80,7 @@ impl std::fmt::Debug for SiteSettings {
             .field("require_identity", &self.require_identity)
             .field("policy", &self.policy)
             .field("learning", &self.learning)
+            .field("agent_learning", &self.agent_learning)
             .field("business_hours", &self.business_hours)
             .field("offline_message", &self.offline_message)
             .field("webhooks", &self.webhooks)
@@ -97,6 +102,7 @@ impl Default for SiteSettings {
             require_identity: false,
             policy: nexus_engine::policy::Policy::default(),
             learning: nexus_engine::policy::Learning::default(),
+            agent_learning: nexus_engine::policy::Learning::Approve,
             business_hours: None,
             offline_message: super::hours::DEFAULT_OFFLINE_MESSAGE.into(),
             webhooks: Vec::new(),

@@ -60,11 +60,18 @@ pub fn validate(webhooks: &[Webhook]) -> Result<(), String> {
 }
 
 /// `webhooks` as sent back by an owner who read them redacted: a secret of `***` keeps the
-/// stored secret of the webhook with the same URL.
-pub fn keep_secrets(new: &mut [Webhook], old: &[Webhook]) {
+/// stored secret of the webhook with the same URL. A `***` on a URL that has no stored webhook
+/// is refused: it would otherwise become the secret, known to anyone who reads the settings.
+pub fn keep_secrets(new: &mut [Webhook], old: &[Webhook]) -> Result<(), String> {
     for hook in new.iter_mut().filter(|h| h.secret == "***") {
-        if let Some(previous) = old.iter().find(|o| o.url == hook.url) {
-            hook.secret.clone_from(&previous.secret);
-        }
+        let Some(previous) = old.iter().find(|o| o.url == hook.url) else {
+            return Err(format!(
+                "Webhook {:?} is new: give it a secret of its own (`***` keeps only the \
+                 secret of a webhook already saved under the same URL).",
+                hook.url
+            ));
+        };
+        hook.secret.clone_from(&previous.secret);
     }
+    Ok(())
 }

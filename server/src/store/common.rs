@@ -55,6 +55,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn kb_changed(&self, _site: Uuid) -> impl Future<Output = ()> + Send {
         std::future::ready(())
     }
+    /// Called after a privacy deletion has committed: clears the deleted rows' bytes from the
+    /// database files (SQLite truncates its log; PostgreSQL vacuums the tables).
+    fn clear_deleted(&self) -> impl Future<Output = StoreResult<()>> + Send;
     /// Called after a site's settings changed, as [`Backend::kb_changed`].
     fn settings_changed(&self, _site: Uuid) -> impl Future<Output = ()> + Send {
         std::future::ready(())
@@ -303,6 +306,31 @@ where
     .await?)
 }
 
+/// Rows of `select_from` (a table aliased `x` with a `conversation_id` column) that belong
+/// to the visitor's conversations on the site, in `order`.
+async fn visitor_rows<DB>(
+    pool: &Pool<DB>,
+    select_from: &str,
+    order: &str,
+    site_id: String,
+    visitor_id: String,
+) -> StoreResult<Vec<DB::Row>>
+where
+    DB: Driver,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    String: Value<DB>,
+{
+    Ok(sqlx::query(&format!(
+        "{select_from} JOIN conversations c ON c.id = x.conversation_id
+         WHERE c.site_id = $1 AND c.visitor_id = $2 ORDER BY {order}"
+    ))
+    .bind(site_id)
+    .bind(visitor_id)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub(crate) fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
@@ -474,19 +502,15 @@ where
             .bind(site_id.to_string())
             .fetch_optional(self.reader())
             .await?;
-        row.map(|row| {
-            Ok(Visitor {
-                id: uuid_col(&row, "id")?,
-                site_id: uuid_col(&row, "site_id")?,
-                info: VisitorInfo {
-                    name: row.opt_text("name")?,
-                    email: row.opt_text("email")?,
-                    page_url: None,
-                    locale: None,
-                },
-            })
-        })
-        .transpose()
+        row.as_ref().map(visitor_from_row).transpose()
+    }
+
+    async fn visitor_by_any_token(&self, token: &str) -> StoreResult<Option<Visitor>> {
+        let row = sqlx::query("SELECT * FROM visitors WHERE token_hash = $1")
+            .bind(hash_token(token))
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(visitor_from_row).transpose()
     }
 
     #[instrument(skip_all)]
@@ -769,6 +793,15 @@ where
             ))
         })
         .transpose()
+    }
+
+    async fn owner_accounts(&self, email: &str) -> StoreResult<u64> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM users WHERE email = $1 AND role = 'owner'")
+                .bind(email.trim().to_lowercase())
+                .fetch_one(self.reader())
+                .await?;
+        Ok(u64::try_from(row.int("n")?).unwrap_or(0))
     }
 
     async fn set_password(&self, user_id: Uuid, password: &PasswordHash) -> StoreResult<()> {
@@ -1201,30 +1234,219 @@ where
         .bind(visitor_id.to_string())
         .fetch_optional(self.reader())
         .await?;
-        row.map(|row| {
-            Ok(crate::model::VisitorProfile {
-                id: uuid_col(&row, "id")?,
-                external_id: row.opt_text("external_id")?,
-                name: row.opt_text("name")?,
-                email: row.opt_text("email")?,
-                created_at: row.int("created_at")?,
-                last_seen_at: row.int("last_seen_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(profile_from_row).transpose()
     }
 
-    async fn delete_visitor(&self, site_id: Uuid, visitor_id: Uuid) -> StoreResult<()> {
+    async fn visitor_records(
+        &self,
+        site_id: Uuid,
+        visitor_id: Uuid,
+    ) -> StoreResult<crate::model::VisitorRecords> {
+        let (site, visitor) = (site_id.to_string(), visitor_id.to_string());
+        let rows = |select: &'static str, order: &'static str| {
+            visitor_rows(self.reader(), select, order, site.clone(), visitor.clone())
+        };
+        let notes = rows("SELECT x.* FROM notes x", "x.created_at, x.id")
+            .await?
+            .iter()
+            .map(note_from_row)
+            .collect::<StoreResult<_>>()?;
+        let feedback = rows(
+            "SELECT x.conversation_id, x.message_id, x.created_at,
+                CAST(CASE WHEN x.helpful THEN 1 ELSE 0 END AS BIGINT) AS helpful_n
+             FROM feedback x",
+            "x.created_at, x.message_id",
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(crate::model::FeedbackRecord {
+                conversation_id: uuid_col(row, "conversation_id")?,
+                message_id: uuid_col(row, "message_id")?,
+                helpful: row.int("helpful_n")? == 1,
+                created_at: row.int("created_at")?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+        let drafts = rows(
+            "SELECT x.id, x.conversation_id, x.question, x.body, x.status, x.created_at FROM drafts x",
+            "x.created_at, x.id",
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(crate::model::DraftRecord {
+                id: uuid_col(row, "id")?,
+                conversation_id: uuid_col(row, "conversation_id")?,
+                question: row.text("question")?,
+                body: row.text("body")?,
+                status: row.text("status")?,
+                created_at: row.int("created_at")?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+        let learned = rows("SELECT x.* FROM learned_entries x", "x.created_at, x.id")
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(crate::model::LearnedRecord {
+                    entry: pending_from_row(row)?,
+                    status: row.text("status")?,
+                    kb_entry_id: row.opt_text("kb_entry_id")?,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok(crate::model::VisitorRecords {
+            notes,
+            feedback,
+            drafts,
+            learned,
+        })
+    }
+
+    async fn find_visitors(
+        &self,
+        site_id: Uuid,
+        email: Option<&str>,
+        external_id: Option<&str>,
+    ) -> StoreResult<Vec<crate::model::VisitorProfile>> {
+        let email = email.map(|e| e.trim().to_lowercase());
+        sqlx::query(
+            "SELECT id, external_id, name, email, created_at, last_seen_at FROM visitors
+             WHERE site_id = $1 AND (LOWER(email) = $2 OR external_id = $3)
+             ORDER BY last_seen_at DESC, id LIMIT 50",
+        )
+        .bind(site_id.to_string())
+        .bind(email)
+        .bind(external_id)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(profile_from_row)
+        .collect()
+    }
+
+    #[instrument(skip_all)]
+    async fn delete_visitor(&self, site_id: Uuid, visitor_id: Uuid) -> StoreResult<bool> {
+        let (site, visitor) = (site_id.to_string(), visitor_id.to_string());
+        let mut tx = self.writer().begin().await?;
+        let learned = sqlx::query(
+            "SELECT l.question, l.kb_entry_id FROM learned_entries l
+             JOIN conversations c ON c.id = l.conversation_id
+             WHERE c.site_id = $1 AND c.visitor_id = $2 AND l.kb_entry_id IS NOT NULL",
+        )
+        .bind(site.clone())
+        .bind(visitor.clone())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut changed: Vec<KbEntry> = Vec::new();
+        for row in &learned {
+            let question = row.text("question")?;
+            let Some(kb_id) = row.opt_text("kb_entry_id")? else {
+                continue;
+            };
+            let mut entry = match changed.iter().position(|e| e.id == kb_id) {
+                Some(i) => changed.swap_remove(i),
+                None => {
+                    let row =
+                        sqlx::query("SELECT * FROM kb_entries WHERE site_id = $1 AND id = $2")
+                            .bind(site.clone())
+                            .bind(kb_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    match row {
+                        Some(row) => kb_from_row(&row)?,
+                        None => continue,
+                    }
+                }
+            };
+            entry
+                .examples
+                .retain(|e| !e.eq_ignore_ascii_case(&question));
+            // Before titles were written from the answer, a learned entry's title was the
+            // question's first 60 characters.
+            if entry.id.starts_with("learned-") {
+                entry.title = crate::model::title_from_answer(&entry.answer);
+            }
+            changed.push(entry);
+        }
+        write_kb_entries::<DB>(&mut tx, site_id, &changed, now_ms()).await?;
+        sqlx::query(
+            "UPDATE learned_entries SET question = '', conversation_id = NULL
+             WHERE conversation_id IN
+                (SELECT id FROM conversations WHERE site_id = $1 AND visitor_id = $2)",
+        )
+        .bind(site.clone())
+        .bind(visitor.clone())
+        .execute(&mut *tx)
+        .await?;
         let result = sqlx::query("DELETE FROM visitors WHERE site_id = $1 AND id = $2")
-            .bind(site_id.to_string())
-            .bind(visitor_id.to_string())
-            .execute(self.writer())
+            .bind(site)
+            .bind(visitor)
+            .execute(&mut *tx)
             .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        tx.commit().await?;
+        self.clear_deleted().await?;
+        if !changed.is_empty() {
+            self.kb_changed(site_id).await;
+        }
+        Ok(!changed.is_empty())
+    }
+
+    async fn learned_into_kb(
+        &self,
+        site_id: Uuid,
+        entry: &crate::model::PendingEntry,
+        status: &str,
+        kb_entry_id: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO learned_entries (id, site_id, question, answer, entry_id, conversation_id,
+                origin, status, created_at, kb_entry_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (id) DO UPDATE SET question = excluded.question,
+                answer = excluded.answer, kb_entry_id = excluded.kb_entry_id",
+        )
+        .bind(entry.id.to_string())
+        .bind(site_id.to_string())
+        .bind(&entry.question)
+        .bind(&entry.answer)
+        .bind(entry.entry_id.as_deref())
+        .bind(entry.conversation_id.map(|c| c.to_string()))
+        .bind(entry.origin.as_str())
+        .bind(status)
+        .bind(entry.created_at)
+        .bind(kb_entry_id)
+        .execute(self.writer())
+        .await?;
         Ok(())
     }
+}
+
+fn visitor_from_row(row: &impl Columns) -> StoreResult<Visitor> {
+    Ok(Visitor {
+        id: uuid_col(row, "id")?,
+        site_id: uuid_col(row, "site_id")?,
+        info: VisitorInfo {
+            name: row.opt_text("name")?,
+            email: row.opt_text("email")?,
+            page_url: None,
+            locale: None,
+        },
+    })
+}
+
+fn profile_from_row(row: &impl Columns) -> StoreResult<crate::model::VisitorProfile> {
+    Ok(crate::model::VisitorProfile {
+        id: uuid_col(row, "id")?,
+        external_id: row.opt_text("external_id")?,
+        name: row.opt_text("name")?,
+        email: row.opt_text("email")?,
+        created_at: row.int("created_at")?,
+        last_seen_at: row.int("last_seen_at")?,
+    })
 }
 
 fn user_from_row(row: &impl Columns) -> StoreResult<User> {

@@ -349,6 +349,8 @@ pub trait Store: Send + Sync + 'static {
         info: &VisitorInfo,
     ) -> StoreResult<(Visitor, String)>;
     async fn visitor_by_token(&self, site_id: Uuid, token: &str) -> StoreResult<Option<Visitor>>;
+    /// The visitor holding `token` on whichever site (tokens are unique across sites).
+    async fn visitor_by_any_token(&self, token: &str) -> StoreResult<Option<Visitor>>;
     /// Records a verified identity on a visitor: its external id, name and email. Returns
     /// false (and changes nothing) when the visitor already carries a different external id.
     /// Records the email a visitor left for the team to answer them.
@@ -422,6 +424,8 @@ pub trait Store: Send + Sync + 'static {
         email: &str,
     ) -> StoreResult<Option<(User, PasswordHash)>>;
     async fn set_password(&self, user_id: Uuid, password: &PasswordHash) -> StoreResult<()>;
+    /// How many owner accounts, on all sites, have this (lower-cased) email.
+    async fn owner_accounts(&self, email: &str) -> StoreResult<u64>;
     /// Stores a session under the hash of its token.
     async fn create_session(
         &self,
@@ -522,8 +526,38 @@ pub trait Store: Send + Sync + 'static {
         site_id: Uuid,
         visitor_id: Uuid,
     ) -> StoreResult<Option<crate::model::VisitorProfile>>;
-    /// Deletes a visitor of a site and everything of theirs; `NotFound` when there is none.
-    async fn delete_visitor(&self, site_id: Uuid, visitor_id: Uuid) -> StoreResult<()>;
+    /// Notes, feedback, drafts and learned knowledge from a visitor's conversations.
+    async fn visitor_records(
+        &self,
+        site_id: Uuid,
+        visitor_id: Uuid,
+    ) -> StoreResult<crate::model::VisitorRecords>;
+    /// The site's visitors with this email (any case) or this identified user id, newest
+    /// first (at most 50).
+    async fn find_visitors(
+        &self,
+        site_id: Uuid,
+        email: Option<&str>,
+        external_id: Option<&str>,
+    ) -> StoreResult<Vec<crate::model::VisitorProfile>>;
+    /// Deletes a visitor of a site and everything of theirs, in one transaction: the visitor,
+    /// their conversations, messages, feedback, CSAT answers, drafts and notes; learned
+    /// knowledge from their conversations keeps its answer but loses the visitor's question
+    /// (taken out of the knowledge-base entry it went into, too) and its link. Then the
+    /// deleted bytes are cleared from the database files (SQLite: `secure_delete` and a
+    /// truncating WAL checkpoint; PostgreSQL: `VACUUM` of the tables touched). `NotFound` when
+    /// there is no such visitor; `true` when a knowledge-base entry changed.
+    async fn delete_visitor(&self, site_id: Uuid, visitor_id: Uuid) -> StoreResult<bool>;
+    /// Records learned knowledge that went into the knowledge-base entry `kb_entry_id`: a
+    /// live teach (`status` live, a new row) or an approved pending entry (its row, with the
+    /// question as approved).
+    async fn learned_into_kb(
+        &self,
+        site_id: Uuid,
+        entry: &crate::model::PendingEntry,
+        status: &str,
+        kb_entry_id: &str,
+    ) -> StoreResult<()>;
 }
 
 /// Opens the store named by `url` and runs its migrations.

@@ -636,6 +636,21 @@ impl Backend for PgStore {
         })
         .await;
     }
+
+    /// A deleted row stays in its page as a dead tuple until `VACUUM` marks its space free;
+    /// this vacuums every table a privacy deletion touches, so its space is reused by the
+    /// next writes. The bytes themselves go only when that space is written again (or with
+    /// `VACUUM FULL`, which locks the tables and is left to the operator), and the WAL keeps
+    /// them until its segments are recycled: see RELIABILITY.md.
+    async fn clear_deleted(&self) -> StoreResult<()> {
+        sqlx::query(
+            "VACUUM visitors, conversations, messages, feedback, csat, drafts, notes, \
+             learned_entries, kb_entries",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -70,6 +70,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+            // Deleted rows are overwritten with zeros, not only unlinked: a privacy deletion
+            // leaves no readable copy in the database file (see `clear_deleted` for the log).
+            .pragma("secure_delete", "ON")
             // A batch's multi-row statements keep a statement journal (the pages they change,
             // to undo the statement alone); in memory instead of a temporary file created,
             // written and deleted for every batch.
@@ -692,6 +695,26 @@ impl Backend for SqliteStore {
 
     fn commits(&self) -> &mpsc::Sender<CommitRequest> {
         &self.commits
+    }
+
+    /// `secure_delete` (set on every connection) has zeroed the deleted rows in the pages the
+    /// transaction wrote, but the log still holds the pages as they were before: a truncating
+    /// checkpoint copies the zeroed pages into the database file and empties the log. It
+    /// waits for readers (they are short); after 20 busy tries it gives up with an error.
+    async fn clear_deleted(&self) -> StoreResult<()> {
+        for _ in 0..20 {
+            let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.writer)
+                .await?;
+            let busy: i64 = sqlx::Row::try_get(&row, 0)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(StoreError::Database(sqlx::Error::Protocol(
+            "the log could not be truncated after a privacy deletion (readers kept it busy)".into(),
+        )))
     }
 }
 

@@ -64,13 +64,20 @@ pub async fn upgrade(
         // so they leave in one write.
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(256 * 1024)
-        .max_message_size(limits::MAX_FRAME_BYTES)
-        .max_frame_size(limits::MAX_FRAME_BYTES)
+        // Frames up to the hard cap are read whole, so that one over the protocol's 16 KiB
+        // gets a `frame_too_large` error and the connection stays open (`driver::decode`);
+        // beyond the cap the socket is closed (1009) without buffering more.
+        .max_message_size(HARD_FRAME_BYTES)
+        .max_frame_size(HARD_FRAME_BYTES)
         .on_upgrade(move |socket: WebSocket| async move {
             let (sink, stream) = socket.split();
             run(state, peer, origin, sink, stream).await;
         })
 }
+
+/// The largest frame read at all: four times the protocol's limit
+/// ([`limits::MAX_FRAME_BYTES`]). Bigger ones close the connection.
+pub const HARD_FRAME_BYTES: usize = 4 * limits::MAX_FRAME_BYTES;
 
 /// The error sent when a cap on open connections is reached.
 fn too_many_connections(what: &str) -> ErrorBody {

@@ -11,4 +11,5 @@ mod crash;
 mod engine;
 mod multi_instance;
 mod pg_restart;
+mod site_cli;
 mod support;

@@ -47,6 +47,10 @@ async fn drain_messages(client: &mut WsClient, wait: Duration) -> Vec<nexus_shar
 async fn escalate_take_over_reply_hand_back_resolve_and_teach() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    // A plain agent's teach goes live only when the site allows it (`agent_learning`).
+    server
+        .configure(|s| s.agent_learning = nexus_engine::policy::Learning::Auto)
+        .await;
     let token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
     let (mut agent, welcome) = WsClient::agent(&server.ws_url(), &token).await;
     let me = match welcome.session {

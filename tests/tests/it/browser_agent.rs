@@ -31,6 +31,10 @@ async fn agent_sees_the_escalation_takes_over_replies_and_resolves() {
     );
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    // A plain agent's teach goes live only when the site allows it (`agent_learning`).
+    server
+        .configure(|s| s.agent_learning = nexus_engine::policy::Learning::Auto)
+        .await;
     let store = server.state.store.as_ref();
     let site = store.site_by_key("demo").await.unwrap().expect("demo site");
     nexus_server::access::accounts::add_user(

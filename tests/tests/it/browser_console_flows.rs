@@ -102,6 +102,10 @@ const TAUGHT: &str = "Yes! Gift wrapping costs $4 and you can add a card with yo
 async fn resolving_with_teach_makes_the_ai_answer_a_new_visitor() {
     let dir = tempfile::tempdir().unwrap();
     let server = server_with_agent(dir.path()).await;
+    // A plain agent's teach goes live only when the site allows it (`agent_learning`).
+    server
+        .configure(|s| s.agent_learning = nexus_engine::policy::Learning::Auto)
+        .await;
     let (agent, visitor) = tokio::join!(Browser::start(1280, 1000), Browser::start(420, 760));
     agent_logs_in(&agent, &server).await;
 

@@ -1,4 +1,5 @@
-//! Tenant isolation through the agent console, in a real headless Chromium: site B has
+//! Tenant isolation through the agent console, in a real headless Chromium: site B (created
+//! by an owner over `POST /api/v1/sites`, its settings and knowledge over REST) has
 //! conversations (one waiting for a person, one the AI answers, one with B's agent), a
 //! knowledge base, canned responses, settings and traffic, all carrying a marker text. Site
 //! A's agent and A's owner log in to the console and go through every inbox tab, the canned
@@ -10,9 +11,8 @@
 
 use std::time::Duration;
 
-use nexus_engine::KbEntry;
-use nexus_server::model::{Site, SiteSettings, now_ms};
-use nexus_shared::{Autonomy, ClientFrame, ConversationState, Role, ServerFrame, Session};
+use nexus_server::model::Site;
+use nexus_shared::{ClientFrame, ConversationState, Role, ServerFrame, Session};
 use nexus_tests::browser::{
     Browser, WAIT, add_accounts, click, console_server, element, log_in, page, testid,
 };
@@ -24,32 +24,42 @@ use uuid::Uuid;
 /// In every text of site B; must never reach A's console.
 const B: &str = "ZNZ-B";
 
-/// Site B, with its own knowledge base (loaded into the engine) and settings.
-async fn make_site_b(server: &TestServer) -> Site {
-    let site = Site {
-        id: Uuid::new_v4(),
-        key: "site-b".into(),
-        name: format!("{B} Shop"),
-        settings: SiteSettings {
-            autonomy: Autonomy::Auto,
-            greeting: format!("Welcome to the {B} shop"),
-            ..SiteSettings::default()
-        },
-        created_at: now_ms(),
-    };
-    let entry = KbEntry {
-        url: None,
-        id: "site-b-refunds".into(),
-        title: format!("{B} refunds"),
-        answer: format!("{B}: refunds take 14 days, paid by xylophone transfer."),
-        examples: vec![
-            "how long do refunds take".into(),
-            "when do I get my refund".into(),
-        ],
-        escalate: None,
-    };
-    server.add_site(&site, &[entry]).await;
-    site
+/// Site B, made as a customer makes one: a demo-site owner, B's owner-to-be, creates it over
+/// `POST /api/v1/sites`, signs in to it with the same password and sets its greeting and
+/// knowledge base over REST. Returns the site and its owner's session.
+async fn make_site_b(server: &TestServer) -> (Site, String) {
+    let http = reqwest::Client::new();
+    let creator = agent_login(server, "demo", "owner@b.test", Role::Owner).await;
+    let created = http
+        .post(server.url("/api/v1/sites"))
+        .bearer_auth(&creator)
+        .json(&json!({"key": "site-b", "name": format!("{B} Shop")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "site B created");
+    let owner = server.login("site-b", "owner@b.test").await;
+    let patched = http
+        .patch(server.url("/api/v1/site"))
+        .bearer_auth(&owner)
+        .json(&json!({"greeting": format!("Welcome to the {B} shop")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success(), "{}", patched.status());
+    let entry = http
+        .post(server.url("/api/v1/kb"))
+        .bearer_auth(&owner)
+        .json(&json!({
+            "title": format!("{B} refunds"),
+            "answer": format!("{B}: refunds take 14 days, paid by xylophone transfer."),
+            "examples": ["how long do refunds take", "when do I get my refund"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(entry.status().is_success(), "{}", entry.status());
+    (server.site("site-b").await, owner)
 }
 
 /// A visitor of `site_key` asks `question`; returns the connection and the conversation.
@@ -250,7 +260,7 @@ async fn site_a_sees_nothing_of_site_b_in_the_console() {
     add_canned(&server, &a_owner, "A greeting", "Hello from site A.").await;
 
     // Site B: its agent and owner, a canned response, and three conversations.
-    let site_b = make_site_b(&server).await;
+    let (site_b, b_owner) = make_site_b(&server).await;
     let b_agent_name = format!("Zed {B}");
     add_accounts(
         &server,
@@ -259,7 +269,6 @@ async fn site_a_sees_nothing_of_site_b_in_the_console() {
     )
     .await;
     let b_agent = server.login("site-b", "zed@b.test").await;
-    let b_owner = agent_login(&server, "site-b", "owner@b.test", Role::Owner).await;
     add_canned(
         &server,
         &b_owner,

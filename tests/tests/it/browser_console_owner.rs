@@ -289,6 +289,7 @@ async fn owner_manages_the_knowledge_base_and_approves_learned_answers() {
     learn::teach(
         &server.state,
         site_id,
+        nexus_shared::Role::Agent,
         Teach {
             question: "Do you ship to Iceland?".into(),
             answer: "Yes, in 5 days.".into(),

@@ -259,6 +259,10 @@ async fn analytics_of_a_scripted_set_of_conversations_on_postgres() {
 }
 
 async fn analytics_script(server: TestServer) {
+    // The agent's teach below goes live (by default it would wait for an owner).
+    server
+        .configure(|s| s.agent_learning = nexus_engine::policy::Learning::Auto)
+        .await;
     let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
     let agent_token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
     let start = nexus_server::model::now_ms();

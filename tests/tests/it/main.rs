@@ -37,6 +37,7 @@ mod policy;
 mod privacy;
 mod server_ws;
 mod slow_clients;
+mod sites_api;
 mod store_suite;
 mod tenant_isolation;
 mod webhooks;

@@ -380,3 +380,140 @@ async fn a_visitor_can_leave_an_email_for_the_team() {
     assert_eq!(stored.info.email.as_deref(), Some("ana@example.com"));
     server.stop().await;
 }
+
+/// PROTOCOL.md: a frame over 16 KiB gets `frame_too_large` and the connection stays open (the
+/// visitor's next message is acked on it); only a frame over the 64 KiB hard cap closes it.
+#[tokio::test]
+async fn an_oversized_frame_is_refused_and_the_connection_stays_open() {
+    let (server, _dir) = TestServer::scratch().await;
+    let (mut visitor, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    for size in [limits::MAX_FRAME_BYTES + 1, limits::MAX_FRAME_BYTES * 3] {
+        visitor.send_raw("x".repeat(size)).await;
+        assert_eq!(
+            visitor.recv_error().await,
+            nexus_shared::ErrorCode::FrameTooLarge,
+            "{size} bytes"
+        );
+    }
+    visitor
+        .send(&frames::send(None, "after-big", "still here?"))
+        .await;
+    visitor.recv_ack().await;
+
+    let (mut huge, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    huge.send_raw("x".repeat(limits::MAX_FRAME_BYTES * 4 + 1))
+        .await;
+    let mut closed = false;
+    for _ in 0..5 {
+        if huge.try_recv(Duration::from_secs(2)).await.is_none() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a frame over the hard cap closes the connection");
+    server.stop().await;
+}
+
+/// A `client_msg_id` is deduplicated within the conversation the message goes to, with or
+/// without `conversation_id`: after `new_conversation`, an id used in the old conversation is
+/// a new message of the new one (on a new connection too), while a real retry in the same
+/// conversation is still a duplicate.
+#[tokio::test]
+async fn a_reused_client_msg_id_after_new_conversation_is_a_new_message() {
+    let (server, _dir) = TestServer::scratch().await;
+    let (mut visitor, welcome) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    let token = frames::visitor_token(&welcome);
+    let ack = |f: &ServerFrame| match f {
+        ServerFrame::Ack {
+            conversation_id,
+            duplicate,
+            ..
+        } => Some((*conversation_id, *duplicate)),
+        ServerFrame::Error(e) => panic!("expected an ack, got {e:?}"),
+        _ => None,
+    };
+    visitor
+        .send(&frames::send(None, "m-1", "first question"))
+        .await;
+    let (old, duplicate) = visitor.recv_until(ack).await.0;
+    assert!(!duplicate);
+    visitor
+        .send(&frames::send(None, "m-1", "first question"))
+        .await;
+    assert_eq!(visitor.recv_until(ack).await.0, (old, true), "a retry");
+
+    visitor.send(&ClientFrame::NewConversation).await;
+    visitor.sync().await;
+    visitor
+        .send(&frames::send(None, "m-1", "another question"))
+        .await;
+    let (new, duplicate) = visitor.recv_until(ack).await.0;
+    assert_ne!(new, old, "the new conversation");
+    assert!(
+        !duplicate,
+        "not a duplicate of the old conversation's message"
+    );
+
+    // On a new connection (no conversation named): the latest conversation, same rule.
+    visitor.close().await;
+    let (mut again, _) = WsClient::visitor(&server.ws_url(), "demo", Some(token)).await;
+    again
+        .send(&frames::send(None, "m-1", "another question"))
+        .await;
+    assert_eq!(again.recv_until(ack).await.0, (new, true), "a retry there");
+    let stored = server
+        .state
+        .store
+        .messages_after(new, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|m| m.body == "another question")
+            .count(),
+        1
+    );
+    server.stop().await;
+}
+
+/// The history route checks the visitor's token before it looks the conversation up: without
+/// a valid token, a missing and an existing conversation both get 401, so a stranger learns
+/// nothing about which ids exist. Malformed ids and queries get `{code, message}` JSON.
+#[tokio::test]
+async fn history_checks_the_token_first_and_bad_input_gets_a_json_error() {
+    let (server, _dir) = TestServer::scratch().await;
+    let (mut visitor, welcome) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    let token = frames::visitor_token(&welcome);
+    visitor.send(&frames::send(None, "h-1", "hello")).await;
+    let conversation = visitor.recv_ack().await;
+    let url =
+        |id: &str, query: &str| server.url(&format!("/api/v1/conversations/{id}/messages{query}"));
+    let existing = conversation.to_string();
+    let missing = uuid::Uuid::new_v4().to_string();
+    for id in [&existing, &missing] {
+        let (status, body) = http_get(&url(id, ""), None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{id}"
+        );
+        let (status, body) = http_get(&url(id, ""), Some("vt_not-a-token")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{id}"
+        );
+    }
+    let (status, body) = http_get(&url(&missing, ""), Some(&token)).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = http_get(&url(&existing, ""), Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    for (id, query) in [("not-a-uuid", ""), (existing.as_str(), "?after=minus-one")] {
+        let (status, body) = http_get(&url(id, query), Some(&token)).await;
+        assert_eq!(status, 400, "{id}{query}: {body}");
+        assert_eq!(body["code"], "validation", "{id}{query}: {body}");
+        assert!(body["message"].is_string());
+    }
+    server.stop().await;
+}

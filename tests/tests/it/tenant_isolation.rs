@@ -4,14 +4,15 @@
 //! leaves B's data exactly as it was. B's own agent, watching B's conversations throughout,
 //! sees nothing caused by A.
 //!
-//! Adding a route is one line in [`ROUTES`]; when the server publishes
-//! `/api/v1/openapi.json`, every operation in it must have a row, so the table cannot drift.
+//! Both sites are made as customers make them (`POST /api/v1/sites` by an owner, then REST
+//! for settings and knowledge). Adding a route is one line in [`ROUTES`]; every operation in
+//! `/api/v1/openapi.json` must have a row, so the table cannot drift, and every error answer
+//! must be a `{code, message}` body.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nexus_engine::KbEntry;
-use nexus_server::model::{Site, SiteSettings, now_ms};
+use nexus_server::model::Site;
 use nexus_shared::{
     Autonomy, ClientFrame, DraftDecision, ErrorCode, Role, ServerFrame, Session, Teach,
 };
@@ -36,11 +37,13 @@ struct Route {
     expect: Expect,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Body {
     None,
     Json(&'static str),
     Text(&'static str),
+    /// A JSON body made at run time (setup calls).
+    Owned(String),
 }
 
 const fn row(method: &'static str, path: &'static str, body: Body, expect: Expect) -> Route {
@@ -106,6 +109,14 @@ const ROUTES: &[Route] = &[
     row("PUT", "/canned/{canned_b}", Json(CANNED_INPUT), Refused),
     row("DELETE", "/canned/{canned_b}", NoBody, Refused),
     row("GET", "/analytics?from=0&to=9999999999999", NoBody, OwnSite),
+    row(
+        "POST",
+        "/sites",
+        Json(r#"{"key":"site-a-two","name":"A's second site"}"#),
+        OwnSite,
+    ),
+    row("GET", "/visitors?email=owner@b.test", NoBody, OwnSite),
+    row("GET", "/visitors?conversation_id={conv_b}", NoBody, OwnSite),
     row("GET", "/visitors/{visitor_b}/export", NoBody, Refused),
     row("DELETE", "/visitors/{visitor_b}", NoBody, Refused),
 ];
@@ -121,31 +132,60 @@ const REFUSAL_CODES: &[&str] = &[
 /// B's knowledge-base answer: a marker that must never reach A.
 const B_MARKER: &str = "MARK-site-b";
 
-async fn make_site(server: &TestServer, key: &str, autonomy: Autonomy) -> Site {
-    let site = Site {
-        id: Uuid::new_v4(),
-        key: key.into(),
-        name: format!("Site {key}"),
-        settings: SiteSettings {
-            autonomy,
-            greeting: format!("Welcome to {key}"),
-            ..SiteSettings::default()
-        },
-        created_at: now_ms(),
-    };
-    let entry = KbEntry {
-        url: None,
-        id: format!("{key}-refunds"),
-        title: format!("{key} refunds MARK-{key}"),
-        answer: format!("Refunds for {key} take 14 days. MARK-{key}"),
-        examples: vec![
-            "how long do refunds take".into(),
-            "when do I get my refund".into(),
-        ],
-        escalate: None,
-    };
-    server.add_site(&site, &[entry]).await;
-    site
+/// A site made as a customer makes one: an owner of the demo site creates it over
+/// `POST /api/v1/sites` (their account is copied into it), signs in to it with the same
+/// password, sets its autonomy and greeting and adds a knowledge-base entry over REST. Returns
+/// the site, its owner's session and the entry's id.
+async fn make_site(server: &TestServer, key: &str, autonomy: Autonomy) -> (Site, String, String) {
+    let email = format!("owner@{}.test", key.trim_start_matches("site-"));
+    let demo_owner = agent_login(server, "demo", &email, Role::Owner).await;
+    let created = call(
+        server,
+        "POST",
+        "/sites",
+        Body::Owned(format!(r#"{{"key":"{key}","name":"Site {key}"}}"#)),
+        Some(&demo_owner),
+        &Targets::empty(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "site {key} created: {}", created.text);
+    assert_eq!(created.json["key"], key);
+    let owner = server.login(key, &email).await;
+    let autonomy = serde_json::to_string(&autonomy).expect("autonomy encodes");
+    let patched = call(
+        server,
+        "PATCH",
+        "/site",
+        Body::Owned(format!(
+            r#"{{"autonomy":{autonomy},"greeting":"Welcome to {key}"}}"#
+        )),
+        Some(&owner),
+        &Targets::empty(),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let entry = call(
+        server,
+        "POST",
+        "/kb",
+        Body::Owned(format!(
+            r#"{{"title":"{key} refunds MARK-{key}","answer":"Refunds for {key} take 14 days. MARK-{key}",
+                "examples":["how long do refunds take","when do I get my refund"]}}"#
+        )),
+        Some(&owner),
+        &Targets::empty(),
+    )
+    .await;
+    assert!(
+        entry.status == 200 || entry.status == 201,
+        "entry added: {}",
+        entry.text
+    );
+    let entry_id = entry.json["id"]
+        .as_str()
+        .expect("the entry's id")
+        .to_owned();
+    (server.site(key).await, owner, entry_id)
 }
 
 /// B's ids the attacks aim at.
@@ -254,6 +294,9 @@ async fn call(
         Body::Text(text) => request
             .header("content-type", "text/plain")
             .body(text.to_owned()),
+        Body::Owned(json) => request
+            .header("content-type", "application/json")
+            .body(json),
     };
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
@@ -425,11 +468,9 @@ async fn site_a_credentials_cannot_reach_site_b() {
     let server = TestServer::start_with(&dir.path().join("nexus.db"), &widget).await;
     let ws = server.ws_url();
 
-    make_site(&server, "site-a", Autonomy::Auto).await;
-    let site_b = make_site(&server, "site-b", Autonomy::Review).await;
-    let a_owner = agent_login(&server, "site-a", "owner@a.test", Role::Owner).await;
+    let (_, a_owner, _) = make_site(&server, "site-a", Autonomy::Auto).await;
+    let (site_b, b_owner, b_entry) = make_site(&server, "site-b", Autonomy::Review).await;
     let a_agent = agent_login(&server, "site-a", "agent@a.test", Role::Agent).await;
-    let b_owner = agent_login(&server, "site-b", "owner@b.test", Role::Owner).await;
     let b_agent = agent_login(&server, "site-b", "agent@b.test", Role::Agent).await;
     let store = server.state.store.as_ref();
 
@@ -492,9 +533,27 @@ async fn site_a_credentials_cannot_reach_site_b() {
         &Targets::empty(),
     )
     .await;
+    assert_eq!(created.status, 201, "B's canned response: {}", created.text);
     let canned = created.json["id"]
         .as_str()
-        .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
+        .expect("B's canned response has an id")
+        .to_owned();
+    // B's pending entry: a thumbs-down of B's visitor on the AI's answer would need an
+    // answer; a plain agent's teach waits for B's owner (`agent_learning: approve`).
+    nexus_server::conversation::learn::teach(
+        &server.state,
+        site_b.id,
+        Role::Agent,
+        Teach {
+            question: "B's taught question MARK-site-b".into(),
+            answer: "B's taught answer MARK-site-b".into(),
+            entry_id: None,
+        },
+        nexus_server::model::Origin::Teach,
+        Some(conv_b2),
+    )
+    .await
+    .expect("B's teach");
     let pending = call(
         &server,
         "GET",
@@ -506,7 +565,8 @@ async fn site_a_credentials_cannot_reach_site_b() {
     .await;
     let pending = pending.json[0]["id"]
         .as_str()
-        .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
+        .unwrap_or_else(|| panic!("B's pending entry: {}", pending.text))
+        .to_owned();
     let b_message = store
         .messages_after(conv_b1, 0, 10)
         .await
@@ -523,7 +583,7 @@ async fn site_a_credentials_cannot_reach_site_b() {
     let targets = Targets {
         site_key: site_b.key.clone(),
         conversations: vec![conv_b1, conv_b2],
-        entry: "site-b-refunds".into(),
+        entry: b_entry.clone(),
         visitor: b_visitor,
         visitor_tokens: vec![frames::visitor_token(&wb1), frames::visitor_token(&wb2)],
         message: b_message,
@@ -563,8 +623,6 @@ async fn site_a_credentials_cannot_reach_site_b() {
         ("anonymous", None),
     ];
     let mut calls = 0;
-    let mut mounted = BTreeSet::new();
-    let mut missing = BTreeSet::new();
     for route in ROUTES {
         let path = targets.fill(route.path);
         for (who, bearer) in credentials {
@@ -582,15 +640,25 @@ async fn site_a_credentials_cannot_reach_site_b() {
             } else {
                 bearer
             };
-            let answer = call(&server, route.method, &path, route.body, bearer, &targets).await;
+            let answer = call(
+                &server,
+                route.method,
+                &path,
+                route.body.clone(),
+                bearer,
+                &targets,
+            )
+            .await;
             calls += 1;
             let label = format!("{} {} as A's {who}", route.method, route.path);
-            // A route that is not mounted answers 404 (or 405) without the JSON error body.
-            if matches!(answer.status, 404 | 405) && answer.json["code"].is_null() {
-                missing.insert(format!("{} {}", route.method, route.path));
-                continue;
-            }
-            mounted.insert(format!("{} {}", route.method, route.path));
+            // Every error is `{code, message}`: a 404 or 405 without it is a route that is
+            // not mounted (or a rejection that escaped `AppError`), and fails the test.
+            assert!(
+                answer.status < 400 || answer.json["code"].is_string(),
+                "{label} answered {} without a {{code, message}} body: {:?}",
+                answer.status,
+                answer.text
+            );
             assert!(
                 !secrets.iter().any(|s| answer.text.contains(s.as_str())),
                 "{label} leaked B's data: {} {}",
@@ -701,18 +769,22 @@ async fn site_a_credentials_cannot_reach_site_b() {
     );
     let after = snapshot(&server, site_b.id, &targets).await;
     assert_eq!(before, after, "site B's data changed");
-    // B's canned response and pending entry, where those routes exist, are still there.
+    // B's canned response and pending entry are still there, unchanged.
     for (path, id) in [("/canned", &canned), ("/kb/pending", &pending)] {
         let list = call(&server, "GET", path, NoBody, Some(&b_owner), &targets).await;
-        if list.status == 200 && list.text.contains(B_MARKER) {
-            assert!(list.text.contains(id.as_str()), "B's {path} {id} survived");
-        }
+        assert_eq!(list.status, 200, "B's {path}: {}", list.text);
+        assert!(
+            list.text.contains(id.as_str()) && list.text.contains(B_MARKER),
+            "B's {path} {id} survived: {}",
+            list.text
+        );
     }
 
     // ----- The table covers every route the server documents -----
     let doc = call(&server, "GET", "/openapi.json", NoBody, None, &targets).await;
+    assert_eq!(doc.status, 200, "the OpenAPI document is served");
     let mut documented = 0;
-    if doc.status == 200 {
+    {
         let rows: BTreeSet<(String, String)> = ROUTES
             .iter()
             .map(|r| (r.method.to_owned(), normalise(r.path)))
@@ -740,13 +812,9 @@ async fn site_a_credentials_cannot_reach_site_b() {
     }
 
     eprintln!(
-        "tenant isolation: {} route rows ({} mounted, {} not mounted: {:?}), {calls} HTTP \
-         calls; {} WebSocket action kinds, {ws_checked} actions; {hellos} visitor hellos; \
+        "tenant isolation: {} route rows, {calls} HTTP calls; {} WebSocket action kinds, {ws_checked} actions; {hellos} visitor hellos; \
          {documented} documented operations covered; violations 0",
         ROUTES.len(),
-        mounted.len(),
-        missing.len(),
-        missing,
         kinds.len(),
     );
     vb1.close().await;

@@ -354,3 +354,67 @@ async fn webhooks_never_reach_loopback_unless_allowed() {
         "no webhook request may reach 127.0.0.1"
     );
 }
+
+/// `***` stands for "keep the stored secret"; on a URL with no stored webhook it must not
+/// become the secret (anyone reading the settings sees `***`, so anyone could sign as the
+/// server). The owner gets a clear error and nothing is stored.
+#[tokio::test]
+async fn a_new_webhook_with_the_redacted_secret_is_refused() {
+    let (server, _dir) = TestServer::scratch().await;
+    let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
+    let http = reqwest::Client::new();
+    let r = authed(
+        &http,
+        Method::PATCH,
+        server.url("/api/v1/site"),
+        &owner,
+        Some(&json!({"webhooks": [{"url": "https://hooks.example.invalid/new", "secret": "***"}]})),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "validation");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("secret of its own"),
+        "{body}"
+    );
+    let site = server.site("demo").await;
+    assert!(site.settings.webhooks.is_empty(), "nothing was stored");
+}
+
+/// The widget puts the site's colour into its style: anything but a hex colour is refused by
+/// the server itself, not only by the console's form.
+#[tokio::test]
+async fn a_site_color_that_is_not_a_hex_color_is_refused() {
+    let (server, _dir) = TestServer::scratch().await;
+    let owner = agent_login(&server, "demo", "olga@demo.test", Role::Owner).await;
+    let http = reqwest::Client::new();
+    for bad in ["blue", "#12345", "#4f46e5; background: url(x)", "#ggg", ""] {
+        let r = authed(
+            &http,
+            Method::PATCH,
+            server.url("/api/v1/site"),
+            &owner,
+            Some(&json!({"color": bad})),
+        )
+        .await;
+        assert_eq!(r.status(), 400, "{bad:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "validation", "{bad:?}");
+    }
+    for good in ["#0f766e", "#FFF"] {
+        let r = authed(
+            &http,
+            Method::PATCH,
+            server.url("/api/v1/site"),
+            &owner,
+            Some(&json!({"color": good})),
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{good:?}");
+    }
+    assert_eq!(server.site("demo").await.settings.color, "#FFF");
+}
