@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nexus_server::egress::Egress;
 use nexus_server::{Config, build_state, serve};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -69,7 +70,25 @@ impl TestServer {
 
     /// Like [`TestServer::start_url`], listening on `addr` (a restart on the same port).
     pub async fn start_url_at(database_url: &str, widget_dir: &Path, addr: SocketAddr) -> Self {
-        Self::launch(database_url, widget_dir, addr, None).await
+        Self::launch(database_url, widget_dir, addr, None, Egress::default()).await
+    }
+
+    /// Like [`TestServer::start_url`], with outgoing requests (article fetches) let through
+    /// to `allowed` networks too (`--egress-allow`), e.g. a local HTTP server's loopback.
+    pub async fn start_allowing(
+        database_url: &str,
+        widget_dir: &Path,
+        allowed: Vec<ipnet::IpNet>,
+    ) -> Self {
+        let any_port = "127.0.0.1:0".parse().expect("address");
+        Self::launch(
+            database_url,
+            widget_dir,
+            any_port,
+            None,
+            Egress::new(allowed),
+        )
+        .await
     }
 
     /// Like [`TestServer::start_with`], with the LLM backend (`--llm-url` …) set to `llm`.
@@ -80,7 +99,7 @@ impl TestServer {
     ) -> Self {
         let any_port = "127.0.0.1:0".parse().expect("address");
         let url = format!("sqlite://{}", db.display());
-        Self::launch(&url, widget_dir, any_port, Some(llm)).await
+        Self::launch(&url, widget_dir, any_port, Some(llm), Egress::default()).await
     }
 
     async fn launch(
@@ -88,12 +107,14 @@ impl TestServer {
         widget_dir: &Path,
         addr: SocketAddr,
         llm: Option<nexus_engine::llm::LlmConfig>,
+        egress: Egress,
     ) -> Self {
         let config = Config {
             addr,
             database_url: database_url.to_owned(),
             widget_dir: widget_dir.to_owned(),
             model_dir: None,
+            egress,
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut state = build_state(&config, shutdown_rx)
@@ -154,7 +175,7 @@ impl TestServer {
                 .await
                 .expect("entry stored");
         }
-        let entries = store.kb_entries(site.id).await.expect("entries");
+        let entries = store.knowledge(site.id).await.expect("entries");
         self.state.engine.load_site(site.id, entries);
     }
 

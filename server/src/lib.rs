@@ -21,6 +21,7 @@ pub mod egress;
 pub mod http;
 pub mod live;
 pub mod model;
+pub mod sources;
 pub mod store;
 pub mod ws;
 
@@ -49,6 +50,9 @@ pub struct AppState {
     pub webhooks: Arc<conversation::webhooks::Dispatcher>,
     /// Conversation lines for the agents' inbox, throttled (see [`conversation::effects::InboxFeed`]).
     pub inbox: Arc<conversation::effects::InboxFeed>,
+    /// Where requests made on an owner's behalf may go (article fetches; webhooks are to
+    /// send through it too): public addresses plus the `--egress-allow` networks.
+    pub egress: egress::Egress,
 }
 
 /// Server configuration (defaults, then `NEXUS_FLOW_*` variables, then flags).
@@ -60,6 +64,9 @@ pub struct Config {
     /// Directory of the embedding model (`None`: the cache `cargo xtask setup` fills). When
     /// the model cannot be loaded, the lexical engine serves.
     pub model_dir: Option<PathBuf>,
+    /// Outgoing requests on an owner's behalf (`--egress-allow`): public addresses only,
+    /// plus the networks listed.
+    pub egress: egress::Egress,
 }
 
 /// Opens the store, creates the demo site on first start, loads every site's knowledge base
@@ -76,7 +83,7 @@ pub async fn build_state(
     .await?;
     demo::ensure_demo_site(store.as_ref()).await?;
     for site in store.sites().await? {
-        let entries = store.kb_entries(site.id).await?;
+        let entries = store.knowledge(site.id).await?;
         tracing::info!(site = %site.key, entries = entries.len(), "knowledge base loaded");
         engine.load_site(site.id, entries);
     }
@@ -108,6 +115,7 @@ pub async fn build_state(
             std::time::Duration::from_secs(1),
         )),
         inbox: Arc::default(),
+        egress: config.egress.clone(),
     })
 }
 

@@ -11,6 +11,7 @@ pub mod learn;
 pub mod metrics;
 pub mod openapi;
 pub mod privacy;
+pub mod sources;
 pub mod summary;
 
 use axum::Router;
@@ -33,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .merge(canned::routes())
         .merge(privacy::routes())
         .merge(kb_import::routes())
+        .merge(sources::routes())
         .merge(analytics::routes())
         .merge(summary::routes())
         .merge(openapi::routes())

@@ -34,6 +34,7 @@ async fn state(db_dir: &Path, model_dir: Option<PathBuf>) -> AppState {
         database_url: format!("sqlite://{}", db_dir.join("nexus.db").display()),
         widget_dir: db_dir.join("no-widget"),
         model_dir,
+        egress: nexus_server::egress::Egress::default(),
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);
     build_state(&config, rx).await.expect("state builds")
