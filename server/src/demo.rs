@@ -107,3 +107,52 @@ pub async fn ensure_demo_site(store: &dyn Store) -> StoreResult<bool> {
     );
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::{Page, parse::Format, passages};
+
+    #[test]
+    fn the_demo_page_becomes_linked_articles_of_the_shop() {
+        let page = Page {
+            url: Some("/".into()),
+            format: Format::Html,
+            text: DEMO_PAGE.into(),
+        };
+        let (title, passages) = passages("nexus-demo-shop", &[page], DEMO_PAGE_TITLE);
+        assert_eq!(title.as_deref(), Some(DEMO_PAGE_TITLE));
+        let find = |id: &str| {
+            passages
+                .iter()
+                .find(|p| p.id == id)
+                .unwrap_or_else(|| panic!("no passage {id} in {passages:#?}"))
+        };
+        let shipping = find("doc:nexus-demo-shop#shipping");
+        assert_eq!(shipping.title, "Nexus Demo Shop › Shipping");
+        assert_eq!(shipping.url.as_deref(), Some("/#shipping"));
+        assert!(
+            shipping.body.contains("2–3 business days"),
+            "{}",
+            shipping.body
+        );
+        let returns = find("doc:nexus-demo-shop#returns-and-refunds");
+        assert_eq!(returns.url.as_deref(), Some("/#returns"));
+        assert!(returns.body.contains("free within 30 days"));
+        let warranty = find("doc:nexus-demo-shop#warranty");
+        assert!(warranty.body.contains("two-year warranty"));
+        let grinder = find("doc:nexus-demo-shop#hand-grinder");
+        assert_eq!(grinder.url.as_deref(), Some("/#grinder"));
+        assert!(grinder.body.contains("€89"), "{}", grinder.body);
+        // Page chrome and controls are not knowledge.
+        for p in &passages {
+            for chrome in [
+                "Add to cart",
+                "Add the chat to your site",
+                "Nothing here is for sale",
+            ] {
+                assert!(!p.body.contains(chrome), "{chrome:?} in {p:?}");
+            }
+        }
+    }
+}

@@ -18,16 +18,12 @@ use crate::sources::{self, ImportError, Imported, Request};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/sources",
-            get(list)
-                .post(add)
-                // An article of up to 1 MB, escaped as JSON.
-                .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
-        )
+        .route("/sources", get(list).post(add))
         .route("/sources/{id}", axum::routing::delete(remove))
         .route("/sources/{id}/refresh", post(refresh))
         .route("/sources/{id}/passages", get(passages))
+        // An article of up to 1 MB, escaped as JSON.
+        .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
 }
 
 /// What an owner sends to add a source (see [`Request`]).
