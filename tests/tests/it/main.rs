@@ -35,6 +35,7 @@ mod notices;
 mod policy;
 mod privacy;
 mod server_ws;
+mod sources_api;
 mod store_suite;
 mod tenant_isolation;
 mod webhooks;
