@@ -18,6 +18,7 @@ mod browser_console_isolation;
 mod browser_console_owner;
 mod browser_console_takeover;
 mod browser_feedback;
+mod browser_sources;
 mod browser_visitor;
 mod browser_widget_a11y;
 mod browser_widget_features;
