@@ -81,6 +81,24 @@ impl TestServer {
         Self::launch(&url, &widget_dir(), any_port, None, egress).await
     }
 
+    /// Like [`TestServer::start_url`], with outgoing requests (article fetches) let through
+    /// to `allowed` networks too (`--egress-allow`), e.g. a local HTTP server's loopback.
+    pub async fn start_allowing(
+        database_url: &str,
+        widget_dir: &Path,
+        allowed: Vec<ipnet::IpNet>,
+    ) -> Self {
+        let any_port = "127.0.0.1:0".parse().expect("address");
+        Self::launch(
+            database_url,
+            widget_dir,
+            any_port,
+            None,
+            Egress::new(allowed),
+        )
+        .await
+    }
+
     /// Like [`TestServer::start_with`], with the LLM backend (`--llm-url` …) set to `llm`.
     pub async fn start_with_llm(
         db: &Path,
@@ -165,7 +183,7 @@ impl TestServer {
                 .await
                 .expect("entry stored");
         }
-        let entries = store.kb_entries(site.id).await.expect("entries");
+        let entries = store.knowledge(site.id).await.expect("entries");
         self.state.engine.load_site(site.id, entries);
     }
 

@@ -14,6 +14,7 @@ const ROOMS: &[(&str, u8)] = &[
     ("store", 1),
     ("live", 2),
     ("access", 2),
+    ("sources", 2),
     ("conversation", 3),
     ("demo", 3),
     ("ws", 4),

@@ -1,4 +1,5 @@
-//! The demo site, created on first start so the product works with no setup.
+//! The demo site, created on first start so the product works with no setup: its Q&A
+//! knowledge base, the shop page's help and product text as articles, and demo accounts.
 
 use nexus_shared::{Autonomy, Role};
 use uuid::Uuid;
@@ -11,6 +12,35 @@ use nexus_engine::{demo, placeholders};
 pub const DEMO_SITE_KEY: &str = "demo";
 pub const DEMO_OWNER_EMAIL: &str = "owner@demo.test";
 pub const DEMO_AGENT_EMAIL: &str = "agent@demo.test";
+
+/// The demo shop's page (`index.html` at the repo root), served at `/`. Its help and product
+/// sections are also the demo site's articles: one copy of the shop's facts.
+pub const DEMO_PAGE: &str = include_str!("../../index.html");
+
+/// The title of the demo page's knowledge source.
+pub const DEMO_PAGE_TITLE: &str = "Nexus Demo Shop";
+
+/// Adds the demo page as an article of the demo site, each passage linked to its section
+/// (`/#shipping`).
+async fn add_demo_page(
+    store: &dyn Store,
+    site_id: Uuid,
+) -> Result<(), crate::sources::ImportError> {
+    let request = crate::sources::Request {
+        kind: nexus_shared::SourceKind::Page,
+        url: Some("/".into()),
+        title: Some(DEMO_PAGE_TITLE.into()),
+        content: Some(DEMO_PAGE.into()),
+        format: Some("html".into()),
+    };
+    let imported =
+        crate::sources::import(store, &crate::egress::Egress::default(), site_id, request).await?;
+    tracing::info!(
+        passages = imported.source.passages,
+        "demo page added as the demo site's articles"
+    );
+    Ok(())
+}
 
 fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -54,6 +84,9 @@ pub async fn ensure_demo_site(store: &dyn Store) -> StoreResult<bool> {
         entries = entries.len(),
         "demo site created"
     );
+    if let Err(e) = add_demo_page(store, site.id).await {
+        tracing::warn!(error = %e, "could not add the demo page's articles");
+    }
     let mut lines = Vec::new();
     for (email, name, role) in [
         (DEMO_OWNER_EMAIL, "Demo Owner", Role::Owner),
@@ -73,4 +106,53 @@ pub async fn ensure_demo_site(store: &dyn Store) -> StoreResult<bool> {
         lines.join("\n")
     );
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::{Page, parse::Format, passages};
+
+    #[test]
+    fn the_demo_page_becomes_linked_articles_of_the_shop() {
+        let page = Page {
+            url: Some("/".into()),
+            format: Format::Html,
+            text: DEMO_PAGE.into(),
+        };
+        let (title, passages) = passages("nexus-demo-shop", &[page], DEMO_PAGE_TITLE);
+        assert_eq!(title.as_deref(), Some(DEMO_PAGE_TITLE));
+        let find = |id: &str| {
+            passages
+                .iter()
+                .find(|p| p.id == id)
+                .unwrap_or_else(|| panic!("no passage {id} in {passages:#?}"))
+        };
+        let shipping = find("doc:nexus-demo-shop#shipping");
+        assert_eq!(shipping.title, "Nexus Demo Shop › Shipping");
+        assert_eq!(shipping.url.as_deref(), Some("/#shipping"));
+        assert!(
+            shipping.body.contains("2–3 business days"),
+            "{}",
+            shipping.body
+        );
+        let returns = find("doc:nexus-demo-shop#returns-and-refunds");
+        assert_eq!(returns.url.as_deref(), Some("/#returns"));
+        assert!(returns.body.contains("free within 30 days"));
+        let warranty = find("doc:nexus-demo-shop#warranty");
+        assert!(warranty.body.contains("two-year warranty"));
+        let grinder = find("doc:nexus-demo-shop#hand-grinder");
+        assert_eq!(grinder.url.as_deref(), Some("/#grinder"));
+        assert!(grinder.body.contains("€89"), "{}", grinder.body);
+        // Page chrome and controls are not knowledge.
+        for p in &passages {
+            for chrome in [
+                "Add to cart",
+                "Add the chat to your site",
+                "Nothing here is for sale",
+            ] {
+                assert!(!p.body.contains(chrome), "{chrome:?} in {p:?}");
+            }
+        }
+    }
 }

@@ -21,6 +21,7 @@ pub mod egress;
 pub mod http;
 pub mod live;
 pub mod model;
+pub mod sources;
 pub mod store;
 pub mod ws;
 
@@ -49,7 +50,8 @@ pub struct AppState {
     pub webhooks: Arc<conversation::webhooks::Dispatcher>,
     /// Conversation lines for the agents' inbox, throttled (see [`conversation::effects::InboxFeed`]).
     pub inbox: Arc<conversation::effects::InboxFeed>,
-    /// Where outgoing requests (webhooks) may go (`--egress-allow`, see [`egress`]).
+    /// Where requests made on an owner's behalf may go (article fetches and webhooks):
+    /// public addresses plus the `--egress-allow` networks.
     pub egress: egress::Egress,
 }
 
@@ -62,7 +64,8 @@ pub struct Config {
     /// Directory of the embedding model (`None`: the cache `cargo xtask setup` fills). When
     /// the model cannot be loaded, the lexical engine serves.
     pub model_dir: Option<PathBuf>,
-    /// Where webhooks may post: the public internet plus the networks of `--egress-allow`.
+    /// Outgoing requests on an owner's behalf (`--egress-allow`): public addresses only,
+    /// plus the networks listed.
     pub egress: egress::Egress,
 }
 
@@ -80,7 +83,7 @@ pub async fn build_state(
     .await?;
     demo::ensure_demo_site(store.as_ref()).await?;
     for site in store.sites().await? {
-        let entries = store.kb_entries(site.id).await?;
+        let entries = store.knowledge(site.id).await?;
         tracing::info!(site = %site.key, entries = entries.len(), "knowledge base loaded");
         engine.load_site(site.id, entries);
     }

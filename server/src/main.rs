@@ -324,10 +324,9 @@ struct ServeArgs {
     /// reaching the server directly from such an address could name any address.
     #[arg(long = "trusted-proxy", env = "NEXUS_FLOW_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
     trusted_proxies: Vec<ipnet::IpNet>,
-    /// Networks that webhooks may reach although they are not public (addresses or networks,
-    /// comma separated or the flag repeated), e.g. a hook receiver on this host
-    /// (`127.0.0.1`). Without it, loopback, private, link-local and metadata addresses are
-    /// refused.
+    /// Networks that requests made on an owner's behalf (fetching articles, webhooks) may
+    /// reach although they are not public: loopback, private or link-local addresses are
+    /// refused otherwise. Repeat the flag or separate with commas (`--egress-allow 10.0.0.0/8`).
     #[arg(long = "egress-allow", env = "NEXUS_FLOW_EGRESS_ALLOW", value_delimiter = ',', value_parser = parse_proxy)]
     egress_allow: Vec<ipnet::IpNet>,
     #[command(flatten)]
@@ -367,8 +366,7 @@ impl LlmArgs {
     }
 }
 
-/// A network (`10.0.0.0/8`) or one address (`10.0.0.1`): a trusted proxy or an egress
-/// exception.
+/// A network (`10.0.0.0/8`) or one address (`10.0.0.1`): a trusted proxy, an egress exception.
 fn parse_proxy(s: &str) -> Result<ipnet::IpNet, String> {
     let s = s.trim();
     s.parse::<ipnet::IpNet>()
@@ -447,7 +445,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         egress: nexus_server::egress::Egress::new(args.egress_allow.clone()),
     };
     if !args.egress_allow.is_empty() {
-        tracing::info!(networks = ?args.egress_allow, "webhooks may reach these internal networks");
+        tracing::warn!(networks = ?args.egress_allow, "outgoing requests may reach these internal networks");
     }
     tracing::info!(database = %redact_url(&config.database_url), "opening the store");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

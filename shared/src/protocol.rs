@@ -491,6 +491,22 @@ tagged_enum! {
 }
 
 string_enum! {
+    /// Where a knowledge source's articles come from (REST `/api/v1/sources`).
+    pub enum SourceKind {
+        /// One page fetched from the owner's URL (re-fetched on refresh).
+        Url => "url",
+        /// The pages a sitemap lists (`<urlset>` or `<sitemapindex>`), fetched together.
+        Sitemap => "sitemap",
+        /// An uploaded file (HTML, Markdown or plain text).
+        File => "file",
+        /// Text pasted into the console.
+        Paste => "paste",
+        /// The site's own page, read at first start (the demo shop).
+        Page => "page",
+    }
+}
+
+string_enum! {
     /// An account's role on a site.
     pub enum Role {
         Owner => "owner",

@@ -647,6 +647,7 @@ fn every_table_round_trips() {
     table_round_trips::<Autonomy>();
     table_round_trips::<Presence>();
     table_round_trips::<Role>();
+    table_round_trips::<SourceKind>();
     table_round_trips::<AuthorTag>();
     table_round_trips::<HandoffReasonTag>();
     table_round_trips::<TransitionTag>();

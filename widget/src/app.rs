@@ -387,7 +387,9 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
             <p class="nf-source" hidden=no_source>
                 {i18n::t().source}
                 " "
-                {entry.source.unwrap_or_default()}
+                <a href=entry.link target="_blank" rel="noopener noreferrer">
+                    {entry.source.unwrap_or_default()}
+                </a>
             </p>
             <div class="nf-feedback" role="group" hidden=kind != "ai" || entry.id.is_none()>
                 <button

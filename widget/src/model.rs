@@ -49,6 +49,8 @@ pub struct Entry {
     pub created_at: Millis,
     /// The title of the knowledge-base entry an AI answer comes from.
     pub source: Option<String>,
+    /// Its link: http(s) or a path on the site only (never `javascript:` and the like).
+    pub link: Option<String>,
     pub choices: Vec<Choice>,
     /// The visitor's own messages only.
     pub delivery: Delivery,
@@ -69,6 +71,11 @@ impl Entry {
             author: m.author,
             body: m.body,
             created_at: m.created_at,
+            link: m.sources.first().and_then(|s| s.url.clone()).filter(|u| {
+                u.starts_with("https://")
+                    || u.starts_with("http://")
+                    || (u.starts_with('/') && !u.starts_with("//"))
+            }),
             source: m.sources.into_iter().next().map(|s| s.title),
             choices: m.choices,
             delivery: Delivery::Sent,
@@ -251,6 +258,7 @@ impl Chat {
             body,
             created_at: now,
             source: None,
+            link: None,
             choices: Vec::new(),
             delivery: Delivery::Pending,
             outgoing: Outgoing::Text,
@@ -717,6 +725,38 @@ mod tests {
         }];
         chat.apply(ServerFrame::Message(m));
         assert_eq!(chat.entries[0].source.as_deref(), Some("Returns policy"));
+        assert_eq!(chat.entries[0].link, None);
+    }
+
+    #[test]
+    fn only_http_links_and_site_paths_are_kept_on_a_source() {
+        let link = |url: &str| {
+            let mut chat = Chat::default();
+            let mut m = msg(1, Author::Ai, "Two days.");
+            m.sources = vec![Source {
+                entry_id: "doc:help#shipping".into(),
+                title: "Help › Shipping".into(),
+                url: Some(url.into()),
+            }];
+            chat.apply(ServerFrame::Message(m));
+            chat.entries[0].link.clone()
+        };
+        for kept in [
+            "https://shop.test/help#shipping",
+            "http://shop.test/",
+            "/#shipping",
+        ] {
+            assert_eq!(link(kept).as_deref(), Some(kept));
+        }
+        for dropped in [
+            "javascript:alert(1)",
+            "JAVASCRIPT:alert(1)",
+            "data:text/html,<b>x</b>",
+            "//evil.test/",
+            " https://shop.test/",
+        ] {
+            assert_eq!(link(dropped), None, "{dropped}");
+        }
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub async fn apply(
         .learned_into_kb(site_id, &record, status, &entry.id)
         .await
         .map_err(fail)?;
-    let entries = state.store.kb_entries(site_id).await.map_err(fail)?;
+    let entries = state.store.knowledge(site_id).await.map_err(fail)?;
     state.engine.load_site(site_id, entries);
     tracing::info!(entry = %entry.id, "learned");
     Ok(entry)

@@ -24,8 +24,8 @@ use nexus_shared::ErrorCode;
 use crate::AppState;
 use crate::http::error::AppError;
 
-/// The demo shop page, with the embed snippet in it.
-const INDEX_HTML: &str = include_str!("../../../index.html");
+/// The demo shop page, with the embed snippet in it (its help text is the demo site's articles).
+const INDEX_HTML: &str = crate::demo::DEMO_PAGE;
 
 /// The agents' page: it loads the agent app through `/widget/agent.js` (no inline script, so
 /// the page's CSP holds).

@@ -82,7 +82,7 @@ fn validated(id: String, input: EntryInput) -> Result<KbEntry, AppError> {
 }
 
 async fn reload(state: &AppState, site_id: Uuid) -> Result<(), AppError> {
-    let entries = state.store.kb_entries(site_id).await?;
+    let entries = state.store.knowledge(site_id).await?;
     state.engine.load_site(site_id, entries);
     Ok(())
 }

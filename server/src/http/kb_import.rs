@@ -508,7 +508,7 @@ async fn import(
             .store
             .import_kb_entries(user.site_id, &entries)
             .await?;
-        let all = state.store.kb_entries(user.site_id).await?;
+        let all = state.store.knowledge(user.site_id).await?;
         state.engine.load_site(user.site_id, all);
     }
     tracing::info!(

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod privacy;
 pub mod sites;
+pub mod sources;
 pub mod summary;
 
 use axum::Router;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .merge(canned::routes())
         .merge(privacy::routes())
         .merge(kb_import::routes())
+        .merge(sources::routes())
         .merge(analytics::routes())
         .merge(summary::routes())
         .merge(sites::routes())

@@ -205,6 +205,61 @@ pub const OPERATIONS: &[Operation] = &[
         (204, None),
     ),
     with(
+        op(
+            "get",
+            "/sources",
+            "Knowledge sources (articles) with passage counts and last fetch",
+            Agent,
+        ),
+        &[],
+        None,
+        (200, Some("SourceList")),
+    ),
+    with(
+        op(
+            "post",
+            "/sources",
+            "Add articles by URL, sitemap, upload or paste (200 when the same source is updated in place)",
+            Owner,
+        ),
+        &[],
+        Some("SourceInput"),
+        (201, Some("SourceImport")),
+    ),
+    with(
+        op(
+            "post",
+            "/sources/{id}/refresh",
+            "Fetch a URL or sitemap source again and update its passages",
+            Owner,
+        ),
+        &[],
+        None,
+        (200, Some("SourceImport")),
+    ),
+    with(
+        op(
+            "delete",
+            "/sources/{id}",
+            "Delete a source and its passages",
+            Owner,
+        ),
+        &[],
+        None,
+        (204, None),
+    ),
+    with(
+        op(
+            "get",
+            "/sources/{id}/passages",
+            "A source's passages, in article order",
+            Agent,
+        ),
+        &[],
+        None,
+        (200, Some("PassageList")),
+    ),
+    with(
         op("get", "/canned", "The site's canned responses", Agent),
         &[],
         None,
@@ -296,7 +351,56 @@ pub const OPERATIONS: &[Operation] = &[
     ),
 ];
 
+/// The knowledge sources' schemas (a `json!` of their own: one would exceed the macro's
+/// recursion limit).
+fn source_schemas() -> Value {
+    let string = json!({"type": "string"});
+    let int = json!({"type": "integer"});
+    let nullable = |t: &str| json!({"type": [t, "null"]});
+    json!({
+        "SourceInput": {
+            "type": "object",
+            "required": ["kind"],
+            "description": "`url` and `sitemap` are fetched from `url` (public addresses only, unless the server runs with `--egress-allow`); `file` needs `title` (the file name) and `content`; `paste` needs `title` and `content` and may give `url`, the article's public link.",
+            "properties": {
+                "kind": {"enum": ["url", "sitemap", "file", "paste"]},
+                "url": string, "title": string, "content": string,
+                "format": {"enum": ["html", "markdown", "text"]}
+            }
+        },
+        "Source": {
+            "type": "object",
+            "properties": {
+                "id": string, "kind": {"enum": ["url", "sitemap", "file", "paste", "page"]},
+                "slug": string, "title": string, "url": nullable("string"), "format": string,
+                "passages": int, "last_error": nullable("string"), "fetched_at": nullable("integer"),
+                "created_at": int, "updated_at": int
+            }
+        },
+        "SourceList": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}},
+        "SourceImport": {
+            "type": "object",
+            "properties": {
+                "source": {"$ref": "#/components/schemas/Source"},
+                "changes": {"type": "object", "properties": {"added": int, "updated": int, "unchanged": int, "removed": int}},
+                "created": {"type": "boolean"},
+                "skipped": {"type": "array", "items": {"type": "object", "properties": {"url": string, "message": string}}}
+            }
+        },
+        "Passage": {"type": "object", "properties": {"id": string, "title": string, "body": string, "url": nullable("string")}},
+        "PassageList": {"type": "array", "items": {"$ref": "#/components/schemas/Passage"}}
+    })
+}
+
 fn schemas() -> Value {
+    let mut all = core_schemas();
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), source_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+fn core_schemas() -> Value {
     let string = json!({"type": "string"});
     let int = json!({"type": "integer"});
     let nullable = |t: &str| json!({"type": [t, "null"]});

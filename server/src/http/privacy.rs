@@ -191,7 +191,7 @@ async fn delete(
         })?;
     if kb_changed {
         // The visitor's questions left the knowledge base: the engine forgets them too.
-        let entries = state.store.kb_entries(user.site_id).await?;
+        let entries = state.store.knowledge(user.site_id).await?;
         state.engine.load_site(user.site_id, entries);
     }
     tracing::info!(visitor = %visitor_id, "visitor data deleted on request");

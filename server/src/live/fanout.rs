@@ -418,7 +418,7 @@ async fn handle_event(
 }
 
 async fn reload_kb(pg: &PgStore, engine: &dyn AnswerEngine, site: Uuid) {
-    match pg.kb_entries(site).await {
+    match pg.knowledge(site).await {
         Ok(entries) => {
             tracing::info!(%site, entries = entries.len(), "knowledge base reloaded (changed on another instance)");
             engine.load_site(site, entries);

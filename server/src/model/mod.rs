@@ -1,6 +1,6 @@
 //! Records: the plain data every layer above passes around (sites and their settings,
 //! accounts, visitors, conversations and what changes them, canned responses, learned
-//! knowledge, webhooks, business hours, the events that cross instances) and the clock.
+//! knowledge, knowledge sources and their passages, webhooks, business hours, the events that cross instances) and the clock.
 //!
 //! The bottom of the server: it imports nothing of the server above it, only `shared` and the
 //! engine's records. The store reads and writes these; services and transports use them.
@@ -12,6 +12,7 @@ mod learning;
 mod privacy;
 pub mod remote;
 mod site;
+mod source;
 pub mod webhook;
 
 pub use canned::{Canned, MAX_CANNED};
@@ -24,4 +25,5 @@ pub use privacy::{
     Csat, DraftRecord, FeedbackRecord, LearnedRecord, VisitorProfile, VisitorRecords,
 };
 pub use site::{PasswordHash, Site, SiteSettings, User, Visitor};
+pub use source::{KnowledgeSource, MAX_PASSAGES, MAX_SOURCES, Passage, PassageChanges};
 pub use webhook::Webhook;

@@ -22,9 +22,9 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{
-    Committed, Conversation, ConversationFacts, Guard, Op, PasswordHash, Site, SiteSettings, Store,
-    StoreError, StoreResult, User, Visitor, agent_from_columns, conversation_facts, csat_score,
-    now_ms,
+    Committed, Conversation, ConversationFacts, Guard, KnowledgeSource, Op, Passage,
+    PassageChanges, PasswordHash, Site, SiteSettings, Store, StoreError, StoreResult, User,
+    Visitor, agent_from_columns, conversation_facts, csat_score, now_ms,
 };
 use crate::model::remote::SessionEnd;
 use nexus_engine::KbEntry;
@@ -238,6 +238,37 @@ fn kb_from_row(row: &impl Columns) -> StoreResult<KbEntry> {
         escalate: json_col(row, "escalate")?,
     })
 }
+
+fn source_from_row(row: &impl Columns) -> StoreResult<KnowledgeSource> {
+    let kind = row.text("kind")?;
+    Ok(KnowledgeSource {
+        id: uuid_col(row, "id")?,
+        kind: nexus_shared::SourceKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("source kind {kind:?}")))?,
+        slug: row.text("slug")?,
+        title: row.text("title")?,
+        url: row.opt_text("url")?,
+        format: row.text("format")?,
+        passages: u32::try_from(row.int("passages")?).unwrap_or(u32::MAX),
+        last_error: row.opt_text("last_error")?,
+        fetched_at: row.opt_int("fetched_at")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+fn passage_from_row(row: &impl Columns) -> StoreResult<Passage> {
+    Ok(Passage {
+        id: row.text("id")?,
+        title: row.text("title")?,
+        body: row.text("body")?,
+        url: row.opt_text("url")?,
+    })
+}
+
+/// A source with its passage count.
+const SOURCE_SELECT: &str = "SELECT s.*, (SELECT COUNT(*) FROM source_passages p
+    WHERE p.source_id = s.id) AS passages FROM knowledge_sources s";
 
 /// Inserts or replaces `entries` of `site_id`'s knowledge base, inside the caller's
 /// transaction.
@@ -465,6 +496,218 @@ where
     }
 
     #[instrument(skip_all)]
+    async fn knowledge(&self, site_id: Uuid) -> StoreResult<Vec<KbEntry>> {
+        let mut entries = self.kb_entries(site_id).await?;
+        let passages = sqlx::query(
+            "SELECT p.id, p.title, p.body, p.url FROM source_passages p
+             JOIN knowledge_sources s ON s.id = p.source_id
+             WHERE p.site_id = $1 ORDER BY s.created_at, s.id, p.position",
+        )
+        .bind(site_id.to_string())
+        .fetch_all(self.reader())
+        .await?;
+        for row in &passages {
+            entries.push(passage_from_row(row)?.entry());
+        }
+        Ok(entries)
+    }
+
+    async fn sources(&self, site_id: Uuid) -> StoreResult<Vec<KnowledgeSource>> {
+        sqlx::query(&format!(
+            "{SOURCE_SELECT} WHERE s.site_id = $1 ORDER BY s.created_at, s.id"
+        ))
+        .bind(site_id.to_string())
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(source_from_row)
+        .collect()
+    }
+
+    async fn source(&self, site_id: Uuid, id: Uuid) -> StoreResult<Option<KnowledgeSource>> {
+        sqlx::query(&format!(
+            "{SOURCE_SELECT} WHERE s.site_id = $1 AND s.id = $2"
+        ))
+        .bind(site_id.to_string())
+        .bind(id.to_string())
+        .fetch_optional(self.writer())
+        .await?
+        .as_ref()
+        .map(source_from_row)
+        .transpose()
+    }
+
+    async fn source_passages(&self, site_id: Uuid, source_id: Uuid) -> StoreResult<Vec<Passage>> {
+        sqlx::query(
+            "SELECT id, title, body, url FROM source_passages
+             WHERE site_id = $1 AND source_id = $2 ORDER BY position",
+        )
+        .bind(site_id.to_string())
+        .bind(source_id.to_string())
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(passage_from_row)
+        .collect()
+    }
+
+    #[instrument(skip_all, fields(site = %site_id, source = %source.id, passages = passages.len()))]
+    async fn save_source(
+        &self,
+        site_id: Uuid,
+        source: &KnowledgeSource,
+        passages: &[Passage],
+    ) -> StoreResult<PassageChanges> {
+        let now = now_ms();
+        let site = site_id.to_string();
+        let id = source.id.to_string();
+        let mut tx = self.writer().begin().await?;
+        let written = sqlx::query(
+            "INSERT INTO knowledge_sources (id, site_id, kind, slug, title, url, format,
+                last_error, fetched_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10)
+             ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slug = excluded.slug,
+                title = excluded.title, url = excluded.url, format = excluded.format,
+                last_error = NULL, fetched_at = excluded.fetched_at,
+                updated_at = excluded.updated_at
+             WHERE knowledge_sources.site_id = excluded.site_id",
+        )
+        .bind(&id)
+        .bind(&site)
+        .bind(source.kind.as_str())
+        .bind(&source.slug)
+        .bind(&source.title)
+        .bind(source.url.as_deref())
+        .bind(&source.format)
+        .bind(source.fetched_at)
+        .bind(source.created_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if written.rows_affected() == 0 {
+            // Another site's source id.
+            return Err(StoreError::NotFound);
+        }
+        let mut before: HashMap<String, (Passage, i64)> = HashMap::new();
+        for row in sqlx::query(
+            "SELECT id, title, body, url, position FROM source_passages
+             WHERE site_id = $1 AND source_id = $2",
+        )
+        .bind(&site)
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        {
+            let position = row.int("position")?;
+            let passage = passage_from_row(row)?;
+            before.insert(passage.id.clone(), (passage, position));
+        }
+        let mut changes = PassageChanges::default();
+        for (position, passage) in passages.iter().enumerate() {
+            let position = position as i64;
+            match before.remove(&passage.id) {
+                Some((old, old_position)) if old == *passage => {
+                    changes.unchanged += 1;
+                    if old_position != position {
+                        sqlx::query(
+                            "UPDATE source_passages SET position = $3
+                             WHERE site_id = $1 AND id = $2",
+                        )
+                        .bind(&site)
+                        .bind(&passage.id)
+                        .bind(position)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Some(_) => {
+                    changes.updated += 1;
+                    sqlx::query(
+                        "UPDATE source_passages SET position = $3, title = $4, body = $5,
+                            url = $6, updated_at = $7
+                         WHERE site_id = $1 AND id = $2",
+                    )
+                    .bind(&site)
+                    .bind(&passage.id)
+                    .bind(position)
+                    .bind(&passage.title)
+                    .bind(&passage.body)
+                    .bind(passage.url.as_deref())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    changes.added += 1;
+                    sqlx::query(
+                        "INSERT INTO source_passages (site_id, id, source_id, position, title,
+                            body, url, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&site)
+                    .bind(&passage.id)
+                    .bind(&id)
+                    .bind(position)
+                    .bind(&passage.title)
+                    .bind(&passage.body)
+                    .bind(passage.url.as_deref())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        for gone in before.keys() {
+            changes.removed += 1;
+            sqlx::query("DELETE FROM source_passages WHERE site_id = $1 AND id = $2")
+                .bind(&site)
+                .bind(gone)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.kb_changed(site_id).await;
+        Ok(changes)
+    }
+
+    async fn record_source_error(&self, site_id: Uuid, id: Uuid, error: &str) -> StoreResult<()> {
+        let result = sqlx::query(
+            "UPDATE knowledge_sources SET last_error = $3, updated_at = $4
+             WHERE site_id = $1 AND id = $2",
+        )
+        .bind(site_id.to_string())
+        .bind(id.to_string())
+        .bind(error)
+        .bind(now_ms())
+        .execute(self.writer())
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_source(&self, site_id: Uuid, id: Uuid) -> StoreResult<()> {
+        let mut tx = self.writer().begin().await?;
+        sqlx::query("DELETE FROM source_passages WHERE site_id = $1 AND source_id = $2")
+            .bind(site_id.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let result = sqlx::query("DELETE FROM knowledge_sources WHERE site_id = $1 AND id = $2")
+            .bind(site_id.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        self.kb_changed(site_id).await;
+        Ok(())
+    }
+
     async fn create_visitor(
         &self,
         site_id: Uuid,

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use nexus_engine::KbEntry;
 
 use crate::model::{
-    Committed, Conversation, ConversationFacts, Guard, NewMessage, Op, PasswordHash, Site,
-    SiteSettings, User, Visitor, now_ms,
+    Committed, Conversation, ConversationFacts, Guard, KnowledgeSource, NewMessage, Op, Passage,
+    PassageChanges, PasswordHash, Site, SiteSettings, User, Visitor, now_ms,
 };
 
 mod common;
@@ -341,6 +341,29 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_kb_entry(&self, site_id: Uuid, entry: &KbEntry) -> StoreResult<()>;
     /// Deletes an entry; `NotFound` when there is none.
     async fn delete_kb_entry(&self, site_id: Uuid, id: &str) -> StoreResult<()>;
+
+    /// What the engine answers from: the Q&A entries, then every source's passages (each an
+    /// entry without example questions, with its link), in source and passage order.
+    async fn knowledge(&self, site_id: Uuid) -> StoreResult<Vec<KbEntry>>;
+    /// A site's knowledge sources, oldest first, each with its passage count.
+    async fn sources(&self, site_id: Uuid) -> StoreResult<Vec<KnowledgeSource>>;
+    async fn source(&self, site_id: Uuid, id: Uuid) -> StoreResult<Option<KnowledgeSource>>;
+    /// A source's passages in article order (empty for another site's source).
+    async fn source_passages(&self, site_id: Uuid, source_id: Uuid) -> StoreResult<Vec<Passage>>;
+    /// Creates or replaces `source` (by id) with exactly `passages`, in one transaction:
+    /// passages with a known id are updated in place (or left alone when unchanged), new ones
+    /// added, the others deleted. Clears the source's `last_error`.
+    async fn save_source(
+        &self,
+        site_id: Uuid,
+        source: &KnowledgeSource,
+        passages: &[Passage],
+    ) -> StoreResult<PassageChanges>;
+    /// Notes why a refresh failed; the source keeps its passages. `NotFound` when the site
+    /// has no such source.
+    async fn record_source_error(&self, site_id: Uuid, id: Uuid, error: &str) -> StoreResult<()>;
+    /// Deletes a source and its passages; `NotFound` when the site has no such source.
+    async fn delete_source(&self, site_id: Uuid, id: Uuid) -> StoreResult<()>;
 
     /// Creates a visitor; returns it and its secret token (only its hash is stored).
     async fn create_visitor(

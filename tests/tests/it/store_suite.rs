@@ -10,11 +10,14 @@
 use std::sync::Arc;
 
 use nexus_engine::KbEntry;
-use nexus_server::model::{Guard, NewMessage, Op, PasswordHash, Site, SiteSettings, User, now_ms};
+use nexus_server::model::{
+    Guard, KnowledgeSource, NewMessage, Op, Passage, PassageChanges, PasswordHash, Site,
+    SiteSettings, User, now_ms,
+};
 use nexus_server::store::{Store, StoreError};
 use nexus_shared::{
-    AgentRef, Author, ConversationState, Draft, HandoffReason, Note, Role, StateError, Transition,
-    VisitorInfo,
+    AgentRef, Author, ConversationState, Draft, HandoffReason, Note, Role, SourceKind, StateError,
+    Transition, VisitorInfo,
 };
 use nexus_tests::frames;
 use uuid::Uuid;
@@ -1280,6 +1283,164 @@ async fn period_facts(store: Arc<dyn Store>) {
     assert!(later.is_empty(), "nothing created in a later period");
 }
 
+fn passage(id: &str, body: &str) -> Passage {
+    Passage {
+        id: format!("doc:help#{id}"),
+        title: format!("Help › {id}"),
+        body: body.into(),
+        url: Some(format!("https://shop.test/help#{id}")),
+    }
+}
+
+async fn knowledge_sources(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let site = new_site(store, "articles").await;
+    let other = new_site(store, "other").await;
+    store
+        .upsert_kb_entry(site.id, &kb("hours", "9 to 5."))
+        .await
+        .unwrap();
+    let now = now_ms();
+    let source = KnowledgeSource {
+        id: Uuid::new_v4(),
+        kind: SourceKind::Url,
+        slug: "help".into(),
+        title: "Help".into(),
+        url: Some("https://shop.test/help".into()),
+        format: "html".into(),
+        passages: 0,
+        last_error: None,
+        fetched_at: Some(now),
+        created_at: now,
+        updated_at: now,
+    };
+    let first = [
+        passage("shipping", "Two days."),
+        passage("returns", "Free within 30 days."),
+        passage("payment", "Cards and PayPal."),
+    ];
+    let changes = store.save_source(site.id, &source, &first).await.unwrap();
+    assert_eq!(
+        changes,
+        PassageChanges {
+            added: 3,
+            ..PassageChanges::default()
+        }
+    );
+    let listed = store.sources(site.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].passages, 3);
+    assert_eq!(listed[0].kind, SourceKind::Url);
+    assert_eq!(listed[0].url.as_deref(), Some("https://shop.test/help"));
+    assert!(store.sources(other.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .source_passages(other.id, source.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another site reads none of its passages"
+    );
+
+    // The engine's knowledge: the Q&A entry, then the passages, linked, without examples.
+    let knowledge = store.knowledge(site.id).await.unwrap();
+    let ids: Vec<&str> = knowledge.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "hours",
+            "doc:help#shipping",
+            "doc:help#returns",
+            "doc:help#payment"
+        ]
+    );
+    assert_eq!(knowledge[1].answer, "Two days.");
+    assert!(knowledge[1].examples.is_empty());
+    assert_eq!(
+        knowledge[1].url.as_deref(),
+        Some("https://shop.test/help#shipping")
+    );
+    assert_eq!(store.knowledge(other.id).await.unwrap(), Vec::new());
+
+    // A re-import: one unchanged, one changed, one removed, one new; order as given.
+    let second = [
+        passage("returns", "Free within 60 days."),
+        passage("shipping", "Two days."),
+        passage("warranty", "Two years on grinders."),
+    ];
+    let changes = store.save_source(site.id, &source, &second).await.unwrap();
+    assert_eq!(
+        changes,
+        PassageChanges {
+            added: 1,
+            updated: 1,
+            unchanged: 1,
+            removed: 1,
+        }
+    );
+    assert_eq!(
+        store.source_passages(site.id, source.id).await.unwrap(),
+        second
+    );
+    assert_eq!(store.sources(site.id).await.unwrap()[0].passages, 3);
+
+    // Another site cannot overwrite it under the same id.
+    assert!(matches!(
+        store.save_source(other.id, &source, &first).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.source_passages(site.id, source.id).await.unwrap(),
+        second
+    );
+
+    // A failed refresh is noted; the passages stay; the next import clears it.
+    store
+        .record_source_error(
+            site.id,
+            source.id,
+            "https://shop.test/help answered HTTP 500.",
+        )
+        .await
+        .unwrap();
+    let noted = store.source(site.id, source.id).await.unwrap().unwrap();
+    assert_eq!(
+        noted.last_error.as_deref(),
+        Some("https://shop.test/help answered HTTP 500.")
+    );
+    assert_eq!(noted.passages, 3);
+    assert!(matches!(
+        store.record_source_error(other.id, source.id, "x").await,
+        Err(StoreError::NotFound)
+    ));
+    store.save_source(site.id, &source, &second).await.unwrap();
+    assert_eq!(
+        store
+            .source(site.id, source.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_error,
+        None
+    );
+
+    assert!(matches!(
+        store.delete_source(other.id, source.id).await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_source(site.id, source.id).await.unwrap();
+    assert!(store.sources(site.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.knowledge(site.id).await.unwrap().len(),
+        1,
+        "only the Q&A entry"
+    );
+    assert!(matches!(
+        store.delete_source(site.id, source.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 macro_rules! store_suite {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1322,6 +1483,7 @@ store_suite!(
     guarded_commits,
     posts_and_moves_at_once,
     period_facts,
+    knowledge_sources,
 );
 
 /// Two stores on one schema are two instances' pools: takeovers through both at once still

@@ -60,10 +60,12 @@ use Expect::{OwnSite, Refused};
 use nexus_tests::frames;
 
 const KB_INPUT: &str = r#"{"title":"A title","answer":"A answer","examples":["an A question"]}"#;
+const SOURCE_INPUT: &str = r#"{"kind":"paste","title":"A article","content":"An A article."}"#;
 const CANNED_INPUT: &str = r#"{"title":"A canned","body":"A canned body"}"#;
 
 /// Every route. Placeholders: `{conv_b}` (B's conversation), `{entry_b}` (B's knowledge-base
-/// entry), `{visitor_b}`, `{canned_b}`, `{pending_b}` (B's ids), `{site_b}` (B's site key).
+/// entry), `{visitor_b}`, `{canned_b}`, `{pending_b}`, `{source_b}` (B's ids), `{site_b}` (B's
+/// site key).
 const ROUTES: &[Route] = &[
     row("GET", "/health", NoBody, OwnSite),
     row("GET", "/ready", NoBody, OwnSite),
@@ -104,6 +106,11 @@ const ROUTES: &[Route] = &[
         Refused,
     ),
     row("POST", "/kb/pending/{pending_b}/reject", NoBody, Refused),
+    row("GET", "/sources", NoBody, OwnSite),
+    row("POST", "/sources", Json(SOURCE_INPUT), OwnSite),
+    row("POST", "/sources/{source_b}/refresh", NoBody, Refused),
+    row("DELETE", "/sources/{source_b}", NoBody, Refused),
+    row("GET", "/sources/{source_b}/passages", NoBody, Refused),
     row("GET", "/canned", NoBody, OwnSite),
     row("POST", "/canned", Json(CANNED_INPUT), OwnSite),
     row("PUT", "/canned/{canned_b}", Json(CANNED_INPUT), Refused),
@@ -199,6 +206,7 @@ struct Targets {
     draft: Uuid,
     canned: String,
     pending: String,
+    source: String,
     agent: Uuid,
 }
 
@@ -210,6 +218,7 @@ impl Targets {
             .replace("{visitor_b}", &self.visitor.to_string())
             .replace("{canned_b}", &self.canned)
             .replace("{pending_b}", &self.pending)
+            .replace("{source_b}", &self.source)
             .replace("{site_b}", &self.site_key)
     }
 
@@ -221,6 +230,7 @@ impl Targets {
         secrets.push(self.visitor.to_string());
         secrets.push(self.message.to_string());
         secrets.push(self.draft.to_string());
+        secrets.push(self.source.clone());
         secrets
     }
 }
@@ -236,6 +246,8 @@ async fn snapshot(server: &TestServer, site_id: Uuid, targets: &Targets) -> Stri
         serde_json::to_string(&site.settings).expect("settings encode")
     );
     out += &format!("{:?}\n", store.kb_entries(site_id).await.expect("kb"));
+    out += &format!("{:?}\n", store.knowledge(site_id).await.expect("knowledge"));
+    out += &format!("{:?}\n", store.sources(site_id).await.expect("sources"));
     for id in &targets.conversations {
         out += &format!(
             "{:?}\n",
@@ -554,6 +566,20 @@ async fn site_a_credentials_cannot_reach_site_b() {
     )
     .await
     .expect("B's teach");
+    let source = call(
+        &server,
+        "POST",
+        "/sources",
+        Json(r#"{"kind":"paste","title":"B article MARK-site-b","content":"B's article. MARK-site-b"}"#),
+        Some(&b_owner),
+        &Targets::empty(),
+    )
+    .await;
+    assert_eq!(source.status, 201, "B's article: {}", source.text);
+    let source = source.json["source"]["id"]
+        .as_str()
+        .expect("B's article has an id")
+        .to_owned();
     let pending = call(
         &server,
         "GET",
@@ -590,6 +616,7 @@ async fn site_a_credentials_cannot_reach_site_b() {
         draft: draft.id,
         canned: canned.clone(),
         pending: pending.clone(),
+        source: source.clone(),
         agent: b_agent_id,
     };
     let secrets = targets.secrets();
@@ -835,6 +862,7 @@ impl Targets {
             draft: Uuid::nil(),
             canned: String::new(),
             pending: String::new(),
+            source: String::new(),
             agent: Uuid::nil(),
         }
     }

@@ -22,6 +22,8 @@ pub enum Page {
     Inbox,
     Settings,
     Knowledge,
+    /// Articles: knowledge sources besides Q&A entries ([`super::sources`]).
+    Sources,
     Analytics,
 }
 

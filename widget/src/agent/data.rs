@@ -26,6 +26,73 @@ pub fn kb_item<J: Json>(v: &J) -> Option<KbItem> {
     })
 }
 
+/// A knowledge source (`GET /api/v1/sources`): articles from a URL, a sitemap, a file, a
+/// paste or the site's own page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceItem {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub passages: u64,
+    pub last_error: Option<String>,
+    pub fetched_at: Option<i64>,
+}
+
+pub fn source_item<J: Json>(v: &J) -> Option<SourceItem> {
+    Some(SourceItem {
+        id: string(v, "id")?,
+        kind: string(v, "kind")?,
+        title: string(v, "title")?,
+        url: string(v, "url"),
+        passages: uint(v, "passages").unwrap_or_default(),
+        last_error: string(v, "last_error"),
+        fetched_at: int(v, "fetched_at"),
+    })
+}
+
+impl SourceItem {
+    /// URLs and sitemaps are fetched again; files and pastes are added again instead.
+    pub fn refreshable(&self) -> bool {
+        matches!(self.kind.as_str(), "url" | "sitemap" | "page")
+    }
+
+    /// "12 passages · sitemap".
+    pub fn summary(&self) -> String {
+        let kind = match self.kind.as_str() {
+            "url" => "web page",
+            "sitemap" => "sitemap",
+            "file" => "uploaded file",
+            "paste" => "pasted text",
+            "page" => "this site's page",
+            other => other,
+        };
+        let n = self.passages;
+        format!("{n} passage{} · {kind}", if n == 1 { "" } else { "s" })
+    }
+}
+
+/// What an import changed, in words (`{"added", "updated", "unchanged", "removed"}`).
+pub fn changes_text<J: Json>(v: &J) -> String {
+    let n = |k| {
+        v.get("changes")
+            .and_then(|c| uint(&c, k))
+            .unwrap_or_default()
+    };
+    format!(
+        "{} added, {} updated, {} unchanged, {} removed.",
+        n("added"),
+        n("updated"),
+        n("unchanged"),
+        n("removed")
+    )
+}
+
+/// A passage of a source (`GET /api/v1/sources/{id}/passages`): title and text.
+pub fn passage<J: Json>(v: &J) -> Option<(String, String)> {
+    Some((string(v, "title")?, string(v, "body")?))
+}
+
 /// A numeric id as text. Through `i64`: formatting an `f64` would link the float printing
 /// code (some 8 KB gzip) for ids that are whole numbers anyway.
 fn id_text(n: f64) -> String {
@@ -441,6 +508,32 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn reads_sources_and_import_results() {
+        let v = json!({"id": "s-1", "kind": "sitemap", "slug": "shop", "title": "https://shop.test/sitemap.xml",
+            "url": "https://shop.test/sitemap.xml", "format": "html", "passages": 1, "last_error": null,
+            "fetched_at": 1700000000000i64, "created_at": 1, "updated_at": 2});
+        let s = source_item(&v).unwrap();
+        assert_eq!(s.summary(), "1 passage · sitemap");
+        assert!(s.refreshable());
+        assert_eq!(s.last_error, None);
+        assert_eq!(s.fetched_at, Some(1_700_000_000_000));
+        let pasted =
+            source_item(&json!({"id": "s-2", "kind": "paste", "title": "Hours", "passages": 3}))
+                .unwrap();
+        assert!(!pasted.refreshable());
+        assert_eq!(pasted.summary(), "3 passages · pasted text");
+        let r = json!({"changes": {"added": 2, "updated": 1, "unchanged": 0, "removed": 4}});
+        assert_eq!(
+            changes_text(&r),
+            "2 added, 1 updated, 0 unchanged, 4 removed."
+        );
+        assert_eq!(
+            passage(&json!({"id": "doc:a#b", "title": "A › B", "body": "Text."})),
+            Some(("A › B".into(), "Text.".into()))
+        );
+    }
 
     #[test]
     fn reads_the_console_payloads() {

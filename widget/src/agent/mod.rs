@@ -9,6 +9,7 @@
 //! * [`data`]: the console's REST payloads and form checks, as plain data.
 //! * [`api`]: the console's REST calls.
 //! * [`charts`]: the analytics page's SVG charts.
+//! * [`sources`]: the Articles page (knowledge sources).
 
 pub mod api;
 pub mod charts;
@@ -16,6 +17,7 @@ pub mod console;
 pub mod data;
 pub mod model;
 pub mod net;
+pub mod sources;
 pub mod view;
 pub mod wire;
 

@@ -14,6 +14,7 @@ use super::console::{KnowledgePage, Page, SettingsPage};
 use super::data::{Canned, HandoffSummary, canned, canned_matches, handoff_summary};
 use super::model::{Tab, reason_text, state_text, waited};
 use super::net;
+use super::sources::SourcesPage;
 use crate::browser;
 
 /// The address's fragment that names the conversation on screen, before its id.
@@ -223,6 +224,9 @@ fn Desk(app: App) -> impl IntoView {
         Page::Knowledge if owner.get() => {
             view! { <KnowledgePage app=console_app.clone() page=page /> }.into_any()
         }
+        Page::Sources if owner.get() => {
+            view! { <SourcesPage app=console_app.clone() /> }.into_any()
+        }
         Page::Analytics if owner.get() => {
             view! { <AnalyticsPage app=console_app.clone() /> }.into_any()
         }
@@ -237,6 +241,7 @@ fn Desk(app: App) -> impl IntoView {
                     {move || owner.get().then(|| view! {
                         {nav(Page::Settings, "Settings", "nav-settings")}
                         {nav(Page::Knowledge, "Knowledge base", "nav-knowledge")}
+                        {nav(Page::Sources, "Articles", "nav-sources")}
                         {nav(Page::Analytics, "Analytics", "nav-analytics")}
                     })}
                 </nav>
