@@ -415,14 +415,16 @@ async fn an_oversized_frame_is_refused_and_the_connection_stays_open() {
 }
 
 /// A `client_msg_id` is deduplicated within the conversation the message goes to, with or
-/// without `conversation_id`: after `new_conversation`, an id used in the old conversation is
-/// a new message of the new one (on a new connection too), while a real retry in the same
-/// conversation is still a duplicate.
+/// without `conversation_id`. Two tabs of one visitor, opened before they had a conversation:
+/// the second writes (conversation X), then starts a new conversation (Y); the first then
+/// writes with the same id and no conversation named. It goes to the latest conversation, Y,
+/// as a new message; it used to come back as a duplicate of X's message.
 #[tokio::test]
 async fn a_reused_client_msg_id_after_new_conversation_is_a_new_message() {
     let (server, _dir) = TestServer::scratch().await;
-    let (mut visitor, welcome) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    let (mut first_tab, welcome) = WsClient::visitor(&server.ws_url(), "demo", None).await;
     let token = frames::visitor_token(&welcome);
+    let (mut second_tab, _) = WsClient::visitor(&server.ws_url(), "demo", Some(token)).await;
     let ack = |f: &ServerFrame| match f {
         ServerFrame::Ack {
             conversation_id,
@@ -432,35 +434,39 @@ async fn a_reused_client_msg_id_after_new_conversation_is_a_new_message() {
         ServerFrame::Error(e) => panic!("expected an ack, got {e:?}"),
         _ => None,
     };
-    visitor
-        .send(&frames::send(None, "m-1", "first question"))
+    second_tab
+        .send(&frames::send(None, "m-1", "how can I cancel my order"))
         .await;
-    let (old, duplicate) = visitor.recv_until(ack).await.0;
+    let (old, duplicate) = second_tab.recv_until(ack).await.0;
     assert!(!duplicate);
-    visitor
-        .send(&frames::send(None, "m-1", "first question"))
+    // The AI's turn is over before the new conversation starts (it is the latest then).
+    let _ = second_tab.recv_answer().await;
+    second_tab.send(&ClientFrame::NewConversation).await;
+    let new = second_tab
+        .until("the new conversation's state", |f| match f {
+            ServerFrame::State {
+                conversation_id, ..
+            } if *conversation_id != old => Some(*conversation_id),
+            _ => None,
+        })
         .await;
-    assert_eq!(visitor.recv_until(ack).await.0, (old, true), "a retry");
 
-    visitor.send(&ClientFrame::NewConversation).await;
-    visitor.sync().await;
-    visitor
+    first_tab
         .send(&frames::send(None, "m-1", "another question"))
         .await;
-    let (new, duplicate) = visitor.recv_until(ack).await.0;
-    assert_ne!(new, old, "the new conversation");
-    assert!(
-        !duplicate,
-        "not a duplicate of the old conversation's message"
+    assert_eq!(
+        first_tab.recv_until(ack).await.0,
+        (new, false),
+        "a new message of the new conversation, not a duplicate of the old one's"
     );
-
-    // On a new connection (no conversation named): the latest conversation, same rule.
-    visitor.close().await;
-    let (mut again, _) = WsClient::visitor(&server.ws_url(), "demo", Some(token)).await;
-    again
+    first_tab
         .send(&frames::send(None, "m-1", "another question"))
         .await;
-    assert_eq!(again.recv_until(ack).await.0, (new, true), "a retry there");
+    assert_eq!(
+        first_tab.recv_until(ack).await.0,
+        (new, true),
+        "a retry there"
+    );
     let stored = server
         .state
         .store

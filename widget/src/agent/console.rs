@@ -1009,3 +1009,104 @@ mod tests {
         assert_eq!(field_of("something else"), None);
     }
 }
+
+/// The visitor of `conversation`, found by the server (`GET /visitors?conversation_id=`).
+async fn visitor_of(app: &App, conversation: Uuid) -> Result<String, String> {
+    let path = format!("/visitors?conversation_id={conversation}");
+    let found = api::call(app, "GET", &path, None)
+        .await
+        .map_err(|e| e.message)?;
+    api::items(&found, |v| string(v, "id"))
+        .into_iter()
+        .next()
+        .ok_or_else(|| "This conversation's visitor is no longer kept.".to_owned())
+}
+
+/// Owners, in an open conversation: the privacy requests of its visitor. Export shows
+/// everything kept about them as JSON (as text); delete, asked twice, removes it all.
+#[component]
+pub fn VisitorPrivacy(app: App) -> impl IntoView {
+    let desk = app.desk;
+    let status = RwSignal::new(String::new());
+    let exported = RwSignal::new(String::new());
+    let confirm = RwSignal::new(false);
+    Effect::new(move |_| {
+        desk.with(|d| d.open);
+        status.set(String::new());
+        exported.set(String::new());
+        confirm.set(false);
+    });
+    let export = {
+        let app = app.clone();
+        move |_| {
+            let Some(conversation) = app.desk.with_untracked(|d| d.open) else {
+                return;
+            };
+            let app = app.clone();
+            leptos::task::spawn_local(async move {
+                let result = match visitor_of(&app, conversation).await {
+                    Ok(id) => api::call(&app, "GET", &format!("/visitors/{id}/export"), None)
+                        .await
+                        .map_err(|e| e.message),
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(v) => {
+                        let text = js_sys::JSON::stringify_with_replacer_and_space(
+                            &v,
+                            &JsValue::NULL,
+                            &JsValue::from(2),
+                        )
+                        .ok()
+                        .and_then(|s| s.as_string())
+                        .unwrap_or_default();
+                        exported.set(text);
+                        status.set("Everything kept about this visitor:".into());
+                    }
+                    Err(e) => status.set(e),
+                }
+            });
+        }
+    };
+    let delete = {
+        let app = app.clone();
+        move |_| {
+            let Some(conversation) = app.desk.with_untracked(|d| d.open) else {
+                return;
+            };
+            if !confirm.get_untracked() {
+                confirm.set(true);
+                status.set(
+                    "Delete this visitor's conversations, messages, email, ratings and notes, \
+                     and their words in what the AI learned? Click \"Delete\" again to confirm."
+                        .into(),
+                );
+                return;
+            }
+            confirm.set(false);
+            exported.set(String::new());
+            let app = app.clone();
+            leptos::task::spawn_local(async move {
+                let result = match visitor_of(&app, conversation).await {
+                    Ok(id) => api::call(&app, "DELETE", &format!("/visitors/{id}"), None)
+                        .await
+                        .map_err(|e| e.message),
+                    Err(e) => Err(e),
+                };
+                status.set(match result {
+                    Ok(_) => "The visitor's data was deleted.".into(),
+                    Err(e) => e,
+                });
+            });
+        }
+    };
+    view! {
+        <fieldset class="na-privacy" data-testid="visitor-privacy">
+            <legend>"Visitor data (privacy requests)"</legend>
+            <button type="button" data-testid="visitor-export" on:click=export>"Export"</button>
+            <button type="button" data-testid="visitor-delete" on:click=delete>"Delete"</button>
+            <p class="na-muted" data-testid="visitor-privacy-status" role="status">{move || status.get()}</p>
+            <pre data-testid="visitor-export-json" hidden=move || exported.with(String::is_empty)>{move || exported.get()}</pre>
+        </fieldset>
+    }
+}

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::App;
 use super::api;
 use super::charts::AnalyticsPage;
-use super::console::{KnowledgePage, Page, SettingsPage};
+use super::console::{KnowledgePage, Page, SettingsPage, VisitorPrivacy};
 use super::data::{Canned, HandoffSummary, canned, canned_matches, handoff_summary};
 use super::model::{Tab, reason_text, state_text, waited};
 use super::net;
@@ -355,6 +355,7 @@ fn Conversation(app: App) -> impl IntoView {
             }
         }
     };
+    let privacy_app = app.clone();
     let take_over = frame_for(|conversation_id| ClientFrame::TakeOver { conversation_id });
     let hand_back = frame_for(|conversation_id| ClientFrame::HandBack { conversation_id });
 
@@ -769,6 +770,7 @@ fn Conversation(app: App) -> impl IntoView {
                 </label>
                 <button data-testid="resolve" on:click=resolve>"Resolve"</button>
             </fieldset>
+            {move || desk.with(|d| d.is_owner()).then(|| view! { <VisitorPrivacy app=privacy_app.clone()/> })}
         </main>
         <main class="na-main na-placeholder" hidden=move || open().is_some()>
             <p>"Pick a conversation from the inbox."</p>
