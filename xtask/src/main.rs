@@ -7,7 +7,9 @@
 //! * `run`     `setup`, `widget`, then the server with that widget.
 //! * `test`    `setup`, `widget`, embeds the demo knowledge base into the model's cache
 //!   (`nexus-flow model-check`), then `cargo test --workspace`.
+//! * `bench`   every target of the performance table on this machine (see `bench.rs`).
 
+mod bench;
 mod setup;
 mod widget;
 
@@ -25,6 +27,8 @@ commands:
                   the embedding model (cached in ~/.cache/nexus-flow/models)
   run [ARGS…]     setup, widget, then `nexus-flow serve --widget-dir target/widget ARGS…`
   test [ARGS…]    setup, widget, then `cargo test --workspace ARGS…`
+  bench [OPTS…]   every performance target (fill, human, analytics, AI, idle)
+                  on SQLite and PostgreSQL; prints the table (`cargo xtask bench --help`)
 ";
 
 fn main() -> ExitCode {
@@ -98,6 +102,14 @@ fn run() -> Result<ExitCode> {
                 cmd.env("NEXUS_FLOW_MODEL_DIR", dir);
             }
             exec(cmd)
+        }
+        Some("bench") => {
+            // The server serves the widget; the figures do not depend on it.
+            if !rest.iter().any(|a| a == "-h" || a == "--help") && !ws.dist_dir().is_dir() {
+                widget::build(&ws)?;
+            }
+            bench::run(&ws, &rest)?;
+            Ok(ExitCode::SUCCESS)
         }
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
