@@ -39,6 +39,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     type Db: Driver;
     /// `"sqlite"` or `"postgres"`.
     const NAME: &'static str;
+    /// How a numbered parameter starts in a long statement: `$` for PostgreSQL; `?` for
+    /// SQLite, where `$1` is a *named* parameter and each new name is looked up among all
+    /// earlier ones (a statement of thousands of them costs seconds to prepare).
+    const NUMBERED: char = '$';
 
     /// The pool reads go to.
     fn reader(&self) -> &Pool<Self::Db>;
@@ -298,15 +302,15 @@ where
 }
 
 /// `insert_into VALUES ($1, …, $columns), (…), …` for `rows` rows: one statement, numbered
-/// parameters (both drivers bind them), row after row.
-fn multi_row_insert(insert_into: &str, columns: usize, rows: usize) -> String {
+/// parameters (`numbered` is [`Backend::NUMBERED`]), row after row.
+fn multi_row_insert(numbered: char, insert_into: &str, columns: usize, rows: usize) -> String {
     use std::fmt::Write;
     let mut sql = format!("{insert_into} VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for col in 0..columns {
             let sep = if col == 0 { "" } else { ", " };
-            let _ = write!(sql, "{sep}${}", row * columns + col + 1);
+            let _ = write!(sql, "{sep}{numbered}{}", row * columns + col + 1);
         }
         sql.push(')');
     }
@@ -1249,6 +1253,7 @@ where
             .unwrap_or_default();
         for chunk in batch.visitors.chunks(2_000) {
             let sql = multi_row_insert(
+                B::NUMBERED,
                 "INSERT INTO visitors (id, site_id, token_hash, created_at, last_seen_at)",
                 5,
                 chunk.len(),
@@ -1266,6 +1271,7 @@ where
         }
         for chunk in batch.conversations.chunks(1_000) {
             let sql = multi_row_insert(
+                B::NUMBERED,
                 "INSERT INTO conversations (id, site_id, visitor_id, state, assignee_id,
                     assignee_name, handoff_reason, last_seq, page_url, locale, created_at,
                     updated_at, waiting_since)",
@@ -1294,6 +1300,7 @@ where
         }
         for chunk in batch.messages.chunks(1_000) {
             let sql = multi_row_insert(
+                B::NUMBERED,
                 "INSERT INTO messages (id, conversation_id, seq, client_msg_id, author_kind,
                     author_id, author_name, body, created_at, sources, confidence, choices, event)",
                 13,
@@ -1324,6 +1331,7 @@ where
         }
         for chunk in batch.csat.chunks(2_000) {
             let sql = multi_row_insert(
+                B::NUMBERED,
                 "INSERT INTO csat (conversation_id, score, created_at)",
                 3,
                 chunk.len(),
