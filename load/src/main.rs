@@ -35,6 +35,9 @@ enum Mode {
     /// Visitors ask for a person first; agents take over, then visitors and agents write;
     /// measures visitor→agent and agent→visitor delivery.
     Human,
+    /// An owner (--agent-email/--agent-password) asks for the last 30 days' analytics
+    /// (`GET /api/v1/analytics`) --duration times in a row; measures the answer time.
+    Analytics,
 }
 
 #[derive(Debug, Parser)]
@@ -429,6 +432,32 @@ async fn login(args: &Args) -> anyhow::Result<String> {
         .with_context(|| format!("login refused: {body}"))
 }
 
+/// `--mode analytics`: the period's analytics, asked for one request at a time.
+async fn analytics(args: &Args) -> anyhow::Result<()> {
+    let token = login(args).await?;
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/api/v1/analytics", args.port);
+    let mut times = Vec::new();
+    let mut conversations = 0;
+    for _ in 0..args.duration.max(1) {
+        let started = Instant::now();
+        let response = client.get(&url).bearer_auth(&token).send().await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if !status.is_success() {
+            bail!("analytics refused ({status}): {body}");
+        }
+        times.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        conversations = body["conversations"].as_u64().unwrap_or(0);
+    }
+    println!(
+        "analytics: last 30 days, {conversations} conversations, {} requests one after the other",
+        times.len()
+    );
+    percentiles("analytics answer", times);
+    Ok(())
+}
+
 /// One agent: takes over its share of waiting conversations, measures visitor→agent delivery,
 /// and replies (at most `agent_rate` frames a second, under the server's limit).
 async fn agent(
@@ -548,6 +577,9 @@ fn percentiles(name: &str, mut values: Vec<u32>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.mode == Mode::Analytics {
+        return analytics(&args).await;
+    }
     if args.visitors == 0 && args.agents == 0 {
         bail!("nothing to do: --visitors and --agents are 0");
     }

@@ -32,6 +32,8 @@ enum Command {
     Site(SiteCommand),
     /// Measure the answer engine on labelled questions (see README, "Answer engine quality").
     Eval(EvalArgs),
+    /// Fill a site with finished conversations (a lived-in database for benchmarks).
+    Fill(FillArgs),
     /// Load the embedding model and embed the demo knowledge base into its cache.
     ModelCheck {
         #[command(flatten)]
@@ -199,6 +201,29 @@ async fn site_command(command: SiteCommand) -> anyhow::Result<()> {
 }
 
 #[derive(Debug, clap::Args)]
+struct FillArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The site key.
+    #[arg(long, default_value = "demo")]
+    site: String,
+    /// Conversations to write.
+    #[arg(long, default_value_t = 100_000)]
+    conversations: u64,
+    /// Timeline entries in all.
+    #[arg(long, default_value_t = 5_000_000)]
+    messages: u64,
+    /// The conversations are spread over this many days before now.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Conversations per transaction.
+    #[arg(long, default_value_t = 2_000)]
+    batch: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, clap::Args)]
 struct DbArgs {
     /// Database URL. Default: `sqlite://<data-dir>/nexus-flow.db`.
     #[arg(long = "database", env = "NEXUS_FLOW_DATABASE_URL")]
@@ -227,6 +252,56 @@ fn read_password() -> anyhow::Result<String> {
         std::io::stdin().read_line(&mut line)?;
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())
     }
+}
+
+async fn fill_command(args: FillArgs) -> anyhow::Result<()> {
+    use nexus_server::store::{self, fill};
+    let store = store::connect(&args.db.url()).await?;
+    nexus_server::demo::ensure_demo_site(store.as_ref()).await?;
+    let site = store
+        .site_by_key(&args.site)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no site with key {:?}", args.site))?;
+    let agents = (1..=20)
+        .map(|i| nexus_shared::AgentRef {
+            id: uuid::Uuid::from_u128(0x6e65_7875_735f_6669_6c6c_0000_0000_0000 + i),
+            name: format!("Agent {i}"),
+        })
+        .collect();
+    let options = fill::FillOptions {
+        site_id: site.id,
+        conversations: args.conversations,
+        messages: args.messages,
+        days: args.days,
+        batch: args.batch,
+        agents,
+        seed: args.seed,
+    };
+    let mut next_report = 0;
+    let filled = fill::fill(
+        store.as_ref(),
+        &options,
+        nexus_server::conversation::notices::NOTICES,
+        |f| {
+            if f.conversations >= next_report {
+                eprintln!(
+                    "{} conversations, {} entries, {:.1} s",
+                    f.conversations, f.messages, f.seconds
+                );
+                next_report += 10_000;
+            }
+        },
+    )
+    .await?;
+    println!(
+        "filled site {}: {} conversations, {} entries in {:.1} s ({:.0} entries/s)",
+        site.key,
+        filled.conversations,
+        filled.messages,
+        filled.seconds,
+        filled.messages as f64 / filled.seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 async fn user_command(command: UserCommand) -> anyhow::Result<()> {
@@ -387,6 +462,7 @@ async fn main() -> anyhow::Result<()> {
         Command::User(command) => user_command(command).await,
         Command::Site(command) => site_command(command).await,
         Command::Eval(args) => eval_command(args).await,
+        Command::Fill(args) => fill_command(args).await,
         Command::ModelCheck { model } => model_check(model).await,
     }
 }

@@ -8,7 +8,9 @@
 //! * `test`    `setup` (failing when the embedding model could not be had: the tests need
 //!   it), `widget`, embeds the demo knowledge base into the model's cache
 //!   (`nexus-flow model-check`), then `cargo test --workspace`.
+//! * `bench`   every target of the performance table on this machine (see `bench.rs`).
 
+mod bench;
 mod setup;
 mod widget;
 
@@ -27,6 +29,8 @@ commands:
   run [ARGS…]     setup, widget, then `nexus-flow serve --widget-dir target/widget ARGS…`
   test [ARGS…]    setup (the tests need the embedding model; it fails without it), widget,
                   then `cargo test --workspace ARGS…`
+  bench [OPTS…]   every performance target (fill, human, analytics, AI, idle)
+                  on SQLite and PostgreSQL; prints the table (`cargo xtask bench --help`)
 ";
 
 fn main() -> ExitCode {
@@ -99,6 +103,14 @@ fn run() -> Result<ExitCode> {
                 cmd.env("NEXUS_FLOW_MODEL_DIR", dir);
             }
             exec(cmd)
+        }
+        Some("bench") => {
+            // The server serves the widget; the figures do not depend on it.
+            if !rest.iter().any(|a| a == "-h" || a == "--help") && !ws.dist_dir().is_dir() {
+                widget::build(&ws)?;
+            }
+            bench::run(&ws, &rest)?;
+            Ok(ExitCode::SUCCESS)
         }
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");

@@ -125,9 +125,9 @@ struct Outcome {
     handle_time: Option<i64>,
 }
 
-fn outcome(messages: &[Message]) -> Outcome {
+fn outcome(messages: &[Message], ai_answered: bool) -> Outcome {
     let mut out = Outcome::default();
-    let mut ai_spoke = false;
+    let mut ai_spoke = ai_answered;
     let mut agent_spoke = false;
     let mut escalated_at: Option<Millis> = None;
     let mut joined_at: Option<Millis> = None;
@@ -200,7 +200,7 @@ pub fn compute(from: Millis, to: Millis, facts: &[Facts], learned: &[Millis]) ->
     let mut handle_times = Vec::new();
     let mut automated = 0;
     for f in facts {
-        let o = outcome(&f.messages);
+        let o = outcome(&f.messages, f.ai_answered);
         let d = day_of(f.conversation.created_at);
         let day = days.entry(d.clone()).or_insert_with(|| blank(d));
         day.conversations += 1;
@@ -354,6 +354,7 @@ mod tests {
                 message(day1 + 1000, Author::Visitor, None),
                 message(day1 + 1100, Author::Ai, None),
             ],
+            ai_answered: false,
             csat: Some(5),
         };
         let escalated = Facts {
@@ -388,6 +389,7 @@ mod tests {
                     )),
                 ),
             ],
+            ai_answered: true,
             csat: Some(2),
         };
         let a = compute(

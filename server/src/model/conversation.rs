@@ -147,8 +147,11 @@ impl Committed {
 #[derive(Debug, Clone)]
 pub struct ConversationFacts {
     pub conversation: Conversation,
-    /// Every entry, in sequence order.
+    /// The entries analytics reads, in sequence order: state changes and agents' messages
+    /// (visitors' and the AI's messages are not loaded; see `ai_answered`).
     pub messages: Vec<Message>,
+    /// The AI posted at least once.
+    pub ai_answered: bool,
     pub csat: Option<u8>,
 }
 

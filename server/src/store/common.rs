@@ -40,6 +40,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     type Db: Driver;
     /// `"sqlite"` or `"postgres"`.
     const NAME: &'static str;
+    /// How a numbered parameter starts in a long statement: `$` for PostgreSQL; `?` for
+    /// SQLite, where `$1` is a *named* parameter and each new name is looked up among all
+    /// earlier ones (a statement of thousands of them costs seconds to prepare).
+    const NUMBERED: char = '$';
 
     /// The pool reads go to.
     fn reader(&self) -> &Pool<Self::Db>;
@@ -360,6 +364,22 @@ where
     .bind(visitor_id)
     .fetch_all(pool)
     .await?)
+}
+
+/// `insert_into VALUES ($1, …, $columns), (…), …` for `rows` rows: one statement, numbered
+/// parameters (`numbered` is [`Backend::NUMBERED`]), row after row.
+fn multi_row_insert(numbered: char, insert_into: &str, columns: usize, rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = format!("{insert_into} VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..columns {
+            let sep = if col == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}{numbered}{}", row * columns + col + 1);
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 pub(crate) fn seq_i64(seq: u64) -> i64 {
@@ -1397,10 +1417,12 @@ where
         let conversations = self
             .conversations_created_between(site_id, from, to)
             .await?;
+        // Only what the figures read: a site's timelines are mostly visitors' questions and
+        // the AI's answers, and reading them all made a month of a busy site take seconds.
         let messages = period_rows(
             self.reader(),
             "SELECT x.* FROM messages x",
-            "ORDER BY x.conversation_id, x.seq",
+            "AND (x.author_kind = 'agent' OR x.event IS NOT NULL) ORDER BY x.conversation_id, x.seq",
             site_id,
             from,
             to,
@@ -1409,6 +1431,18 @@ where
         .iter()
         .map(message_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
+        let ai_answered = period_rows(
+            self.reader(),
+            "SELECT DISTINCT x.conversation_id FROM messages x",
+            "AND x.author_kind = 'ai'",
+            site_id,
+            from,
+            to,
+        )
+        .await?
+        .iter()
+        .map(|row| uuid_col(row, "conversation_id"))
+        .collect::<StoreResult<std::collections::HashSet<_>>>()?;
         let csat = period_rows(
             self.reader(),
             "SELECT x.conversation_id, x.score FROM csat x",
@@ -1426,7 +1460,12 @@ where
             ))
         })
         .collect::<StoreResult<HashMap<_, _>>>()?;
-        Ok(conversation_facts(conversations, messages, csat))
+        Ok(conversation_facts(
+            conversations,
+            messages,
+            &ai_answered,
+            csat,
+        ))
     }
 
     async fn learned_entry_times(
@@ -1478,6 +1517,108 @@ where
         .fetch_optional(self.reader())
         .await?;
         row.as_ref().map(profile_from_row).transpose()
+    }
+
+    async fn insert_lived(&self, batch: &super::fill::LivedBatch) -> StoreResult<()> {
+        let mut tx = self.writer().begin().await?;
+        let site = batch
+            .conversations
+            .first()
+            .map(|c| c.site_id.to_string())
+            .unwrap_or_default();
+        for chunk in batch.visitors.chunks(2_000) {
+            let sql = multi_row_insert(
+                B::NUMBERED,
+                "INSERT INTO visitors (id, site_id, token_hash, created_at, last_seen_at)",
+                5,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, at) in chunk {
+                query = query
+                    .bind(id.to_string())
+                    .bind(site.clone())
+                    .bind(hash_token(&new_token()))
+                    .bind(*at)
+                    .bind(*at);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in batch.conversations.chunks(1_000) {
+            let sql = multi_row_insert(
+                B::NUMBERED,
+                "INSERT INTO conversations (id, site_id, visitor_id, state, assignee_id,
+                    assignee_name, handoff_reason, last_seq, page_url, locale, created_at,
+                    updated_at, waiting_since)",
+                13,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(&sql);
+            for c in chunk {
+                let assignee = c.snapshot.assignee.as_ref();
+                query = query
+                    .bind(c.id.to_string())
+                    .bind(c.site_id.to_string())
+                    .bind(c.visitor_id.to_string())
+                    .bind(c.snapshot.state.as_str())
+                    .bind(assignee.map(|a| a.id.to_string()))
+                    .bind(assignee.map(|a| a.name.clone()))
+                    .bind(c.handoff_reason.as_ref().map(to_json))
+                    .bind(seq_i64(c.last_seq))
+                    .bind(c.page_url.clone())
+                    .bind(c.locale.clone())
+                    .bind(c.created_at)
+                    .bind(c.updated_at)
+                    .bind(c.waiting_since);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in batch.messages.chunks(1_000) {
+            let sql = multi_row_insert(
+                B::NUMBERED,
+                "INSERT INTO messages (id, conversation_id, seq, client_msg_id, author_kind,
+                    author_id, author_name, body, created_at, sources, confidence, choices, event)",
+                13,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(&sql);
+            for m in chunk {
+                let agent = match &m.author {
+                    Author::Agent(a) => Some(a),
+                    _ => None,
+                };
+                query = query
+                    .bind(m.id.to_string())
+                    .bind(m.conversation_id.to_string())
+                    .bind(seq_i64(m.seq))
+                    .bind(m.client_msg_id.clone())
+                    .bind(m.author.kind())
+                    .bind(agent.map(|a| a.id.to_string()))
+                    .bind(agent.map(|a| a.name.clone()))
+                    .bind(m.body.clone())
+                    .bind(m.created_at)
+                    .bind((!m.sources.is_empty()).then(|| to_json(&m.sources)))
+                    .bind(m.confidence.map(f64::from))
+                    .bind((!m.choices.is_empty()).then(|| to_json(&m.choices)))
+                    .bind(m.event.as_ref().map(to_json));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in batch.csat.chunks(2_000) {
+            let sql = multi_row_insert(
+                B::NUMBERED,
+                "INSERT INTO csat (conversation_id, score, created_at)",
+                3,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, score, at) in chunk {
+                query = query.bind(id.to_string()).bind(i64::from(*score)).bind(*at);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn visitor_records(

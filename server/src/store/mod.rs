@@ -23,6 +23,7 @@ use crate::model::{
 };
 
 mod common;
+pub mod fill;
 pub mod postgres;
 pub mod sqlite;
 
@@ -72,6 +73,7 @@ pub(crate) fn csat_score(score: i64) -> StoreResult<u8> {
 pub(crate) fn conversation_facts(
     conversations: Vec<Conversation>,
     messages: Vec<Message>,
+    ai_answered: &std::collections::HashSet<Uuid>,
     csat: HashMap<Uuid, u8>,
 ) -> Vec<ConversationFacts> {
     let mut by_conversation: HashMap<Uuid, Vec<Message>> = HashMap::new();
@@ -85,6 +87,7 @@ pub(crate) fn conversation_facts(
         .into_iter()
         .map(|conversation| ConversationFacts {
             messages: by_conversation.remove(&conversation.id).unwrap_or_default(),
+            ai_answered: ai_answered.contains(&conversation.id),
             csat: csat.get(&conversation.id).copied(),
             conversation,
         })
@@ -549,6 +552,9 @@ pub trait Store: Send + Sync + 'static {
         site_id: Uuid,
         visitor_id: Uuid,
     ) -> StoreResult<Option<crate::model::VisitorProfile>>;
+    /// Writes a batch of finished timelines in one transaction ([`fill`], the benchmarks'
+    /// lived-in database): rows the planner produced, inserted as they are.
+    async fn insert_lived(&self, batch: &fill::LivedBatch) -> StoreResult<()>;
     /// Notes, feedback, drafts and learned knowledge from a visitor's conversations.
     async fn visitor_records(
         &self,

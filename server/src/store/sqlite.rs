@@ -677,6 +677,7 @@ async fn write(
 impl Backend for SqliteStore {
     type Db = sqlx::Sqlite;
     const NAME: &'static str = "sqlite";
+    const NUMBERED: char = '?';
 
     fn reader(&self) -> &SqlitePool {
         &self.reader

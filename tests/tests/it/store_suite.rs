@@ -1225,6 +1225,28 @@ async fn period_facts(store: Arc<dyn Store>) {
                 .await
                 .unwrap();
         }
+        if n == 1 {
+            store
+                .commit(c.id, post(Author::Ai, "1-ai", None))
+                .await
+                .unwrap();
+        }
+        if n == 2 {
+            let ana = agent("Ana");
+            store
+                .commit(
+                    c.id,
+                    transition(Transition::Escalated {
+                        reason: HandoffReason::VisitorAsked,
+                    }),
+                )
+                .await
+                .unwrap();
+            store
+                .commit(c.id, post(Author::Agent(ana), "2-agent", None))
+                .await
+                .unwrap();
+        }
         ids.push(c.id);
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
@@ -1244,12 +1266,18 @@ async fn period_facts(store: Arc<dyn Store>) {
         .conversation_facts_between(site.id, start, end)
         .await
         .unwrap();
-    let got: Vec<(Uuid, Vec<String>, Option<u8>)> = facts
+    // Visitors' and the AI's messages are not loaded: whether the AI answered is a flag.
+    let got: Vec<(Uuid, Vec<String>, bool, Option<u8>)> = facts
         .iter()
         .map(|f| {
             (
                 f.conversation.id,
-                f.messages.iter().map(|m| m.body.clone()).collect(),
+                f.messages
+                    .iter()
+                    .filter(|m| m.event.is_none())
+                    .map(|m| m.body.clone())
+                    .collect(),
+                f.ai_answered,
                 f.csat,
             )
         })
@@ -1257,25 +1285,24 @@ async fn period_facts(store: Arc<dyn Store>) {
     assert_eq!(
         got,
         vec![
-            (ids[0], vec!["0-0".to_owned()], None),
-            (ids[1], vec!["1-0".to_owned(), "1-1".to_owned()], Some(4)),
-            (
-                ids[2],
-                vec!["2-0".to_owned(), "2-1".to_owned(), "2-2".to_owned()],
-                None
-            ),
+            (ids[0], vec![], false, None),
+            (ids[1], vec![], true, Some(4)),
+            (ids[2], vec!["2-agent".to_owned()], false, None),
         ]
     );
-    // The same as reading each conversation on its own.
+    // The same as reading each conversation on its own and keeping its state changes and
+    // agents' messages: the escalation, the takeover the reply implied, the reply.
     for f in &facts {
-        assert_eq!(
-            f.messages,
-            store
-                .messages_after(f.conversation.id, 0, 100)
-                .await
-                .unwrap()
-        );
+        let stored: Vec<_> = store
+            .messages_after(f.conversation.id, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.event.is_some() || matches!(m.author, Author::Agent(_)))
+            .collect();
+        assert_eq!(f.messages, stored);
     }
+    assert_eq!(facts[2].messages.len(), 3);
     let later = store
         .conversation_facts_between(site.id, end, end + 60_000)
         .await
@@ -1469,6 +1496,75 @@ macro_rules! store_suite {
     };
 }
 
+/// A filled site reads back as the commit path would have left it: every conversation's
+/// timeline is gap-free from 1 to its `last_seq` and ends resolved, the entry count is the one
+/// asked for, the period's facts see every conversation, and the store takes new traffic.
+async fn lived_in_fill(store: Arc<dyn Store>) {
+    use nexus_server::store::fill::{FillOptions, fill};
+    let site = new_site(store.as_ref(), "lived").await;
+    let options = FillOptions {
+        site_id: site.id,
+        conversations: 40,
+        messages: 800,
+        days: 10,
+        batch: 15,
+        agents: vec![agent("Ana"), agent("Ben")],
+        seed: 7,
+    };
+    let mut batches = 0;
+    let filled = fill(
+        store.as_ref(),
+        &options,
+        nexus_server::conversation::notices::NOTICES,
+        |_| batches += 1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(filled.conversations, 40);
+    assert_eq!(batches, 3, "40 conversations in batches of 15");
+    let facts = store
+        .conversation_facts_between(site.id, 0, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(facts.len(), 40);
+    let mut entries = 0;
+    let mut escalated = 0;
+    for f in &facts {
+        let c = &f.conversation;
+        assert_eq!(c.snapshot.state, ConversationState::Resolved);
+        let all = store.messages_after(c.id, 0, 1_000).await.unwrap();
+        let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=c.last_seq).collect::<Vec<_>>(), "gap-free");
+        assert!(
+            all.windows(2).all(|w| w[0].created_at <= w[1].created_at),
+            "in time order"
+        );
+        assert!(matches!(
+            all.last().and_then(|m| m.event.as_ref()).map(|e| &e.cause),
+            Some(Transition::Resolved { .. })
+        ));
+        if all.iter().any(|m| matches!(m.author, Author::Agent(_))) {
+            escalated += 1;
+        }
+        assert_eq!(f.ai_answered, all.iter().any(|m| m.author == Author::Ai));
+        entries += all.len() as u64;
+    }
+    assert_eq!(entries, filled.messages);
+    assert!((780..=820).contains(&entries), "{entries} entries for 800");
+    assert!(
+        escalated > 0 && escalated < 40,
+        "{escalated} of 40 escalated"
+    );
+    // A visitor writing in a filled conversation reopens it, as in any other.
+    let c = &facts[0].conversation;
+    let committed = store
+        .commit(c.id, post(Author::Visitor, "back again", Some("again")))
+        .await
+        .unwrap();
+    assert_eq!(committed.conversation.snapshot.state, ConversationState::Ai);
+    assert_eq!(committed.messages.last().unwrap().seq, c.last_seq + 2);
+}
+
 store_suite!(
     sites_and_settings,
     knowledge_base,
@@ -1484,6 +1580,7 @@ store_suite!(
     posts_and_moves_at_once,
     period_facts,
     knowledge_sources,
+    lived_in_fill,
 );
 
 /// Two stores on one schema are two instances' pools: takeovers through both at once still
