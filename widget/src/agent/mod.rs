@@ -9,11 +9,13 @@
 //! * [`data`]: the console's REST payloads and form checks, as plain data.
 //! * [`api`]: the console's REST calls.
 //! * [`charts`]: the analytics page's SVG charts.
+//! * [`embedded`]: agent mode inside the embedded widget, on the site's own pages.
 
 pub mod api;
 pub mod charts;
 pub mod console;
 pub mod data;
+pub mod embedded;
 pub mod model;
 pub mod net;
 pub mod view;
