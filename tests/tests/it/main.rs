@@ -11,6 +11,7 @@ mod agent_ws;
 mod assets_http;
 mod assignment;
 mod browser_agent;
+mod browser_agent_mode;
 mod browser_console_canned;
 mod browser_console_conversation;
 mod browser_console_flows;
