@@ -3,6 +3,9 @@
 // Optional: data-server, data-color, data-position="left", data-greeting, data-locale,
 // data-open, data-preload. It draws the launcher at once and loads the chat app only on the
 // first click (with data-preload: as soon as the browser is idle).
+// Agent mode (the widget menu's "Team sign-in", or NexusFlow.agentMode()) loads the agents'
+// app instead, in place of the visitor's; a visitor never downloads it. Its token is kept in
+// localStorage per site, so agent mode comes back on the site's other pages until sign-out.
 // `cargo xtask widget` replaces the __NF_…__ names with the content-hashed file names and
 // strips comment lines and indentation: keep every statement on lines of its own.
 (function () {
@@ -30,6 +33,11 @@
   var ready = false;
   // The last NexusFlow.identify() claim, for the app's hello.
   var identity = null;
+  var shadow;
+  var agentEl;
+  var agentCss;
+  var agentLoading;
+  var agentKey = 'nexus-flow:' + data.site + ':agent-mode';
 
   function asset(name) {
     return new URL(name, base).href;
@@ -85,6 +93,60 @@
     return loading;
   }
 
+  // Shows the agents' app (loading it the first time) or, with false, the visitor's again.
+  function agentMode(on, open) {
+    if (!mountEl) {
+      return Promise.resolve();
+    }
+    mountEl.style.display = on ? 'none' : '';
+    if (agentEl) {
+      agentEl.hidden = !on;
+      // Its rules for bare buttons and inputs must not restyle the visitor's panel.
+      agentCss.disabled = !on;
+    }
+    if (!on) {
+      return Promise.resolve();
+    }
+    if (ready) {
+      command('close');
+    }
+    if (agentLoading) {
+      return agentLoading;
+    }
+    agentCss = d.createElement('link');
+    agentCss.rel = 'stylesheet';
+    agentCss.href = asset('__NF_AGENT_CSS__');
+    agentEl = d.createElement('div');
+    agentEl.addEventListener('nexus-flow:event', function (e) {
+      if ((e.detail || {}).type === 'visitor-mode') {
+        agentMode(false);
+      }
+    });
+    shadow.appendChild(agentCss);
+    shadow.appendChild(agentEl);
+    agentLoading = import(asset('__NF_AGENT_JS__'))
+      .then(function (app) {
+        return app.default({ module_or_path: asset('__NF_AGENT_WASM__') }).then(function () {
+          app.mount_agent_embedded(agentEl, {
+            site: data.site,
+            server: server,
+            open: open,
+            position: data.position || null
+          });
+        });
+      })
+      .catch(function (e) {
+        agentLoading = null;
+        agentMode(false);
+        agentEl.remove();
+        agentCss.remove();
+        agentEl = null;
+        console.error('Nexus Flow: could not load agent mode.', e);
+        emit('error', { type: 'error', error: e });
+      });
+    return agentLoading;
+  }
+
   function svg(pathData) {
     var ns = 'http://www.w3.org/2000/svg';
     var s = d.createElementNS(ns, 'svg');
@@ -104,7 +166,7 @@
     if (data.color) {
       host.style.setProperty('--nf-color', data.color);
     }
-    var shadow = host.attachShadow({ mode: 'open' });
+    shadow = host.attachShadow({ mode: 'open' });
     var link = d.createElement('link');
     link.rel = 'stylesheet';
     link.href = asset('__NF_CSS__');
@@ -135,6 +197,9 @@
       if (detail.type === 'open' || detail.type === 'close') {
         wantOpen = detail.type === 'open';
       }
+      if (detail.type === 'agent-mode') {
+        agentMode(true, true);
+      }
       emit(detail.type, detail);
     });
     shadow.appendChild(link);
@@ -143,7 +208,13 @@
     if (data.open !== undefined && data.open !== 'false') {
       wantOpen = true;
     }
-    if (wantOpen) {
+    var token = null;
+    try {
+      token = localStorage.getItem(agentKey);
+    } catch (e) {}
+    if (token) {
+      agentMode(true, false);
+    } else if (wantOpen) {
       load();
     } else if (data.preload !== undefined && data.preload !== 'false') {
       // Fetch and start the app when the browser has nothing better to do.
@@ -179,6 +250,10 @@
       if (ready) {
         mountEl.dispatchEvent(new CustomEvent('nexus-flow:identify', { detail: identity }));
       }
+    },
+    // Switches the widget to agent mode: the team's sign-in, then their inbox.
+    agentMode: function () {
+      return agentMode(true, true);
     },
     on: function (type, fn) {
       (handlers[type] = handlers[type] || []).push(fn);

@@ -19,6 +19,7 @@ use crate::browser;
 use crate::config::safe_color;
 use crate::connection::Client;
 use crate::i18n;
+use crate::link::Status;
 use crate::model::{Chat, Delivery, Entry};
 
 /// A click handler, boxed on purpose: tachys then attaches every click handler with one copy
@@ -38,6 +39,7 @@ pub fn App(client: Client, host: web_sys::EventTarget) -> impl IntoView {
 
     // Opening connects (the first time), clears the unread badge and focuses the input;
     // closing gives the focus back to the launcher. The loader hears of both.
+    let panel_host = host.clone();
     Effect::new({
         let client = client.clone();
         move |was_open: Option<bool>| {
@@ -84,7 +86,7 @@ pub fn App(client: Client, host: web_sys::EventTarget) -> impl IntoView {
 
     view! {
         <div class=root_class class:nf-open=move || open.get() style=color>
-            <Panel client=client input=input />
+            <Panel client=client input=input host=panel_host />
             <button
                 class="nf-launcher"
                 data-testid="launcher"
@@ -112,11 +114,17 @@ pub fn App(client: Client, host: web_sys::EventTarget) -> impl IntoView {
 }
 
 #[component]
-fn Panel(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
+fn Panel(
+    client: Client,
+    input: NodeRef<html::Textarea>,
+    host: web_sys::EventTarget,
+) -> impl IntoView {
     let open = client.open;
     let chat = client.chat;
     let status = client.status;
     let assistant = move || chat.with(|c| c.assistant_name().to_owned());
+    // How many of the team are online (known from `welcome`, then `presence`).
+    let team = move || chat.with(|c| c.site.as_ref().map(|s| s.agents_online));
     let notice = move || chat.with(|c| c.notice.as_ref().map(|n| n.text.clone()));
     let on_keydown = move |ev: KeyboardEvent| {
         if ev.key() == "Escape" {
@@ -161,10 +169,15 @@ fn Panel(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
                     class="nf-status"
                     data-testid="connection-status"
                     data-status=move || status.get().code()
+                    data-team=move || team().map(|n| if n == 0 { "away" } else { "online" })
                     role="status"
                 >
                     <span class="nf-dot" aria-hidden="true"></span>
-                    {move || status.get().text()}
+                    {move || match (status.get(), team()) {
+                        (Status::Online, Some(0)) => i18n::t().status_away,
+                        (Status::Online, Some(_)) => i18n::t().status_team,
+                        (s, _) => s.text(),
+                    }}
                 </span>
                 <button class="nf-close" data-testid="history" aria-label=i18n::t().history on:click=history>
                     <svg viewBox="0 0 24 24" aria-hidden="true">
@@ -177,7 +190,7 @@ fn Panel(client: Client, input: NodeRef<html::Textarea>) -> impl IntoView {
                     </svg>
                 </button>
             </header>
-            <History client=client.clone() />
+            <History client=client.clone() host=host />
             <Banner client=client.clone() />
             <Timeline client=client.clone() />
             <Csat client=client.clone() />
@@ -399,7 +412,7 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
                     aria-pressed=pressed(1)
                     on:click=rate(true)
                 >
-                    "👍"
+                    <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 11v9H4v-9zm0 0l4-8c2 0 3 1 2 4l-1 3h6l-2 10H7" /></svg>
                 </button>
                 <button
                     class="nf-thumb"
@@ -408,7 +421,7 @@ fn Row(client: Client, entry: Entry) -> impl IntoView {
                     aria-pressed=pressed(2)
                     on:click=rate(false)
                 >
-                    "👎"
+                    <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 13V4H4v9zm0 0l4 8c2 0 3-1 2-4l-1-3h6L16 4H7" /></svg>
                 </button>
                 <button class="nf-human" hidden=move || helpful.get() != 2 on:click=ask_human>
                     {i18n::t().talk_to_human}
@@ -498,7 +511,7 @@ fn Csat(client: Client) -> impl IntoView {
 /// The entries are plain DOM written by one effect, with one click handler on the list that
 /// reads the entry's `data-id`: a reactive list per entry would cost the bundle kilobytes.
 #[component]
-fn History(client: Client) -> impl IntoView {
+fn History(client: Client, host: web_sys::EventTarget) -> impl IntoView {
     let chat = client.chat;
     let t = i18n::t();
     let list: NodeRef<html::Ol> = NodeRef::new();
@@ -539,6 +552,9 @@ fn History(client: Client) -> impl IntoView {
             <ol node_ref=list on:click=pick></ol>
             <button class="nf-human" data-testid="new-conversation" on:click=start>
                 {t.new_conversation}
+            </button>
+            <button class="nf-team" data-testid="team-sign-in" on:click=move |_| browser::emit(&host, "agent-mode", None)>
+                {t.team_sign_in}
             </button>
         </div>
     }

@@ -94,3 +94,16 @@ pub fn mount_agent(root: web_sys::HtmlElement, config: JsValue) -> Result<(), Js
     agent::mount(root, site, server);
     Ok(())
 }
+
+/// Mounts agent mode into `root`, an element the loader puts next to the visitor widget in
+/// its shadow root (see [`agent::embedded`]). Only in the agent bundle.
+///
+/// `config` is a plain object: `{site, server, open?, position?}`.
+#[cfg(feature = "agent")]
+#[wasm_bindgen]
+pub fn mount_agent_embedded(root: web_sys::HtmlElement, config: JsValue) -> Result<(), JsValue> {
+    console_error_panic_hook::set_once();
+    let (site, server, open, left) = agent::embedded::config(&config);
+    agent::embedded::mount(root, site, server, open, left);
+    Ok(())
+}

@@ -1,7 +1,9 @@
 //! `cargo xtask widget`: builds the visitor widget and the agents' app into
 //! `<repo>/target/widget/`. Both come from the `nexus-widget` crate; the agents' app is the
 //! build with the `agent` feature, in files of its own (`nexus-agent-<hash8>.*`, loaded by
-//! `agent.js` on the server's `/agent` page), so the visitor's bundle does not grow.
+//! `agent.js` on the server's `/agent` page, and by `widget.js` when a team member enters agent
+//! mode on the site), so the visitor's bundle does not grow. The agents' app is built first,
+//! so that the visitor's loader can name its hashed files.
 //!
 //! 1. `cargo build -p nexus-widget --lib --target wasm32-unknown-unknown --profile wasm-release`
 //! 2. wasm-bindgen (`--target web`, name and producers sections stripped)
@@ -41,6 +43,10 @@ const AGENT_BUDGET: usize = 250 * 1024;
 const JS_PLACEHOLDER: &str = "__NF_JS__";
 const WASM_PLACEHOLDER: &str = "__NF_WASM__";
 const CSS_PLACEHOLDER: &str = "__NF_CSS__";
+/// The visitor loader's names of the agents' app, which it loads for agent mode.
+const AGENT_JS_PLACEHOLDER: &str = "__NF_AGENT_JS__";
+const AGENT_WASM_PLACEHOLDER: &str = "__NF_AGENT_WASM__";
+const AGENT_CSS_PLACEHOLDER: &str = "__NF_AGENT_CSS__";
 
 /// One wasm app: the visitor widget, or the agents' app (the same crate with the `agent`
 /// feature, so that the visitor's bundle does not carry the agent code).
@@ -80,8 +86,15 @@ const AGENT: Bundle = Bundle {
 pub(crate) fn build(ws: &Workspace) -> Result<()> {
     let dist = ws.dist_dir();
     fs::create_dir_all(&dist)?;
-    let (visitor, visitor_sizes) = build_bundle(ws, &VISITOR)?;
-    let (agent, agent_sizes) = build_bundle(ws, &AGENT)?;
+    // The agents' app first: the visitor's loader names its files, for agent mode.
+    let (agent, agent_sizes) = build_bundle(ws, &AGENT, &[])?;
+    let name = |key: &str| agent[key].as_str().unwrap_or_default().to_owned();
+    let agent_names = [
+        (AGENT_JS_PLACEHOLDER, name("js")),
+        (AGENT_WASM_PLACEHOLDER, name("wasm")),
+        (AGENT_CSS_PLACEHOLDER, name("css")),
+    ];
+    let (visitor, visitor_sizes) = build_bundle(ws, &VISITOR, &agent_names)?;
     let built_at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let mut manifest = visitor;
     manifest["agent"] = agent;
@@ -95,7 +108,12 @@ pub(crate) fn build(ws: &Workspace) -> Result<()> {
 }
 
 /// Builds one app into the dist directory; returns its manifest entry and file sizes.
-fn build_bundle(ws: &Workspace, bundle: &Bundle) -> Result<(serde_json::Value, Vec<Sizes>)> {
+/// `names` are further placeholders of its loader and the file names they stand for.
+fn build_bundle(
+    ws: &Workspace,
+    bundle: &Bundle,
+    names: &[(&str, String)],
+) -> Result<(serde_json::Value, Vec<Sizes>)> {
     eprintln!("widget: building the {} ({PROFILE})", bundle.title);
     let mut build = cargo();
     build.current_dir(&ws.root).args([
@@ -152,6 +170,9 @@ fn build_bundle(ws: &Workspace, bundle: &Bundle) -> Result<(serde_json::Value, V
     let css_name = format!("{prefix}{hash}.css");
     // The glue's default wasm path (only used when init gets no URL; the loader passes one).
     let js = String::from_utf8(js)?.replace(&format!("{STEM}_bg.wasm"), &wasm_name);
+    let loader_src = names
+        .iter()
+        .fold(loader_src, |src, (from, to)| src.replace(from, to));
     let loader = minify(
         &loader_src
             .replace(JS_PLACEHOLDER, &js_name)

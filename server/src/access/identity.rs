@@ -1,5 +1,6 @@
 //! Who may open a visitor connection: the site's allowed origins, and the visitor identity a
-//! site signs with its identity secret (HMAC-SHA256).
+//! site signs with its identity secret (HMAC-SHA256). Which pages may use an agent's session
+//! (the server's own, and for agent mode in the widget the site's listed origins).
 
 use nexus_shared::{ErrorBody, ErrorCode, Identity};
 
@@ -23,6 +24,40 @@ pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     allowed
         .iter()
         .any(|a| a.trim().trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+/// Is `origin` the server's own (scheme aside, the same host and port as the request's
+/// `Host`)? That is the `/agent` page. No `Origin` at all counts as the server's own too:
+/// browsers always send one on a WebSocket and on a cross-origin request, so only a
+/// non-browser client (a script, `nexus-load`) lacks it, and it holds its token itself.
+pub fn own_origin(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let authority = origin
+        .trim()
+        .trim_end_matches('/')
+        .split_once("://")
+        .map_or("", |(_, rest)| rest);
+    host.is_some_and(|h| h.trim().eq_ignore_ascii_case(authority))
+}
+
+/// May a page at `origin` use an agent's session (log in, the agent WebSocket, the REST
+/// calls of agent mode)? The server's own origin always may ([`own_origin`]); any other only
+/// when it is on the site's allowed origins. Unlike for visitors, an empty list allows no
+/// other origin: an agent's session reaches every conversation of the site, so agent mode on
+/// a site's pages is opt-in by listing them.
+pub fn agent_origin_allowed(allowed: &[String], origin: Option<&str>, host: Option<&str>) -> bool {
+    own_origin(origin, host) || (!allowed.is_empty() && origin_allowed(allowed, origin))
+}
+
+/// Why an agent session from a page that may not use one is refused.
+pub const AGENT_ORIGIN_REFUSED: &str =
+    "Agent mode is not allowed on this page: add its origin to the site's allowed origins.";
+
+/// The refusal of an agent session from a page that may not use one.
+pub fn agent_origin_refused() -> ErrorBody {
+    ErrorBody::new(ErrorCode::OriginNotAllowed, AGENT_ORIGIN_REFUSED)
 }
 
 /// The hex HMAC-SHA256 of `id` under `secret`: what a site puts in `identity.hash`.

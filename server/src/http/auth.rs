@@ -4,6 +4,11 @@
 //! Sessions are bearer tokens (`Authorization: Bearer st_…` for the REST API, `session_token`
 //! in the WebSocket `hello`). Nothing is carried in cookies, so cross-site requests cannot act
 //! on an agent's behalf (no CSRF surface). Only a SHA-256 of each token is stored.
+//!
+//! Agent mode in a site's widget calls these routes from the site's pages: a request whose
+//! `Origin` is not the server's own is refused (`origin_not_allowed`) unless the origin is on
+//! the site's allowed origins, at login and on every call of the [`Agent`] extractor; the
+//! CORS headers that let such a page read the answers are [`super::cors`]'s.
 
 use std::net::IpAddr;
 
@@ -17,6 +22,7 @@ use crate::AppState;
 use crate::access::accounts::{
     DUMMY_HASH, SESSION_TTL, hash_token, new_session_token, session_user, verify_password,
 };
+use crate::access::identity;
 use crate::http::error::{ApiJson, AppError};
 use crate::model::remote::SessionEnd;
 use crate::model::{PasswordHash, User, now_ms};
@@ -57,6 +63,9 @@ pub async fn login(
     };
     let invalid = || AppError::new(ErrorCode::InvalidCredentials, "Wrong email or password.");
     let site = state.store.site_by_key(&request.site_key).await?;
+    if let Some(site) = &site {
+        page_may_use_agents(&headers, &site.settings.allowed_origins)?;
+    }
     let found = match &site {
         Some(site) => state.store.user_by_email(site.id, &email).await?,
         None => None,
@@ -146,10 +155,41 @@ impl FromRequestParts<AppState> for Agent {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let unauthorized = || AppError::new(ErrorCode::Unauthorized, "Please log in.");
         let token = bearer(&parts.headers).ok_or_else(unauthorized)?;
-        session_user(state.store.as_ref(), token)
+        let user = session_user(state.store.as_ref(), token)
             .await?
-            .map(Agent)
-            .ok_or_else(unauthorized)
+            .ok_or_else(unauthorized)?;
+        if !own_origin(&parts.headers) {
+            let site = state.store.site(user.site_id).await?;
+            let allowed = site
+                .as_ref()
+                .map_or(&[][..], |s| &s.settings.allowed_origins);
+            page_may_use_agents(&parts.headers, allowed)?;
+        }
+        Ok(Agent(user))
+    }
+}
+
+fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Is the request from the server's own page (or from no page at all)?
+fn own_origin(headers: &HeaderMap) -> bool {
+    use axum::http::header::{HOST, ORIGIN};
+    identity::own_origin(header(headers, ORIGIN), header(headers, HOST))
+}
+
+/// Agent mode on a site's page: a page other than the server's own must be one of the
+/// site's allowed origins ([`identity::agent_origin_allowed`]).
+fn page_may_use_agents(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppError> {
+    use axum::http::header::{HOST, ORIGIN};
+    if identity::agent_origin_allowed(allowed, header(headers, ORIGIN), header(headers, HOST)) {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            ErrorCode::OriginNotAllowed,
+            identity::AGENT_ORIGIN_REFUSED,
+        ))
     }
 }
 

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod assets;
 pub mod auth;
 pub mod canned;
+pub mod cors;
 pub mod error;
 pub mod kb;
 pub mod kb_import;
@@ -47,6 +48,8 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/logout", axum::routing::post(auth::logout))
         .route("/me", get(auth::me))
         .route("/site", get(site).patch(update_site_settings))
+        // Last, so that it wraps every route above: agent mode on a site's pages.
+        .layer(axum::middleware::from_fn(cors::agent_cors))
 }
 
 /// `GET /api/v1/health`: the process is up; says which engine and database serve.

@@ -18,7 +18,9 @@ pub struct SiteSettings {
     pub placeholders: HashMap<String, String>,
     /// Origins allowed to embed the widget; empty means any. When the list is not empty, a
     /// visitor connection must send one of these as its `Origin` header (browsers always
-    /// do); a connection without one is refused.
+    /// do); a connection without one is refused. Agent mode in the widget (an agent's session
+    /// from a page other than the server's own) needs its page's origin on this list; empty,
+    /// it allows none (`access::identity::agent_origin_allowed`).
     pub allowed_origins: Vec<String>,
     /// The secret the site signs visitor identities with (`hash` = hex HMAC-SHA256 of the
     /// identity's id). Never logged, never sent to agents.

@@ -21,7 +21,9 @@ use nexus_shared::{
 use tracing::{debug, instrument};
 
 use crate::AppState;
-use crate::access::identity::{origin_allowed, verify_identity};
+use crate::access::identity::{
+    agent_origin_allowed, agent_origin_refused, origin_allowed, verify_identity,
+};
 use crate::live::connections::Slot;
 use crate::store::store_error_body;
 use driver::{Decoded, End, decode, encode, error_frame};
@@ -50,10 +52,16 @@ pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let origin = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let origin = Origin {
+        origin: text(header::ORIGIN),
+        host: text(header::HOST),
+    };
     // Behind a trusted reverse proxy, the visitor's address rather than the proxy's.
     let peer = SocketAddr::new(
         state.connections.client_ip(peer.ip(), &headers),
@@ -79,6 +87,14 @@ pub async fn upgrade(
 /// ([`limits::MAX_FRAME_BYTES`]). Bigger ones close the connection.
 pub const HARD_FRAME_BYTES: usize = 4 * limits::MAX_FRAME_BYTES;
 
+/// The upgrade request's `Origin` and `Host` headers: visitors are checked against the site's
+/// allowed origins, agents also against the server's own origin.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub origin: Option<String>,
+    pub host: Option<String>,
+}
+
 /// The error sent when a cap on open connections is reached.
 fn too_many_connections(what: &str) -> ErrorBody {
     ErrorBody::new(
@@ -87,12 +103,12 @@ fn too_many_connections(what: &str) -> ErrorBody {
     )
 }
 
-/// Runs one connection to its end. `origin` is the upgrade request's `Origin` header.
+/// Runs one connection to its end. `origin` holds the upgrade request's `Origin` and `Host`.
 #[instrument(skip_all, fields(%peer))]
 pub async fn run<Tx, Rx, E>(
     state: AppState,
     peer: SocketAddr,
-    origin: Option<String>,
+    origin: Origin,
     mut tx: Tx,
     mut rx: Rx,
 ) where
@@ -133,7 +149,7 @@ pub async fn run<Tx, Rx, E>(
 /// and its site slot, or how the connection ends.
 async fn open<Tx, Rx, E>(
     state: &AppState,
-    origin: Option<String>,
+    origin: Origin,
     tx: &mut Tx,
     rx: &mut Rx,
 ) -> Result<(Peer, Slot), End>
@@ -213,7 +229,7 @@ impl Peer {
 async fn accept(
     state: &AppState,
     hello: Hello,
-    origin: Option<String>,
+    origin: Origin,
 ) -> Result<(Peer, Welcome, Slot), ErrorBody> {
     if hello.protocol_version != PROTOCOL_VERSION {
         return Err(ErrorBody::new(
@@ -243,7 +259,7 @@ async fn accept(
                         format!("No site is registered with the key {site_key:?}."),
                     )
                 })?;
-            if !origin_allowed(&site.settings.allowed_origins, origin.as_deref()) {
+            if !origin_allowed(&site.settings.allowed_origins, origin.origin.as_deref()) {
                 return Err(ErrorBody::new(
                     ErrorCode::OriginNotAllowed,
                     "This site does not allow the chat on this page.",
@@ -278,6 +294,20 @@ async fn accept(
                         "This agent session is not valid; please log in again.",
                     )
                 })?;
+            let (page, host) = (origin.origin.as_deref(), origin.host.as_deref());
+            if !crate::access::identity::own_origin(page, host) {
+                let site = state
+                    .store
+                    .site(user.site_id)
+                    .await
+                    .map_err(|e| store_error_body(&e))?;
+                let allowed = site
+                    .as_ref()
+                    .map_or(&[][..], |s| &s.settings.allowed_origins);
+                if !agent_origin_allowed(allowed, page, host) {
+                    return Err(agent_origin_refused());
+                }
+            }
             let slot = state
                 .connections
                 .open_site(user.site_id)

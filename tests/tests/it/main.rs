@@ -12,6 +12,7 @@ mod assets_http;
 mod assignment;
 mod auth_attacks;
 mod browser_agent;
+mod browser_agent_mode;
 mod browser_console_canned;
 mod browser_console_conversation;
 mod browser_console_flows;

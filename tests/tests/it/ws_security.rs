@@ -292,3 +292,110 @@ async fn api_responses_carry_security_headers_and_hide_the_identity_secret() {
     assert_eq!(body["settings"]["identity_secret"], "***");
     assert!(!body.to_string().contains("never shown"));
 }
+
+/// Agent mode in a site's widget: an agent's session from a page other than the server's own
+/// works only from the site's allowed origins (an empty list allows none), over the
+/// WebSocket and the REST API, and such a page gets the CORS headers it needs to read the
+/// answers (the refusal included).
+#[tokio::test]
+async fn agent_sessions_from_a_site_page_need_an_allowed_origin() {
+    let (server, _dir) = TestServer::scratch().await;
+    let token = agent_login(&server, "demo", "ana@demo.test", Role::Agent).await;
+    let http = reqwest::Client::new();
+    let login = |origin: &'static str| {
+        let body = serde_json::json!({
+            "site_key": "demo", "email": "ana@demo.test", "password": nexus_tests::PASSWORD
+        });
+        http.post(server.url("/api/v1/auth/login"))
+            .header("origin", origin)
+            .json(&body)
+            .send()
+    };
+    let me = |origin: &'static str| {
+        http.get(server.url("/api/v1/me"))
+            .header("origin", origin)
+            .bearer_auth(&token)
+            .send()
+    };
+
+    // No origin is listed: a shop's page may not use an agent session.
+    let refused = login("https://shop.example").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        refused.headers()["access-control-allow-origin"],
+        "https://shop.example",
+        "the page can read why"
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "origin_not_allowed", "{body}");
+    assert_eq!(me("https://shop.example").await.unwrap().status(), 403);
+    let mut ws = WsClient::connect_from(&server.ws_url(), "https://shop.example").await;
+    ws.send(&nexus_tests::frames::hello(nexus_tests::frames::agent(
+        &token,
+    )))
+    .await;
+    assert_eq!(
+        error_code(&ws.recv().await),
+        Some(ErrorCode::OriginNotAllowed)
+    );
+
+    // The server's own page (the `/agent` console) always may.
+    let own = server.url("");
+    let own = own.trim_end_matches('/').to_owned();
+    let mut console = WsClient::connect_from(&server.ws_url(), &own).await;
+    console
+        .send(&nexus_tests::frames::hello(nexus_tests::frames::agent(
+            &token,
+        )))
+        .await;
+    assert!(matches!(console.recv().await, ServerFrame::Welcome(_)));
+
+    // Listed, the shop's page may: preflight, login, REST and the WebSocket.
+    server
+        .configure(|s| s.allowed_origins = vec!["https://shop.example".into()])
+        .await;
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, server.url("/api/v1/me"))
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(allowed.contains("authorization"), "{allowed}");
+    assert!(
+        preflight
+            .headers()
+            .get("access-control-allow-credentials")
+            .is_none(),
+        "no cookies, ever"
+    );
+    let ok = login("https://shop.example").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert_eq!(me("https://shop.example").await.unwrap().status(), 200);
+    assert_eq!(me("https://evil.example").await.unwrap().status(), 403);
+    let mut shop = WsClient::connect_from(&server.ws_url(), "https://shop.example").await;
+    shop.send(&nexus_tests::frames::hello(nexus_tests::frames::agent(
+        &token,
+    )))
+    .await;
+    assert!(matches!(shop.recv().await, ServerFrame::Welcome(_)));
+    let mut evil = WsClient::connect_from(&server.ws_url(), "https://evil.example").await;
+    evil.send(&nexus_tests::frames::hello(nexus_tests::frames::agent(
+        &token,
+    )))
+    .await;
+    assert_eq!(
+        error_code(&evil.recv().await),
+        Some(ErrorCode::OriginNotAllowed)
+    );
+}

@@ -10,11 +10,13 @@
 //! * [`api`]: the console's REST calls.
 //! * [`charts`]: the analytics page's SVG charts.
 //! * [`sources`]: the Articles page (knowledge sources).
+//! * [`embedded`]: agent mode inside the embedded widget, on the site's own pages.
 
 pub mod api;
 pub mod charts;
 pub mod console;
 pub mod data;
+pub mod embedded;
 pub mod model;
 pub mod net;
 pub mod sources;

@@ -342,7 +342,7 @@ fn author_label(author: &Author, me: Option<Uuid>) -> String {
 }
 
 #[component]
-fn Conversation(app: App) -> impl IntoView {
+pub(crate) fn Conversation(app: App) -> impl IntoView {
     let desk = app.desk;
     let open = move || desk.with(|d| d.open);
     let state = move || desk.with(|d| d.state);
