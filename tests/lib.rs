@@ -69,7 +69,19 @@ impl TestServer {
 
     /// Like [`TestServer::start_url`], listening on `addr` (a restart on the same port).
     pub async fn start_url_at(database_url: &str, widget_dir: &Path, addr: SocketAddr) -> Self {
-        Self::launch(database_url, widget_dir, addr, None).await
+        Self::launch(database_url, widget_dir, addr, None, |_| {}).await
+    }
+
+    /// A server on the SQLite database at `db`, its state changed by `adjust` before it
+    /// serves (another engine, the AI queue's limits, …).
+    pub async fn start_adjusted(
+        db: &Path,
+        widget_dir: &Path,
+        adjust: impl FnOnce(&mut nexus_server::AppState),
+    ) -> Self {
+        let any_port = "127.0.0.1:0".parse().expect("address");
+        let url = format!("sqlite://{}", db.display());
+        Self::launch(&url, widget_dir, any_port, None, adjust).await
     }
 
     /// Like [`TestServer::start_with`], with the LLM backend (`--llm-url` …) set to `llm`.
@@ -80,7 +92,7 @@ impl TestServer {
     ) -> Self {
         let any_port = "127.0.0.1:0".parse().expect("address");
         let url = format!("sqlite://{}", db.display());
-        Self::launch(&url, widget_dir, any_port, Some(llm)).await
+        Self::launch(&url, widget_dir, any_port, Some(llm), |_| {}).await
     }
 
     async fn launch(
@@ -88,6 +100,7 @@ impl TestServer {
         widget_dir: &Path,
         addr: SocketAddr,
         llm: Option<nexus_engine::llm::LlmConfig>,
+        adjust: impl FnOnce(&mut nexus_server::AppState),
     ) -> Self {
         let config = Config {
             addr,
@@ -100,6 +113,7 @@ impl TestServer {
             .await
             .expect("server state builds");
         state.llm = llm.map(|c| std::sync::Arc::new(nexus_engine::llm::LlmClient::new(c)));
+        adjust(&mut state);
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .expect("bind the test server's address");

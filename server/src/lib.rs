@@ -49,6 +49,9 @@ pub struct AppState {
     pub webhooks: Arc<conversation::webhooks::Dispatcher>,
     /// Conversation lines for the agents' inbox, throttled (see [`conversation::effects::InboxFeed`]).
     pub inbox: Arc<conversation::effects::InboxFeed>,
+    /// The AI's bounded work queue with a deadline per question (see
+    /// [`conversation::ai_queue`]).
+    pub ai: Arc<conversation::ai_queue::AiQueue>,
 }
 
 /// Server configuration (defaults, then `NEXUS_FLOW_*` variables, then flags).
@@ -108,6 +111,7 @@ pub async fn build_state(
             std::time::Duration::from_secs(1),
         )),
         inbox: Arc::default(),
+        ai: Arc::default(),
     })
 }
 

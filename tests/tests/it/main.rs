@@ -8,6 +8,7 @@
 //! Chromium slots now that they run in one process.
 
 mod agent_ws;
+mod ai_overload;
 mod assets_http;
 mod assignment;
 mod browser_agent;
