@@ -70,7 +70,15 @@ impl TestServer {
 
     /// Like [`TestServer::start_url`], listening on `addr` (a restart on the same port).
     pub async fn start_url_at(database_url: &str, widget_dir: &Path, addr: SocketAddr) -> Self {
-        Self::launch(database_url, widget_dir, addr, None, Egress::default()).await
+        Self::launch(
+            database_url,
+            widget_dir,
+            addr,
+            None,
+            Egress::default(),
+            |_| {},
+        )
+        .await
     }
 
     /// Like [`TestServer::start`], letting webhooks reach the networks of `egress` (as
@@ -78,7 +86,7 @@ impl TestServer {
     pub async fn start_with_egress(db: &Path, egress: Egress) -> Self {
         let any_port = "127.0.0.1:0".parse().expect("address");
         let url = format!("sqlite://{}", db.display());
-        Self::launch(&url, &widget_dir(), any_port, None, egress).await
+        Self::launch(&url, &widget_dir(), any_port, None, egress, |_| {}).await
     }
 
     /// Like [`TestServer::start_url`], with outgoing requests (article fetches) let through
@@ -95,8 +103,21 @@ impl TestServer {
             any_port,
             None,
             Egress::new(allowed),
+            |_| {},
         )
         .await
+    }
+
+    /// A server on the SQLite database at `db`, its state changed by `adjust` before it
+    /// serves (another engine, the AI queue's limits, …).
+    pub async fn start_adjusted(
+        db: &Path,
+        widget_dir: &Path,
+        adjust: impl FnOnce(&mut nexus_server::AppState),
+    ) -> Self {
+        let any_port = "127.0.0.1:0".parse().expect("address");
+        let url = format!("sqlite://{}", db.display());
+        Self::launch(&url, widget_dir, any_port, None, Egress::default(), adjust).await
     }
 
     /// Like [`TestServer::start_with`], with the LLM backend (`--llm-url` …) set to `llm`.
@@ -107,7 +128,15 @@ impl TestServer {
     ) -> Self {
         let any_port = "127.0.0.1:0".parse().expect("address");
         let url = format!("sqlite://{}", db.display());
-        Self::launch(&url, widget_dir, any_port, Some(llm), Egress::default()).await
+        Self::launch(
+            &url,
+            widget_dir,
+            any_port,
+            Some(llm),
+            Egress::default(),
+            |_| {},
+        )
+        .await
     }
 
     async fn launch(
@@ -116,6 +145,7 @@ impl TestServer {
         addr: SocketAddr,
         llm: Option<nexus_engine::llm::LlmConfig>,
         egress: Egress,
+        adjust: impl FnOnce(&mut nexus_server::AppState),
     ) -> Self {
         let config = Config {
             addr,
@@ -129,6 +159,7 @@ impl TestServer {
             .await
             .expect("server state builds");
         state.llm = llm.map(|c| std::sync::Arc::new(nexus_engine::llm::LlmClient::new(c)));
+        adjust(&mut state);
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .expect("bind the test server's address");

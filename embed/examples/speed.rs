@@ -33,7 +33,13 @@ fn main() -> anyhow::Result<()> {
         &config,
         precision,
     )?;
-    println!("linear layers in {}", bert.precision().as_str());
+    println!(
+        "linear layers in {}{} (SIMD level {}; NEXUS_SIMD caps it)",
+        bert.precision().as_str(),
+        bert.kernel()
+            .map_or(String::new(), |k| format!(" on the {} kernel", k.as_str())),
+        nexus_embed::simd::Level::current().as_str()
+    );
     // Ids of ordinary word pieces; [CLS] … [SEP].
     let sentence = |seed: usize| -> Vec<u32> {
         let mut ids = vec![101u32];

@@ -13,9 +13,10 @@
 
 pub mod linalg;
 pub mod quant;
+pub mod simd;
 
 use linalg::Packed;
-use quant::{QPacked, QScratch};
+use quant::{Kernel, QPacked, QScratch};
 
 /// The arithmetic of the linear layers (the bulk of a forward pass).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +29,8 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// [`Precision::Int8`] where the CPU runs its kernel ([`QPacked::available`]), else
-    /// [`Precision::F32`].
+    /// [`Precision::Int8`] where the CPU runs one of its SIMD kernels (AVX2 or AVX-512 VNNI,
+    /// [`QPacked::available`]; `NEXUS_SIMD` caps which), else [`Precision::F32`].
     pub fn best() -> Self {
         if QPacked::available() {
             Self::Int8
@@ -70,10 +71,10 @@ impl Linear {
         }
     }
 
-    fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], s: &mut QScratch) {
+    fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], s: &mut QScratch, kernel: Kernel) {
         match self {
             Self::F32(p) => p.matmul(x, m, out),
-            Self::Int8(q) => q.matmul(x, m, out, s),
+            Self::Int8(q) => q.matmul_on(kernel, x, m, out, s),
         }
     }
 }
@@ -145,6 +146,8 @@ pub struct Bert {
     max_positions: usize,
     eps: f32,
     precision: Precision,
+    /// The 8-bit kernel (when `precision` is `Int8`).
+    kernel: Kernel,
 }
 
 impl std::fmt::Debug for Bert {
@@ -154,6 +157,7 @@ impl std::fmt::Debug for Bert {
             .field("layers", &self.layers.len())
             .field("heads", &self.heads)
             .field("precision", &self.precision)
+            .field("kernel", &self.kernel)
             .finish_non_exhaustive()
     }
 }
@@ -233,6 +237,23 @@ impl Bert {
         } else {
             precision
         };
+        Self::load_on(bytes, c, precision, Kernel::best())
+    }
+
+    /// [`Bert::load`] with 8-bit linear layers on the given kernel (any kernel this CPU runs,
+    /// [`Kernel::runs_here`], the portable one included): for tests and measurements of each
+    /// path.
+    pub fn load_int8_on(bytes: &[u8], c: &BertConfig, kernel: Kernel) -> anyhow::Result<Self> {
+        anyhow::ensure!(kernel.runs_here(), "this CPU has no {}", kernel.as_str());
+        Self::load_on(bytes, c, Precision::Int8, kernel)
+    }
+
+    fn load_on(
+        bytes: &[u8],
+        c: &BertConfig,
+        precision: Precision,
+        kernel: Kernel,
+    ) -> anyhow::Result<Self> {
         let p = precision;
         if let Some(act) = &c.hidden_act {
             anyhow::ensure!(act == "gelu", "unsupported activation {act:?}");
@@ -299,12 +320,18 @@ impl Bert {
             max_positions: c.max_position_embeddings,
             eps: c.layer_norm_eps as f32,
             precision,
+            kernel,
         })
     }
 
     /// The arithmetic the linear layers run in.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The 8-bit kernel the linear layers run on; `None` in `f32`.
+    pub fn kernel(&self) -> Option<Kernel> {
+        (self.precision == Precision::Int8).then_some(self.kernel)
     }
 
     /// The embedding's length (the hidden size).
@@ -360,7 +387,8 @@ impl Bert {
         linalg::add_layer_norm(&mut s.x, &[], &self.norm.gamma, &self.norm.beta, self.eps);
         let scale = 1.0 / (self.head_dim as f32).sqrt();
         for l in &self.layers {
-            l.qkv.matmul(&s.x, rows, &mut s.qkv, &mut s.quant);
+            l.qkv
+                .matmul(&s.x, rows, &mut s.qkv, &mut s.quant, self.kernel);
             for &(start, end) in &spans {
                 linalg::attention(
                     &s.qkv[start * 3 * h..end * 3 * h],
@@ -371,12 +399,15 @@ impl Bert {
                     &mut s.ctx[start * h..end * h],
                 );
             }
-            l.attn_out.matmul(&s.ctx, rows, &mut s.proj, &mut s.quant);
+            l.attn_out
+                .matmul(&s.ctx, rows, &mut s.proj, &mut s.quant, self.kernel);
             let n = &l.attn_norm;
             linalg::add_layer_norm(&mut s.x, &s.proj, &n.gamma, &n.beta, self.eps);
-            l.intermediate.matmul(&s.x, rows, &mut s.ffn, &mut s.quant);
+            l.intermediate
+                .matmul(&s.x, rows, &mut s.ffn, &mut s.quant, self.kernel);
             linalg::gelu(&mut s.ffn);
-            l.out.matmul(&s.ffn, rows, &mut s.proj, &mut s.quant);
+            l.out
+                .matmul(&s.ffn, rows, &mut s.proj, &mut s.quant, self.kernel);
             let n = &l.out_norm;
             linalg::add_layer_norm(&mut s.x, &s.proj, &n.gamma, &n.beta, self.eps);
         }

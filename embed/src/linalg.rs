@@ -1,5 +1,6 @@
 //! The few dense kernels the embedded engine needs, in safe Rust with runtime SIMD dispatch
-//! (`pulp`: AVX-512 or AVX2 + FMA where the CPU has them, plain scalar code elsewhere).
+//! (`pulp`: AVX-512 or AVX2 + FMA where the CPU has them, plain scalar code elsewhere; capped
+//! by `NEXUS_SIMD`, see [`crate::simd`]).
 //!
 //! - [`Packed`] + [`Packed::matmul`]: `y = x · Wᵀ + b` for a PyTorch-layout weight `W`
 //!   (`[out, in]`, row-major), packed once into panels of `2 × lanes` outputs so that the
@@ -11,7 +12,9 @@
 //!
 //! Every function here is single-threaded: callers decide how to use the cores.
 
-use pulp::{Arch, Simd, WithSimd};
+use pulp::{Simd, WithSimd};
+
+use crate::simd::arch;
 
 /// Input rows per register block of the matrix kernel: `MR × 2` vector accumulators, which
 /// fit the 16 registers of AVX2; with AVX-512's 32 registers, blocks are twice as tall.
@@ -28,7 +31,7 @@ fn lanes() -> usize {
             S::F32_LANES
         }
     }
-    Arch::new().dispatch(Lanes)
+    arch().dispatch(Lanes)
 }
 
 /// A linear layer's weight, packed for [`Packed::matmul`], and its bias.
@@ -103,7 +106,7 @@ impl Packed {
         if m == 0 {
             return;
         }
-        Arch::new().dispatch(MatMul { w: self, x, m, out });
+        arch().dispatch(MatMul { w: self, x, m, out });
     }
 }
 
@@ -215,7 +218,7 @@ pub fn dots(rows: &[f32], q: &[f32], out: &mut [f32]) {
         out.fill(0.0);
         return;
     }
-    Arch::new().dispatch(Dots { rows, q, out });
+    arch().dispatch(Dots { rows, q, out });
 }
 
 struct Dots<'a> {
@@ -290,7 +293,7 @@ fn vectorized<R>(f: impl FnOnce() -> R) -> R {
             (self.0)()
         }
     }
-    Arch::new().dispatch(Op(f))
+    arch().dispatch(Op(f))
 }
 
 /// `e^x` for `x <= 0` (to about 2 ulp; `-inf` and very negative inputs give 0), branch-free so

@@ -2,23 +2,39 @@
 //! `i8`) and each input row quantised on the fly to `i16` (symmetric, per row), multiplied in
 //! integers and scaled back to `f32`.
 //!
-//! On x86-64 CPUs with AVX-512 VNNI the products run as `vpdpwssd` (32 multiply-adds an
-//! instruction, twice the `f32` FMA rate) over weights a quarter of the `f32` size, which a
-//! lone question's forward pass streams from memory once per layer. The kernel is written
-//! with pulp's safe AVX-512BW wrappers (`madd` then `add`, which LLVM fuses into `vpdpwssd`
-//! where VNNI is enabled) inside a token that enables VNNI; elsewhere [`QPacked::available`]
-//! is false and callers keep the `f32` kernel.
+//! Three kernels compute the same integer sums over one packed layout ([`Kernel`]):
+//!
+//! - **AVX-512 VNNI**: `vpdpwssd` (32 multiply-adds an instruction, twice the `f32` FMA rate),
+//!   written with pulp's safe AVX-512BW wrappers (`madd` then `add`, which LLVM fuses into
+//!   `vpdpwssd` where VNNI is enabled) inside a token that enables VNNI;
+//! - **AVX2**: the weights sign-extended to `i16` (`vpmovsxbw`) and multiplied in pairs with
+//!   `vpmaddwd` into `i32` (16 multiply-adds an instruction). With `i8` weights and `i16`
+//!   inputs no pair sum saturates (`vpmaddwd` saturates only for two `-32768 × -32768` pairs),
+//!   so this is exact where the `u8 × i8` `vpmaddubsw` trick would saturate at `i16`;
+//! - **portable**: the same arithmetic in plain Rust, on any CPU (and the reference the tests
+//!   hold the others to).
+//!
+//! A lone question's forward pass streams every weight from memory once per layer, so a
+//! quarter of the `f32` weights' bytes is most of the gain on either SIMD kernel.
+//! [`Kernel::best`] is the fastest kernel this CPU runs (capped by `NEXUS_SIMD`, see
+//! [`crate::simd`]); [`QPacked::available`] says whether that is a SIMD one (the portable
+//! kernel is slower than the `f32` SIMD kernels, so callers then keep `f32`).
 //!
 //! Exactness: a row's integers are bounded so that no `i32` sum can overflow
 //! (`|x| ≤ ⌊(2³¹ − 1) / (127 · k)⌋`, at most 32,767), so the only error is rounding: about
 //! `2⁻⁸` of each output's largest weight and `2⁻¹⁴` of each row's largest input.
 
-/// Output columns a packed panel holds (two vectors of 16 `i32`).
-#[cfg(target_arch = "x86_64")]
+use crate::simd::Level;
+
+/// Output columns a packed panel holds (two groups of 16).
 const NR: usize = 32;
-/// Input rows per register block (`2 × MR` accumulators of the 32 AVX-512 registers).
-#[cfg(target_arch = "x86_64")]
+/// Input rows per block of the quantised layout (and per register block of the VNNI kernel:
+/// `2 × MR` accumulators of the 32 AVX-512 registers).
 const MR: usize = 12;
+/// Input rows per register block of the AVX2 kernel (`2 × 6` accumulators, two weight vectors
+/// and a broadcast: 15 of the 16 AVX2 registers).
+#[cfg(target_arch = "x86_64")]
+const MR_AVX2: usize = 6;
 
 #[cfg(target_arch = "x86_64")]
 pulp::simd_type!({
@@ -41,6 +57,52 @@ pulp::simd_type!({
     }
 });
 
+/// One of the three implementations of [`QPacked::matmul`] (same layout, same integer sums).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Plain Rust, on any CPU.
+    Portable,
+    /// `vpmovsxbw` + `vpmaddwd` + `vpaddd` on 256-bit vectors (x86-64 with AVX2).
+    Avx2,
+    /// `vpdpwssd` on 512-bit vectors (x86-64 with AVX-512 F, BW, VL and VNNI).
+    Avx512Vnni,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 3] = [Kernel::Portable, Kernel::Avx2, Kernel::Avx512Vnni];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Portable => "portable",
+            Self::Avx2 => "avx2",
+            Self::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// The fastest kernel at the SIMD level in use ([`Level::current`], which `NEXUS_SIMD`
+    /// caps).
+    pub fn best() -> Self {
+        Self::at(Level::current())
+    }
+
+    fn at(level: Level) -> Self {
+        match level {
+            Level::Avx512Vnni => Self::Avx512Vnni,
+            Level::Avx2 | Level::Avx512 => Self::Avx2,
+            Level::Portable => Self::Portable,
+        }
+    }
+
+    /// Whether this CPU can run the kernel (whatever `NEXUS_SIMD` says).
+    pub fn runs_here(self) -> bool {
+        match self {
+            Self::Portable => true,
+            Self::Avx2 => Level::detected() >= Level::Avx2,
+            Self::Avx512Vnni => Level::detected() >= Level::Avx512Vnni,
+        }
+    }
+}
+
 /// A linear layer's weight quantised to `i8` per output, packed for [`QPacked::matmul`], with
 /// its `f32` bias.
 #[derive(Clone)]
@@ -49,10 +111,9 @@ pub struct QPacked {
     k: usize,
     /// The largest input magnitude a row is quantised to (bounds every `i32` sum).
     x_max: f32,
-    /// Per panel of 32 outputs, per pair of inputs, two vectors of 32 bytes: outputs 0–15 then
+    /// Per panel of 32 outputs, per pair of inputs, two groups of 32 bytes: outputs 0–15 then
     /// 16–31, each output's two weights side by side (`i16` pairs once sign-extended).
-    #[cfg(target_arch = "x86_64")]
-    data: Vec<core::arch::x86_64::__m256i>,
+    data: Vec<[i8; 32]>,
     /// Per output: its weights' scale (zero past `n`, padded to whole panels).
     scale: Vec<f32>,
     /// Per output (padded like `scale`).
@@ -81,76 +142,62 @@ pub struct QScratch {
 }
 
 impl QPacked {
-    /// Whether this CPU runs the 8-bit kernel (x86-64 with AVX-512 F, BW, VL and VNNI).
+    /// Whether the 8-bit layers run on a SIMD kernel here ([`Kernel::best`] is AVX2 or
+    /// AVX-512 VNNI): only then are they faster than the `f32` ones.
     pub fn available() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            V4Vnni::is_available()
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        Kernel::best() != Kernel::Portable
     }
 
     /// Quantises and packs `weight` (`n` rows of `k` floats, `k` even) and `bias`; `None` when
-    /// the kernel is not [available](QPacked::available) or `k` is odd.
+    /// `k` is odd or zero. Any [`Kernel`] multiplies the result.
     pub fn new(weight: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Option<Self> {
         assert_eq!(weight.len(), n * k, "weight is n × k");
-        if !Self::available() || !k.is_multiple_of(2) || k == 0 {
+        if !k.is_multiple_of(2) || k == 0 {
             return None;
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            let panels = n.div_ceil(NR);
-            let mut scale = vec![0f32; panels * NR];
-            let mut q = vec![0i8; panels * NR * k];
-            for o in 0..n {
-                let row = &weight[o * k..(o + 1) * k];
-                let max = row.iter().fold(0f32, |m, w| m.max(w.abs()));
-                if max == 0.0 {
-                    continue;
-                }
-                scale[o] = max / 127.0;
-                let inv = 127.0 / max;
-                for (d, &w) in q[o * k..(o + 1) * k].iter_mut().zip(row) {
-                    *d = (w * inv).round().clamp(-127.0, 127.0) as i8;
-                }
+        let panels = n.div_ceil(NR);
+        let mut scale = vec![0f32; panels * NR];
+        let mut q = vec![0i8; panels * NR * k];
+        for o in 0..n {
+            let row = &weight[o * k..(o + 1) * k];
+            let max = row.iter().fold(0f32, |m, w| m.max(w.abs()));
+            if max == 0.0 {
+                continue;
             }
-            let mut data = Vec::with_capacity(panels * k);
-            for p in 0..panels {
-                for j in (0..k).step_by(2) {
-                    for half in 0..2 {
-                        let mut bytes = [0i8; 32];
-                        for lane in 0..16 {
-                            let o = p * NR + half * 16 + lane;
-                            bytes[2 * lane] = q[o * k + j];
-                            bytes[2 * lane + 1] = q[o * k + j + 1];
-                        }
-                        data.push(bytemuck::cast(bytes));
+            scale[o] = max / 127.0;
+            let inv = 127.0 / max;
+            for (d, &w) in q[o * k..(o + 1) * k].iter_mut().zip(row) {
+                *d = (w * inv).round().clamp(-127.0, 127.0) as i8;
+            }
+        }
+        let mut data = Vec::with_capacity(panels * k);
+        for p in 0..panels {
+            for j in (0..k).step_by(2) {
+                for half in 0..2 {
+                    let mut bytes = [0i8; 32];
+                    for lane in 0..16 {
+                        let o = p * NR + half * 16 + lane;
+                        bytes[2 * lane] = q[o * k + j];
+                        bytes[2 * lane + 1] = q[o * k + j + 1];
                     }
+                    data.push(bytes);
                 }
             }
-            let mut padded_bias = vec![0f32; panels * NR];
-            if let Some(b) = bias {
-                assert_eq!(b.len(), n, "one bias per output");
-                padded_bias[..n].copy_from_slice(b);
-            }
-            let x_max = ((i32::MAX as f64 / (127.0 * k as f64)).floor()).min(32_767.0) as f32;
-            Some(Self {
-                n,
-                k,
-                x_max,
-                data,
-                scale,
-                bias: padded_bias,
-            })
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = bias;
-            None
+        let mut padded_bias = vec![0f32; panels * NR];
+        if let Some(b) = bias {
+            assert_eq!(b.len(), n, "one bias per output");
+            padded_bias[..n].copy_from_slice(b);
         }
+        let x_max = ((i32::MAX as f64 / (127.0 * k as f64)).floor()).min(32_767.0) as f32;
+        Some(Self {
+            n,
+            k,
+            x_max,
+            data,
+            scale,
+            bias: padded_bias,
+        })
     }
 
     pub fn outputs(&self) -> usize {
@@ -161,34 +208,73 @@ impl QPacked {
         self.k
     }
 
-    /// `out[m × n] = x[m × k] · Wᵀ + b`, `s` holding scratch space between calls.
+    /// `out[m × n] = x[m × k] · Wᵀ + b` on [`Kernel::best`], `s` holding scratch space between
+    /// calls.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], s: &mut QScratch) {
+        self.matmul_on(Kernel::best(), x, m, out, s);
+    }
+
+    /// [`QPacked::matmul`] on the given kernel.
+    ///
+    /// # Panics
+    /// When this CPU cannot run `kernel` ([`Kernel::runs_here`]).
+    pub fn matmul_on(
+        &self,
+        kernel: Kernel,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        s: &mut QScratch,
+    ) {
         assert_eq!(x.len(), m * self.k, "x is m × k");
         assert_eq!(out.len(), m * self.n, "out is m × n");
         if m == 0 {
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if let Some(simd) = V4Vnni::try_new() {
-            self.quantize_rows(simd, x, m, s);
-            let (pairs, scales) = (&s.pairs, &s.scales);
-            // A closure that moves `out` is `FnOnce` itself, so it is inlined into the
-            // vectorised context (an `Fn` or `FnMut` closure is reached through a `call_once`
-            // shim that LLVM may leave out of line, outside the enabled instruction sets).
-            simd.vectorize(
-                #[inline(always)]
-                move || {
-                    let out = out;
-                    self.kernel(simd, pairs, scales, m, out)
-                },
-            );
+        match kernel {
+            Kernel::Portable => {
+                self.quantize_rows(x, m, s);
+                self.kernel_portable(&s.pairs, &s.scales, m, out);
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => {
+                let simd = V4Vnni::try_new().expect("this CPU has no AVX-512 VNNI");
+                // A closure that moves `out` is `FnOnce` itself, so it is inlined into the
+                // vectorised context (an `Fn` or `FnMut` closure is reached through a
+                // `call_once` shim that LLVM may leave out of line, outside the enabled
+                // instruction sets).
+                simd.vectorize(
+                    #[inline(always)]
+                    move || {
+                        let out = out;
+                        self.quantize_rows(x, m, s);
+                        self.kernel_vnni(simd, &s.pairs, &s.scales, m, out)
+                    },
+                );
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                let simd = pulp::x86::V3::try_new().expect("this CPU has no AVX2");
+                simd.vectorize(
+                    #[inline(always)]
+                    move || {
+                        let out = out;
+                        self.quantize_rows(x, m, s);
+                        self.kernel_avx2(simd, &s.pairs, &s.scales, m, out)
+                    },
+                );
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512Vnni => {
+                panic!("this CPU has no {}", kernel.as_str())
+            }
         }
     }
 
     /// Each row of `x` as `i16` pairs (in `s.pairs`, laid out by blocks of rows) and its scale
-    /// (in `s.scales`).
-    #[cfg(target_arch = "x86_64")]
-    fn quantize_rows(&self, simd: V4Vnni, x: &[f32], m: usize, s: &mut QScratch) {
+    /// (in `s.scales`). Plain loops, inlined into the caller's SIMD context.
+    #[inline(always)]
+    fn quantize_rows(&self, x: &[f32], m: usize, s: &mut QScratch) {
         let (k, kp) = (self.k, self.k / 2);
         s.pairs.clear();
         s.pairs.resize(m.div_ceil(MR) * kp * MR, 0);
@@ -200,33 +286,104 @@ impl QPacked {
             row: packed,
             scales,
         } = s;
-        let (pairs, packed, scales) = (&mut pairs[..], &mut packed[..], &mut scales[..]);
-        // Moving the `&mut` captures makes the closure `FnOnce`, inlined into the vectorised
-        // context (see `matmul`).
-        simd.vectorize(
-            #[inline(always)]
-            move || {
-                let (pairs, packed, scales) = (pairs, packed, scales);
-                for (i, (row, scale)) in x.chunks_exact(k).zip(scales.iter_mut()).enumerate() {
-                    let max = max_abs(row);
-                    let inv = if max > 0.0 { x_max / max } else { 0.0 };
-                    *scale = max / x_max;
-                    for (p, xs) in packed.iter_mut().zip(row.chunks_exact(2)) {
-                        *p = (round_small(xs[0] * inv) & 0xffff) | (round_small(xs[1] * inv) << 16);
-                    }
-                    let (block, r) = (i / MR, i % MR);
-                    let dst = &mut pairs[block * kp * MR..][..kp * MR];
-                    for (j, &p) in packed.iter().enumerate() {
-                        dst[j * MR + r] = p;
+        for (i, (row, scale)) in x.chunks_exact(k).zip(scales.iter_mut()).enumerate() {
+            let max = max_abs(row);
+            let inv = if max > 0.0 { x_max / max } else { 0.0 };
+            *scale = max / x_max;
+            for (p, xs) in packed.iter_mut().zip(row.chunks_exact(2)) {
+                *p = (round_small(xs[0] * inv) & 0xffff) | (round_small(xs[1] * inv) << 16);
+            }
+            let (block, r) = (i / MR, i % MR);
+            let dst = &mut pairs[block * kp * MR..][..kp * MR];
+            for (j, &p) in packed.iter().enumerate() {
+                dst[j * MR + r] = p;
+            }
+        }
+    }
+
+    /// Row `r`'s sums of outputs `col0 + c0 ..` (`sums.len()` of them, cut at `n`), scaled and
+    /// biased into `out`.
+    #[inline(always)]
+    fn finish(&self, sums: &[i32], row_scale: f32, r: usize, c0: usize, out: &mut [f32]) {
+        let n = self.n;
+        if c0 >= n {
+            return;
+        }
+        let cols = sums.len().min(n - c0);
+        let dst = &mut out[r * n + c0..][..cols];
+        let (scale, bias) = (&self.scale[c0..][..cols], &self.bias[c0..][..cols]);
+        for (((d, &s), &w), &b) in dst.iter_mut().zip(sums).zip(scale).zip(bias) {
+            *d = (s as f32).mul_add(row_scale * w, b);
+        }
+    }
+
+    /// The kernel in plain Rust.
+    fn kernel_portable(&self, pairs: &[i32], scales: &[f32], m: usize, out: &mut [f32]) {
+        let kp = self.k / 2;
+        for (p, panel) in self.data.chunks_exact(2 * kp).enumerate() {
+            for (r, &row_scale) in scales.iter().enumerate().take(m) {
+                let (block, rr) = (r / MR, r % MR);
+                let xs = &pairs[block * kp * MR..][..kp * MR];
+                let mut acc = [0i32; NR];
+                for (j, w) in panel.chunks_exact(2).enumerate() {
+                    let x = xs[j * MR + rr];
+                    let (lo, hi) = (i32::from(x as i16), x >> 16);
+                    for (half, w) in w.iter().enumerate() {
+                        for lane in 0..16 {
+                            acc[half * 16 + lane] +=
+                                lo * i32::from(w[2 * lane]) + hi * i32::from(w[2 * lane + 1]);
+                        }
                     }
                 }
-            },
-        );
+                self.finish(&acc, row_scale, r, p * NR, out);
+            }
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn kernel(&self, simd: V4Vnni, pairs: &[i32], scales: &[f32], m: usize, out: &mut [f32]) {
+    fn kernel_avx2(
+        &self,
+        simd: pulp::x86::V3,
+        pairs: &[i32],
+        scales: &[f32],
+        m: usize,
+        out: &mut [f32],
+    ) {
+        let kp = self.k / 2;
+        for (p, panel) in self.data.chunks_exact(2 * kp).enumerate() {
+            let mut r0 = 0;
+            while r0 < m {
+                let in_block = (m - r0).min(MR);
+                let xs = &pairs[r0 * kp..(r0 + MR) * kp];
+                for half in 0..2 {
+                    let mut sub = 0;
+                    while sub < in_block {
+                        let rows = (in_block - sub).min(MR_AVX2);
+                        let acc = match rows {
+                            6 => block_avx2::<6>(simd, xs, sub, kp, panel, half),
+                            5 => block_avx2::<5>(simd, xs, sub, kp, panel, half),
+                            4 => block_avx2::<4>(simd, xs, sub, kp, panel, half),
+                            3 => block_avx2::<3>(simd, xs, sub, kp, panel, half),
+                            2 => block_avx2::<2>(simd, xs, sub, kp, panel, half),
+                            _ => block_avx2::<1>(simd, xs, sub, kp, panel, half),
+                        };
+                        for (i, acc) in acc.iter().enumerate().take(rows) {
+                            let sums: [i32; 16] = bytemuck::cast(*acc);
+                            let r = r0 + sub + i;
+                            self.finish(&sums, scales[r], r, p * NR + half * 16, out);
+                        }
+                        sub += rows;
+                    }
+                }
+                r0 += in_block;
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn kernel_vnni(&self, simd: V4Vnni, pairs: &[i32], scales: &[f32], m: usize, out: &mut [f32]) {
         let (n, kp) = (self.n, self.k / 2);
         for (p, panel) in self.data.chunks_exact(2 * kp).enumerate() {
             let col0 = p * NR;
@@ -316,7 +473,7 @@ fn block<const M: usize>(
     simd: V4Vnni,
     xs: &[i32],
     kp: usize,
-    panel: &[core::arch::x86_64::__m256i],
+    panel: &[[i8; 32]],
 ) -> [[core::arch::x86_64::__m512i; 2]; MR] {
     let (f, bw) = (simd.avx512f, simd.avx512bw);
     let xs = &xs[..kp * MR];
@@ -324,8 +481,8 @@ fn block<const M: usize>(
     let zero = f._mm512_setzero_si512();
     let mut acc = [[zero; 2]; M];
     for (j, x) in xs.chunks_exact(MR).enumerate() {
-        let w0 = bw._mm512_cvtepi8_epi16(panel[2 * j]);
-        let w1 = bw._mm512_cvtepi8_epi16(panel[2 * j + 1]);
+        let w0 = bw._mm512_cvtepi8_epi16(bytemuck::cast(panel[2 * j]));
+        let w1 = bw._mm512_cvtepi8_epi16(bytemuck::cast(panel[2 * j + 1]));
         for r in 0..M {
             let a = f._mm512_set1_epi32(x[r]);
             // add(madd(a, w), acc): one `vpdpwssd` with VNNI enabled.
@@ -334,6 +491,41 @@ fn block<const M: usize>(
         }
     }
     let mut all = [[zero; 2]; MR];
+    all[..M].copy_from_slice(&acc);
+    all
+}
+
+/// Rows `sub .. sub + M` of a block of quantised rows (`kp` pairs each, laid out `[pair][MR]`)
+/// times half `half` of one panel (16 outputs): each output's `i32` sum, as two vectors of 8
+/// outputs a row ([`MR_AVX2`] rows returned; rows past `M` are zero).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_avx2<const M: usize>(
+    simd: pulp::x86::V3,
+    xs: &[i32],
+    sub: usize,
+    kp: usize,
+    panel: &[[i8; 32]],
+    half: usize,
+) -> [[core::arch::x86_64::__m256i; 2]; MR_AVX2] {
+    use core::arch::x86_64::{__m128i, __m256i};
+    let (avx, avx2) = (simd.avx, simd.avx2);
+    let xs = &xs[..kp * MR];
+    let panel = &panel[..2 * kp];
+    let zero = avx._mm256_setzero_si256();
+    let mut acc = [[zero; 2]; M];
+    for (j, x) in xs.chunks_exact(MR).enumerate() {
+        let halves: [__m128i; 2] = bytemuck::cast(panel[2 * j + half]);
+        let w0: __m256i = avx2._mm256_cvtepi8_epi16(halves[0]);
+        let w1: __m256i = avx2._mm256_cvtepi8_epi16(halves[1]);
+        let x = &x[sub..sub + M];
+        for r in 0..M {
+            let a = avx._mm256_set1_epi32(x[r]);
+            acc[r][0] = avx2._mm256_add_epi32(acc[r][0], avx2._mm256_madd_epi16(a, w0));
+            acc[r][1] = avx2._mm256_add_epi32(acc[r][1], avx2._mm256_madd_epi16(a, w1));
+        }
+    }
+    let mut all = [[zero; 2]; MR_AVX2];
     all[..M].copy_from_slice(&acc);
     all
 }
@@ -370,12 +562,13 @@ mod tests {
         out
     }
 
-    #[test]
-    fn quantised_matmul_is_the_rounded_product_and_close_to_the_exact_one() {
-        if !QPacked::available() {
-            eprintln!("no AVX-512 VNNI here: the 8-bit kernel is not used, nothing to check");
-            return;
-        }
+    /// Runs `kernel` on several shapes against [`reference`] and the exact product.
+    fn check_kernel(kernel: Kernel) {
+        assert!(
+            kernel.runs_here(),
+            "this test binary was built on a CPU with {} and runs on one without: rebuild it",
+            kernel.as_str()
+        );
         let mut seed = 3;
         let mut s = QScratch::default();
         for (m, n, k) in [
@@ -390,14 +583,15 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|_| noise(&mut seed)).collect();
             let mut out = vec![0f32; m * n];
             QPacked::new(&w, n, k, Some(&b))
-                .expect("kernel available")
-                .matmul(&x, m, &mut out, &mut s);
+                .expect("k is even")
+                .matmul_on(kernel, &x, m, &mut out, &mut s);
             let rounded = reference(&x, &w, &b, m, n, k);
             let (mut err, mut norm) = (0f64, 0f64);
             for i in 0..m * n {
                 assert!(
                     (out[i] - rounded[i]).abs() <= 1e-4 * (1.0 + rounded[i].abs()),
-                    "{m}×{n}×{k} [{i}]: {} vs {}",
+                    "{}: {m}×{n}×{k} [{i}]: {} vs {}",
+                    kernel.as_str(),
                     out[i],
                     rounded[i]
                 );
@@ -407,25 +601,81 @@ mod tests {
                 norm += f64::from(exact).powi(2);
             }
             let relative = (err / norm).sqrt();
-            assert!(relative < 0.01, "{m}×{n}×{k}: relative error {relative}");
+            assert!(
+                relative < 0.01,
+                "{}: {m}×{n}×{k}: relative error {relative}",
+                kernel.as_str()
+            );
         }
-    }
-
-    #[test]
-    fn the_largest_inputs_do_not_overflow() {
-        if !QPacked::available() {
-            return;
-        }
-        // Every weight and input at its row's maximum, all of one sign: the extreme sum.
+        // Every weight and input at its row's maximum, all of one sign: the extreme sum, which
+        // must not overflow (nor saturate an `i16` pair sum on AVX2).
         let (m, n, k) = (2, 32, 1536);
         let x = vec![3.0f32; m * k];
         let w = vec![-0.5f32; n * k];
         let mut out = vec![0f32; m * n];
-        QPacked::new(&w, n, k, None)
-            .expect("kernel available")
-            .matmul(&x, m, &mut out, &mut QScratch::default());
+        QPacked::new(&w, n, k, None).expect("k is even").matmul_on(
+            kernel,
+            &x,
+            m,
+            &mut out,
+            &mut QScratch::default(),
+        );
         for v in out {
-            assert!((v - (-1.5 * k as f32)).abs() < 1.0, "{v}");
+            assert!(
+                (v - (-1.5 * k as f32)).abs() < 1.0,
+                "{}: {v}",
+                kernel.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn portable_kernel_is_the_rounded_product_and_close_to_the_exact_one() {
+        check_kernel(Kernel::Portable);
+    }
+
+    #[test]
+    #[cfg_attr(not(nexus_cpu_avx2), ignore = "this CPU has no AVX2")]
+    fn avx2_kernel_is_the_rounded_product_and_close_to_the_exact_one() {
+        check_kernel(Kernel::Avx2);
+    }
+
+    #[test]
+    #[cfg_attr(not(nexus_cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
+    fn avx512_vnni_kernel_is_the_rounded_product_and_close_to_the_exact_one() {
+        check_kernel(Kernel::Avx512Vnni);
+    }
+
+    /// The three kernels give the same floats (the same integer sums, the same scaling).
+    #[test]
+    fn every_kernel_this_cpu_runs_agrees_with_the_portable_one() {
+        let (m, n, k) = (29, 100, 384);
+        let mut seed = 11;
+        let x: Vec<f32> = (0..m * k).map(|_| noise(&mut seed)).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| noise(&mut seed)).collect();
+        let q = QPacked::new(&w, n, k, None).expect("k is even");
+        let run = |kernel| {
+            let mut out = vec![0f32; m * n];
+            q.matmul_on(kernel, &x, m, &mut out, &mut QScratch::default());
+            out
+        };
+        let portable = run(Kernel::Portable);
+        let others: Vec<Kernel> = Kernel::ALL[1..]
+            .iter()
+            .copied()
+            .filter(|k| k.runs_here())
+            .collect();
+        eprintln!(
+            "compared with the portable kernel: {:?}",
+            others.iter().map(|k| k.as_str()).collect::<Vec<_>>()
+        );
+        for kernel in others {
+            for (a, b) in run(kernel).iter().zip(&portable) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{kernel:?}: {a} vs {b}"
+                );
+            }
         }
     }
 }

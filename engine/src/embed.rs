@@ -22,6 +22,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use sha2::{Digest, Sha256};
 
 pub use nexus_embed::Precision;
+pub use nexus_embed::quant::Kernel;
 use nexus_embed::{Bert, BertConfig};
 
 /// The embedding's length.
@@ -96,6 +97,23 @@ impl Embedder {
     /// [`Embedder::load`] in the given precision (`Int8` becomes `F32` where the CPU lacks
     /// its kernel; [`Embedder::precision`] tells).
     pub fn load_with(dir: &Path, precision: Precision) -> anyhow::Result<Self> {
+        Self::load_model(dir, |weights, config| {
+            Bert::load_with(weights, config, precision)
+        })
+    }
+
+    /// [`Embedder::load`] with 8-bit linear layers on the given kernel (any this CPU runs, the
+    /// portable one included): for tests and measurements of each path.
+    pub fn load_int8_on(dir: &Path, kernel: Kernel) -> anyhow::Result<Self> {
+        Self::load_model(dir, |weights, config| {
+            Bert::load_int8_on(weights, config, kernel)
+        })
+    }
+
+    fn load_model(
+        dir: &Path,
+        bert: impl FnOnce(&[u8], &BertConfig) -> anyhow::Result<Bert>,
+    ) -> anyhow::Result<Self> {
         for f in MODEL_FILES {
             let p = dir.join(f);
             anyhow::ensure!(p.is_file(), "{} is missing", p.display());
@@ -123,7 +141,7 @@ impl Embedder {
         hasher.update(&config_bytes);
         hasher.update(&tokenizer_bytes);
         hasher.update((weights.len() as u64).to_le_bytes());
-        let bert = Bert::load_with(&weights, &config, precision)?;
+        let bert = bert(&weights, &config)?;
         // The two precisions give slightly different vectors: each has its own cache (and the
         // 8-bit one a version, bumped whenever its rounding changes).
         if bert.precision() != Precision::F32 {
@@ -145,6 +163,11 @@ impl Embedder {
     /// The arithmetic the model runs in.
     pub fn precision(&self) -> Precision {
         self.bert.precision()
+    }
+
+    /// The 8-bit kernel the model runs on (`None` in `f32`).
+    pub fn kernel(&self) -> Option<Kernel> {
+        self.bert.kernel()
     }
 
     /// The embeddings of `texts`, in order. Cached ones come from memory or disk; the rest are
@@ -308,7 +331,9 @@ impl Embedder {
 
 /// Visitors' questions, embedded together: concurrent questions (from any conversation) that
 /// are waiting when a worker thread becomes free share one forward pass. A question alone is
-/// embedded at once (no timer); under load each pass takes up to [`QUERY_BATCH`] questions.
+/// embedded at once (no timer); under load each pass takes up to [`QUERY_BATCH`] questions, so
+/// the model's cost per question falls as load rises. A question whose caller stopped waiting
+/// (the server's deadline passed) is dropped before it is embedded.
 /// The worker threads (one per core, at most two) start with the first question and end when
 /// the batcher is dropped.
 pub struct QueryBatcher {
@@ -405,9 +430,21 @@ impl BatchShared {
                 if queue.jobs.is_empty() {
                     return;
                 }
-                let n = queue.jobs.len().min(QUERY_BATCH);
-                queue.jobs.drain(..n).collect()
+                // Questions nobody waits for any more (past their deadline) are dropped
+                // unembedded, so a backlog ends with the load that made it.
+                let mut jobs = Vec::with_capacity(QUERY_BATCH.min(queue.jobs.len()));
+                while jobs.len() < QUERY_BATCH
+                    && let Some(job) = queue.jobs.pop_front()
+                {
+                    if !job.reply.is_closed() {
+                        jobs.push(job);
+                    }
+                }
+                jobs
             };
+            if jobs.is_empty() {
+                continue;
+            }
             let texts: Vec<&str> = jobs.iter().map(|j| j.text.as_str()).collect();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.embedder.embed_transient_batch(&texts)

@@ -92,6 +92,8 @@ struct Counters {
     delivered: AtomicU64,
     ai_answers: AtomicU64,
     escalated: AtomicU64,
+    /// Escalations with the reason `engine_busy` (the AI's queue was full or late).
+    busy: AtomicU64,
     human_ready: AtomicU64,
     takeovers: AtomicU64,
     errors: AtomicU64,
@@ -117,6 +119,8 @@ struct Latencies {
     /// From a visitor's send to the server's ack (the message is stored).
     visitor_ack: Vec<u32>,
     visitor_ai: Vec<u32>,
+    /// From a visitor's question to its `engine_busy` handover.
+    visitor_busy: Vec<u32>,
     visitor_agent: Vec<u32>,
     agent_visitor: Vec<u32>,
 }
@@ -344,11 +348,17 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
                         }
                         _ => {}
                     },
-                    Some(ServerFrame::State { state, .. }) => match state {
+                    Some(ServerFrame::State { state, reason, .. }) => match state {
                         ConversationState::Waiting if args.mode == Mode::Ai => {
                             // Escalated (e.g. a repeated question): start afresh, so the AI
                             // keeps answering this visitor.
                             c.escalated.fetch_add(1, Ordering::Relaxed);
+                            if reason == Some(nexus_shared::HandoffReason::EngineBusy) {
+                                c.busy.fetch_add(1, Ordering::Relaxed);
+                                if let Some(at) = asked.pop_front() {
+                                    latencies.visitor_busy.push(at.elapsed().as_micros() as u32);
+                                }
+                            }
                             asked.clear();
                             conversation = None;
                             if !send(&mut ws, &ClientFrame::NewConversation).await { break; }
@@ -677,6 +687,7 @@ async fn main() -> anyhow::Result<()> {
         if let Ok(l) = task.await {
             all.visitor_ack.extend(l.visitor_ack);
             all.visitor_ai.extend(l.visitor_ai);
+            all.visitor_busy.extend(l.visitor_busy);
             all.visitor_agent.extend(l.visitor_agent);
             all.agent_visitor.extend(l.agent_visitor);
         }
@@ -684,14 +695,17 @@ async fn main() -> anyhow::Result<()> {
 
     println!(
         "traffic: {drive_secs:.1} s; visitor messages sent {sent} ({:.0}/s), acked {}, agent \
-         messages sent {agent_sent} ({:.0}/s); delivered {delivered} ({:.0}/s); AI answers {}, \
-         escalated {}, agent state frames {}, error frames {} ({} rate_limited)",
+         messages sent {agent_sent} ({:.0}/s); delivered {delivered} ({:.0}/s); AI answers {} \
+         ({:.0}/s), escalated {} ({} engine_busy), agent state frames {}, error frames {} ({} \
+         rate_limited)",
         sent as f64 / drive_secs,
         c.acked.load(Ordering::Relaxed) - acked0,
         agent_sent as f64 / drive_secs,
         delivered as f64 / drive_secs,
         c.ai_answers.load(Ordering::Relaxed),
+        c.ai_answers.load(Ordering::Relaxed) as f64 / drive_secs,
         c.escalated.load(Ordering::Relaxed),
+        c.busy.load(Ordering::Relaxed),
         c.takeovers.load(Ordering::Relaxed),
         c.errors.load(Ordering::Relaxed),
         c.rate_limited.load(Ordering::Relaxed),
@@ -708,6 +722,7 @@ async fn main() -> anyhow::Result<()> {
     );
     percentiles("visitor -> ack", all.visitor_ack);
     percentiles("visitor -> AI answer", all.visitor_ai);
+    percentiles("visitor -> busy handover", all.visitor_busy);
     percentiles("visitor -> agent", all.visitor_agent);
     percentiles("agent -> visitor", all.agent_visitor);
     match (rss_before, rss_idle, rss_after) {

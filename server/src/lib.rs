@@ -53,6 +53,9 @@ pub struct AppState {
     /// Where requests made on an owner's behalf may go (article fetches and webhooks):
     /// public addresses plus the `--egress-allow` networks.
     pub egress: egress::Egress,
+    /// The AI's bounded work queue with a deadline per question (see
+    /// [`conversation::ai_queue`]).
+    pub ai: Arc<conversation::ai_queue::AiQueue>,
 }
 
 /// Server configuration (defaults, then `NEXUS_FLOW_*` variables, then flags).
@@ -117,6 +120,7 @@ pub async fn build_state(
         )),
         inbox: Arc::default(),
         egress: config.egress.clone(),
+        ai: Arc::default(),
     })
 }
 

@@ -404,6 +404,14 @@ struct ServeArgs {
     /// refused otherwise. Repeat the flag or separate with commas (`--egress-allow 10.0.0.0/8`).
     #[arg(long = "egress-allow", env = "NEXUS_FLOW_EGRESS_ALLOW", value_delimiter = ',', value_parser = parse_proxy)]
     egress_allow: Vec<ipnet::IpNet>,
+    /// AI turns in flight at once. A question that finds every slot taken goes to a person at
+    /// once as `engine_busy` ("it's busy, a person will answer") instead of waiting.
+    #[arg(long, env = "NEXUS_FLOW_AI_QUEUE", default_value_t = nexus_server::conversation::ai_queue::DEFAULT_CAPACITY)]
+    ai_queue: usize,
+    /// Milliseconds the engine may take for a question; past them the question goes to a
+    /// person as `engine_busy` and its work is dropped.
+    #[arg(long, env = "NEXUS_FLOW_AI_DEADLINE_MS", default_value_t = nexus_server::conversation::ai_queue::DEFAULT_DEADLINE.as_millis() as u64)]
+    ai_deadline_ms: u64,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -541,6 +549,10 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     }
     state.connections.set_trusted_proxies(args.trusted_proxies);
     state.llm = args.llm.client();
+    state.ai = std::sync::Arc::new(nexus_server::conversation::ai_queue::AiQueue::new(
+        args.ai_queue,
+        std::time::Duration::from_millis(args.ai_deadline_ms.max(1)),
+    ));
     if let Some(llm) = &state.llm {
         tracing::info!(
             endpoint = %redact_url(&llm.config().endpoint()),

@@ -68,6 +68,9 @@ tagged_enum! {
         RepeatedFailure => "repeated_failure",
         /// The answer engine failed; the visitor is told and nothing is lost.
         EngineError => "engine_error",
+        /// The AI is busy (more questions than it answers in time): a person answers instead;
+        /// the visitor is told and nothing is lost.
+        EngineBusy => "engine_busy",
         /// An agent took over on their own initiative.
         AgentTakeover => "agent_takeover",
         /// The site's AI is switched off: every conversation goes to people.

@@ -360,6 +360,7 @@ fn reason_of(tag: HandoffReasonTag) -> (HandoffReason, &'static str) {
         T::Frustration => (HandoffReason::Frustration, "frustration"),
         T::RepeatedFailure => (HandoffReason::RepeatedFailure, "repeated_failure"),
         T::EngineError => (HandoffReason::EngineError, "engine_error"),
+        T::EngineBusy => (HandoffReason::EngineBusy, "engine_busy"),
         T::AgentTakeover => (HandoffReason::AgentTakeover, "agent_takeover"),
         T::AutonomyOff => (HandoffReason::AutonomyOff, "autonomy_off"),
     }

@@ -9,6 +9,7 @@
 //! the transports ([`crate::ws`], [`crate::http`]).
 
 pub mod agent;
+pub mod ai_queue;
 pub mod effects;
 pub mod learn;
 pub mod notices;

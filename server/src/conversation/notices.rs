@@ -144,6 +144,24 @@ pub fn escalation(reason: &HandoffReason, locale: Option<&str>) -> String {
                  pierde nada de lo que escribiste."
             }
         },
+        HandoffReason::EngineBusy => match l {
+            Lang::En => {
+                "I'm busy with many questions right now, so a person from the team will answer \
+                 you here; nothing you wrote is lost."
+            }
+            Lang::De => {
+                "Ich bin gerade mit vielen Fragen beschäftigt, deshalb antwortet Ihnen hier eine \
+                 Person aus dem Team; nichts von dem, was Sie geschrieben haben, geht verloren."
+            }
+            Lang::Fr => {
+                "Je suis très sollicité en ce moment : une personne de l'équipe vous répondra ici ; \
+                 rien de ce que vous avez écrit n'est perdu."
+            }
+            Lang::Es => {
+                "Ahora mismo atiendo muchas preguntas, así que una persona del equipo te \
+                 responderá aquí; no se pierde nada de lo que escribiste."
+            }
+        },
         _ => match l {
             Lang::En => "A person from the team will answer you here.",
             Lang::De => "Eine Person aus dem Team antwortet Ihnen hier.",

@@ -139,17 +139,7 @@ pub async fn visitor_send(
         ..
     } = committed;
     if conversation.snapshot.state == ConversationState::Ai {
-        // The AI's turn, with the site's current settings, after the ack.
-        let task_state = state.clone();
-        let task_site = site.clone();
-        let task_conversation = conversation.clone();
-        let question = message.body.clone();
-        tokio::spawn(async move {
-            match fresh_site(&task_state, &task_site).await {
-                Ok(site) => respond(&task_state, &site, &task_conversation, &question).await,
-                Err(e) => warn!(error = %e, "cannot load the site settings; no AI answer"),
-            }
-        });
+        spawn_ai_turn(state, site, &conversation, message.body.clone());
     }
     Ok(Sent {
         conversation,
@@ -157,6 +147,33 @@ pub async fn visitor_send(
         duplicate: false,
         stored,
     })
+}
+
+/// The AI's turn, with the site's current settings, after the ack: in a slot of the AI's work
+/// queue ([`AiQueue`](crate::conversation::ai_queue::AiQueue)), or, when every slot is taken, a handover to a person at once
+/// ([`HandoffReason::EngineBusy`]).
+fn spawn_ai_turn(state: &AppState, site: &Site, conversation: &Conversation, question: String) {
+    let (state, site, conversation) = (state.clone(), site.clone(), conversation.clone());
+    let Some(turn) = state.ai.try_admit() else {
+        state.hub.metrics().ai_busy(false);
+        tokio::spawn(async move {
+            escalate(&state, conversation.id, HandoffReason::EngineBusy).await;
+        });
+        return;
+    };
+    tokio::spawn(async move {
+        match fresh_site(&state, &site).await {
+            Ok(site) => respond(&state, &site, &conversation, &question, turn.deadline).await,
+            Err(e) => warn!(error = %e, "cannot load the site settings; no AI answer"),
+        }
+        drop(turn);
+    });
+}
+
+/// The engine missed a question's deadline: the work is dropped and a person answers.
+async fn too_late(state: &AppState, conversation_id: Uuid) {
+    state.hub.metrics().ai_busy(true);
+    escalate(state, conversation_id, HandoffReason::EngineBusy).await;
 }
 
 /// The site as stored now (settings may have changed since the visitor connected); the
@@ -225,8 +242,17 @@ const HISTORY_FOR_POLICY: u32 = 60;
 /// site's `max_ai_turns`, replies carry a "Talk to a person" choice. With the LLM backend on,
 /// an answer the engine lets through is phrased by the LLM from the retrieved entries and
 /// streamed ([`ServerFrame::Streaming`]).
+///
+/// The policy's and the engine's work must be done by `deadline`; past it, the work is dropped
+/// and the conversation goes to a person as [`HandoffReason::EngineBusy`].
 #[instrument(skip_all, fields(conversation = %conversation.id))]
-pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation, question: &str) {
+pub async fn respond(
+    state: &AppState,
+    site: &Site,
+    conversation: &Conversation,
+    question: &str,
+    deadline: tokio::time::Instant,
+) {
     if conversation.snapshot.state != ConversationState::Ai {
         return;
     }
@@ -240,12 +266,17 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
         // Sentence-like examples are compared by the engine's embeddings: CPU work.
         let (engine, policy, text) = (state.engine.clone(), policy.clone(), question.to_owned());
         let history = history.clone();
-        tokio::task::spawn_blocking(move || {
+        let work = tokio::task::spawn_blocking(move || {
             let similarity = move |a: &str, b: &str| engine.similarity(a, b);
             policy::before_engine(&policy, &text, &history, &similarity)
-        })
-        .await
-        .unwrap_or(None)
+        });
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(before) => before.unwrap_or(None),
+            Err(_) => {
+                too_late(state, conversation.id).await;
+                return;
+            }
+        }
     } else {
         policy::before_engine(policy, question, &history, &policy::no_similarity)
     };
@@ -266,17 +297,19 @@ pub async fn respond(state: &AppState, site: &Site, conversation: &Conversation,
     typing(true);
     let engine_thresholds = state.engine.default_thresholds();
     let site_thresholds = policy.thresholds(engine_thresholds);
-    let decision = state
-        .engine
-        .decide_with(
-            Query {
-                site_id: site.id,
-                text: question,
-                locale: conversation.locale.as_deref(),
-            },
-            site_thresholds,
-        )
-        .await;
+    let decision = state.engine.decide_with(
+        Query {
+            site_id: site.id,
+            text: question,
+            locale: conversation.locale.as_deref(),
+        },
+        site_thresholds,
+    );
+    let Ok(decision) = tokio::time::timeout_at(deadline, decision).await else {
+        typing(false);
+        too_late(state, conversation.id).await;
+        return;
+    };
     let decision = match decision {
         Ok(d) => policy::after_engine(d, &site_thresholds.unwrap_or(engine_thresholds), &history),
         Err(e) => {

@@ -12,6 +12,7 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
         state.store.backend(),
         state.hub.subscriptions(),
         state.store.pool_stats(),
+        (state.ai.in_flight(), state.ai.capacity()),
     );
     (
         [(

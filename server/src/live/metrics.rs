@@ -3,8 +3,9 @@
 //! Counted where frames are published (see [`crate::live::hub`]), so every code path that delivers
 //! a message is counted once, on the instance that produced it: timeline entries by author,
 //! escalations by reason, the time from a visitor's message to the AI's reply (a histogram of
-//! the engine's latency as visitors feel it), live subscriptions, the cross-instance fan-out,
-//! and the database pool.
+//! the engine's latency as visitors feel it), questions handed over because the AI was busy
+//! and its queue's slots, live subscriptions, the cross-instance fan-out, and the database
+//! pool.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -53,6 +54,8 @@ pub struct Metrics {
     fanout_received: AtomicU64,
     fanout_reconnects: AtomicU64,
     fanout_catch_up: AtomicU64,
+    ai_busy_queue_full: AtomicU64,
+    ai_busy_deadline: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -89,6 +92,17 @@ impl Metrics {
         }
     }
 
+    /// Counts a question handed over because the AI was busy: every slot of its queue was
+    /// taken (`deadline == false`) or the engine missed the question's deadline.
+    pub fn ai_busy(&self, deadline: bool) {
+        let counter = if deadline {
+            &self.ai_busy_deadline
+        } else {
+            &self.ai_busy_queue_full
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn fanout_sent(&self) {
         self.fanout_sent.fetch_add(1, Ordering::Relaxed);
     }
@@ -107,12 +121,14 @@ impl Metrics {
     }
 
     /// The exposition text. `subscriptions` = live (conversation, site) subscriptions;
-    /// `pool` = (open, idle) database connections.
+    /// `pool` = (open, idle) database connections; `ai` = (turns in flight, capacity) of the
+    /// AI's work queue.
     pub fn render(
         &self,
         backend: &str,
         subscriptions: (usize, usize),
         pool: Option<(u32, usize)>,
+        ai: (usize, usize),
     ) -> String {
         let mut out = String::new();
         let n = family(
@@ -162,6 +178,32 @@ impl Metrics {
             out.push_str(&format!("{n}_bucket{{le=\"+Inf\"}} {}\n", h.count));
             out.push_str(&format!("{n}_sum {}\n{n}_count {}\n", h.sum, h.count));
         }
+
+        let n = family(
+            &mut out,
+            "nexus_ai_busy_total",
+            "counter",
+            "Questions handed to people because the AI was busy (reason engine_busy), by cause: every slot of its queue taken, or its deadline missed.",
+        );
+        out.push_str(&format!(
+            "{n}{{cause=\"queue_full\"}} {}\n{n}{{cause=\"deadline\"}} {}\n",
+            self.ai_busy_queue_full.load(Ordering::Relaxed),
+            self.ai_busy_deadline.load(Ordering::Relaxed)
+        ));
+        let n = family(
+            &mut out,
+            "nexus_ai_in_flight",
+            "gauge",
+            "AI turns in flight (each holds a slot of the AI's work queue).",
+        );
+        out.push_str(&format!("{n} {}\n", ai.0));
+        let n = family(
+            &mut out,
+            "nexus_ai_queue_capacity",
+            "gauge",
+            "Slots of the AI's work queue: past them, questions go to people as engine_busy.",
+        );
+        out.push_str(&format!("{n} {}\n", ai.1));
 
         let n = family(
             &mut out,

@@ -189,6 +189,7 @@ pub fn reason<J: Json>(v: &J) -> Option<HandoffReason> {
         HandoffReasonTag::Frustration => HandoffReason::Frustration,
         HandoffReasonTag::RepeatedFailure => HandoffReason::RepeatedFailure,
         HandoffReasonTag::EngineError => HandoffReason::EngineError,
+        HandoffReasonTag::EngineBusy => HandoffReason::EngineBusy,
         HandoffReasonTag::AgentTakeover => HandoffReason::AgentTakeover,
         HandoffReasonTag::AutonomyOff => HandoffReason::AutonomyOff,
     })

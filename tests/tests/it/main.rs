@@ -8,6 +8,7 @@
 //! Chromium slots now that they run in one process.
 
 mod agent_ws;
+mod ai_overload;
 mod assets_http;
 mod assignment;
 mod auth_attacks;
@@ -38,8 +39,8 @@ mod notices;
 mod policy;
 mod privacy;
 mod server_ws;
-mod slow_clients;
 mod sites_api;
+mod slow_clients;
 mod sources_api;
 mod store_suite;
 mod tenant_isolation;

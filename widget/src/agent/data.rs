@@ -297,7 +297,7 @@ pub fn analytics<J: Json>(v: &J) -> Option<Analytics> {
 }
 
 /// Every handoff reason code, in the order the legend lists them.
-pub const REASON_CODES: [&str; 9] = [
+pub const REASON_CODES: [&str; 10] = [
     "visitor_asked",
     "low_confidence",
     "out_of_scope",
@@ -305,6 +305,7 @@ pub const REASON_CODES: [&str; 9] = [
     "frustration",
     "repeated_failure",
     "engine_error",
+    "engine_busy",
     "agent_takeover",
     "autonomy_off",
 ];
@@ -319,6 +320,7 @@ pub fn reason_code_text(code: &str) -> String {
         "frustration" => HandoffReason::Frustration,
         "repeated_failure" => HandoffReason::RepeatedFailure,
         "engine_error" => HandoffReason::EngineError,
+        "engine_busy" => HandoffReason::EngineBusy,
         "agent_takeover" => HandoffReason::AgentTakeover,
         "autonomy_off" => HandoffReason::AutonomyOff,
         other => return other.replace('_', " "),

@@ -347,6 +347,7 @@ pub fn reason_text(reason: &HandoffReason) -> String {
         HandoffReason::Frustration => "Visitor seems frustrated".into(),
         HandoffReason::RepeatedFailure => "AI failed repeatedly".into(),
         HandoffReason::EngineError => "AI error".into(),
+        HandoffReason::EngineBusy => "AI busy".into(),
         HandoffReason::AgentTakeover => "Taken over by an agent".into(),
         HandoffReason::AutonomyOff => "AI answers are off".into(),
     }
