@@ -417,9 +417,7 @@ async fn an_owner_imports_files_pages_and_sitemaps_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_imports_files_pages_and_sitemaps_on_postgres() {
-    let Some(schema) = nexus_tests::pg::TestSchema::create().await else {
-        return;
-    };
+    let schema = nexus_tests::pg::TestSchema::create().await;
     owner_imports_articles(&schema.url).await;
 }
 
