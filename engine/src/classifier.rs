@@ -265,6 +265,9 @@ pub struct Classifier {
     cover: Logistic,
     /// Counted once here: the decisions read it on every question.
     examples_per_class: f32,
+    /// Per example: whether calibration ranks it as a question (an example question or an
+    /// entry's title; not a piece of a passage's text, which reads nothing like a question).
+    probes: Vec<bool>,
 }
 
 /// In-scope examples per class present in `labels` (0 without classes).
@@ -291,6 +294,19 @@ fn examples_per_class(labels: &[Label]) -> f32 {
 impl Classifier {
     /// Builds the classifier and calibrates it by leave-one-out over `labels`.
     pub fn new(dim: usize, vectors: Vec<f32>, labels: Vec<Label>) -> Self {
+        let probes = vec![true; labels.len()];
+        Self::with_probes(dim, vectors, labels, probes)
+    }
+
+    /// Like [`Classifier::new`], calibrating only on the examples whose `probes` is true (the
+    /// others are still matched against).
+    pub fn with_probes(
+        dim: usize,
+        vectors: Vec<f32>,
+        labels: Vec<Label>,
+        probes: Vec<bool>,
+    ) -> Self {
+        assert_eq!(probes.len(), labels.len(), "one probe flag per label");
         assert_eq!(vectors.len(), dim * labels.len(), "one vector per label");
         let n_classes = labels
             .iter()
@@ -326,6 +342,7 @@ impl Classifier {
             dim,
             vectors,
             examples_per_class: examples_per_class(&labels),
+            probes,
             labels,
             slots,
             n_classes,
@@ -392,7 +409,7 @@ impl Classifier {
     fn leave_one_out(&self) -> Vec<LeftOut> {
         let n = self.labels.len();
         let step = n.div_ceil(MAX_CALIBRATION).max(1);
-        let sample: Vec<usize> = (0..n).step_by(step).collect();
+        let sample: Vec<usize> = (0..n).filter(|&i| self.probes[i]).step_by(step).collect();
         if sample.is_empty() || self.dim == 0 {
             return Vec::new();
         }

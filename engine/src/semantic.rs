@@ -236,20 +236,23 @@ impl SemanticEngine {
         entries: Vec<KbEntry>,
         oos_examples: &[String],
     ) -> anyhow::Result<SiteModel> {
-        let mut owned: Vec<(String, Label)> = Vec::new();
+        let mut owned: Vec<(String, Label, bool)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            for text in entry_texts(e) {
-                owned.push((text, Label::Class(i as u32)));
+            let questions = e.examples.len() + 1;
+            for (n, text) in entry_texts(e).into_iter().enumerate() {
+                // Example questions and the title probe the calibration; passage text does not.
+                owned.push((text, Label::Class(i as u32), n < questions));
             }
         }
         for ex in oos_examples {
-            owned.push((ex.clone(), Label::OutOfScope));
+            owned.push((ex.clone(), Label::OutOfScope, true));
         }
-        let texts: Vec<&str> = owned.iter().map(|(t, _)| t.as_str()).collect();
-        let labels: Vec<Label> = owned.iter().map(|(_, l)| *l).collect();
+        let texts: Vec<&str> = owned.iter().map(|(t, ..)| t.as_str()).collect();
+        let labels: Vec<Label> = owned.iter().map(|(_, l, _)| *l).collect();
+        let probes: Vec<bool> = owned.iter().map(|(.., p)| *p).collect();
         let vectors = embedder.embed(&texts)?;
         let flat: Vec<f32> = vectors.into_iter().flatten().collect();
-        let classifier = Classifier::new(DIM, flat, labels);
+        let classifier = Classifier::with_probes(DIM, flat, labels, probes);
         Ok(SiteModel {
             entries,
             classifier,
@@ -688,6 +691,55 @@ mod tests {
     }
 
     const T: Thresholds = DEFAULT_THRESHOLDS;
+
+    #[test]
+    fn a_passage_is_found_by_its_title_and_its_text_in_whole_sentences() {
+        let passage = KbEntry {
+            url: Some("https://shop.example/help/shipping".into()),
+            id: "shipping#times".into(),
+            title: "Shipping › Delivery times".into(),
+            answer: "## Delivery times\nOrders ship within 24 hours. Delivery takes 2–3 business \
+                     days in Germany.\n- Express: next day for {{Express Fee}}."
+                .into(),
+            examples: Vec::new(),
+            escalate: None,
+        };
+        let texts = entry_texts(&passage);
+        assert_eq!(texts[0], "Shipping › Delivery times");
+        let body = texts[1..].join(" ");
+        assert!(
+            body.contains("Delivery takes 2–3 business days in Germany."),
+            "{texts:?}"
+        );
+        assert!(
+            body.contains("Express: next day for Express Fee."),
+            "{texts:?}"
+        );
+        assert!(!body.contains('#') && !body.contains("{{"), "{texts:?}");
+        // A long text is cut at sentence ends, into at most MAX_CHUNKS pieces.
+        let long = "This sentence is about forty characters. ".repeat(100);
+        let pieces = chunks(&long);
+        assert!(
+            pieces
+                .iter()
+                .all(|p| p.ends_with('.') && p.len() <= CHUNK_CHARS)
+        );
+        let many = KbEntry {
+            answer: long,
+            ..passage
+        };
+        assert_eq!(entry_texts(&many).len(), 1 + MAX_CHUNKS);
+    }
+
+    #[test]
+    fn an_entry_with_enough_example_questions_is_found_by_them_alone() {
+        let mut e = entry("refund", None);
+        e.examples = vec!["a".into(), "b".into(), "c".into()];
+        assert_eq!(entry_texts(&e), ["a", "b", "c"]);
+        // A plain FAQ (one question) is found by its answer's text too.
+        e.examples.truncate(1);
+        assert_eq!(entry_texts(&e), ["a", "Title refund", "Answer refund"]);
+    }
 
     #[test]
     fn confident_questions_are_answered_from_the_best_entry() {
