@@ -16,7 +16,10 @@
 //! Both are fitted by leave-one-out over the knowledge base's own examples: each example is
 //! ranked against all the others, and whether its own class came first (or among the first
 //! few) is the label; out-of-scope examples are always negatives, weighted so they make up
-//! [`OOS_SHARE`] of the fit. No question a visitor asks is used for calibration.
+//! [`OOS_SHARE`] of the fit. Each in-scope example is also ranked once more with its whole
+//! class left out, as a question about a topic the knowledge base lacks: those rankings are
+//! negatives too ([`UNKNOWN_SHARE`] of the fit), so that "near a neighbouring entry" is not
+//! mistaken for "answered by it". No question a visitor asks is used for calibration.
 
 use nexus_embed::linalg::{self, Packed};
 
@@ -32,6 +35,12 @@ const CENTROID_WEIGHT: f32 = 0.6;
 pub const MAX_CHOICES: usize = 3;
 /// Out-of-scope examples' share of the calibration's weight (when there are any).
 const OOS_SHARE: f64 = 0.25;
+/// Unknown-topic negatives' share of the calibration's weight: every in-scope example ranked
+/// with its own class removed (the knowledge base without that entry). Without them, a
+/// question whose topic is missing but whose neighbour exists is answered with the neighbour's
+/// answer (the calibration only ever saw questions whose entry exists). Off (0) for now: at
+/// 0.25 the demo's paraphrases fell below every answer threshold tried (README, engine v2).
+const UNKNOWN_SHARE: f64 = 0.0;
 /// Calibration uses at most this many examples (sampled evenly) to bound the work on big KBs.
 const MAX_CALIBRATION: usize = 20_000;
 
@@ -230,8 +239,14 @@ impl TopK {
     }
 }
 
-/// One example ranked against all the others: `(example, classes best first, oos score)`.
-type LeftOut = (usize, Vec<(u32, f32)>, Option<f32>);
+/// One example ranked against all the others: `(example, classes best first, oos score)`,
+/// and, for an in-scope example, ranked with its whole class left out.
+type LeftOut = (
+    usize,
+    Vec<(u32, f32)>,
+    Option<f32>,
+    Option<(Vec<(u32, f32)>, Option<f32>)>,
+);
 
 /// The classifier of one knowledge base. Immutable once built; rebuilding from cached
 /// embeddings is cheap (see [`Classifier::new`]).
@@ -251,6 +266,9 @@ pub struct Classifier {
     cover: Logistic,
     /// Counted once here: the decisions read it on every question.
     examples_per_class: f32,
+    /// Per example: whether calibration ranks it as a question (an example question or an
+    /// entry's title; not a piece of a passage's text, which reads nothing like a question).
+    probes: Vec<bool>,
 }
 
 /// In-scope examples per class present in `labels` (0 without classes).
@@ -277,6 +295,19 @@ fn examples_per_class(labels: &[Label]) -> f32 {
 impl Classifier {
     /// Builds the classifier and calibrates it by leave-one-out over `labels`.
     pub fn new(dim: usize, vectors: Vec<f32>, labels: Vec<Label>) -> Self {
+        let probes = vec![true; labels.len()];
+        Self::with_probes(dim, vectors, labels, probes)
+    }
+
+    /// Like [`Classifier::new`], calibrating only on the examples whose `probes` is true (the
+    /// others are still matched against).
+    pub fn with_probes(
+        dim: usize,
+        vectors: Vec<f32>,
+        labels: Vec<Label>,
+        probes: Vec<bool>,
+    ) -> Self {
+        assert_eq!(probes.len(), labels.len(), "one probe flag per label");
         assert_eq!(vectors.len(), dim * labels.len(), "one vector per label");
         let n_classes = labels
             .iter()
@@ -312,6 +343,7 @@ impl Classifier {
             dim,
             vectors,
             examples_per_class: examples_per_class(&labels),
+            probes,
             labels,
             slots,
             n_classes,
@@ -378,7 +410,7 @@ impl Classifier {
     fn leave_one_out(&self) -> Vec<LeftOut> {
         let n = self.labels.len();
         let step = n.div_ceil(MAX_CALIBRATION).max(1);
-        let sample: Vec<usize> = (0..n).step_by(step).collect();
+        let sample: Vec<usize> = (0..n).filter(|&i| self.probes[i]).step_by(step).collect();
         if sample.is_empty() || self.dim == 0 {
             return Vec::new();
         }
@@ -424,15 +456,22 @@ impl Classifier {
     /// Example `i` ranked against all the others, from its similarities to every example.
     fn left_out(&self, i: usize, sims: &[f32]) -> LeftOut {
         let mut top = TopK::new(self.n_classes + 1);
+        let mut unknown = TopK::new(self.n_classes + 1);
+        let own = self.slots[i];
+        let in_scope = self.labels[i] != Label::OutOfScope;
         for (j, (&slot, &sim)) in self.slots.iter().zip(sims).enumerate() {
             if j != i {
                 top.push(slot, sim);
             }
+            if in_scope && slot != own {
+                unknown.push(slot, sim);
+            }
         }
-        let own = self.slots[i] as usize;
+        let own = own as usize;
         let sq = self.norms[own] * self.norms[own];
         let (classes, oos) = top.finish(self.has_oos, &self.norms, Some((own, sq)));
-        (i, classes, oos)
+        let unknown = in_scope.then(|| unknown.finish(self.has_oos, &self.norms, None));
+        (i, classes, oos, unknown)
     }
 
     fn calibrate(&mut self) {
@@ -445,20 +484,26 @@ impl Classifier {
         if in_count < 10 {
             return;
         }
-        let (w_in, w_oos) = if oos_count == 0 {
-            (1.0, 0.0)
+        // Unknown topics need another class to be near: not with a single entry.
+        let unknown_share = if self.n_classes >= 2 {
+            UNKNOWN_SHARE
         } else {
-            (
-                (1.0 - OOS_SHARE) / in_count as f64,
-                OOS_SHARE / oos_count as f64,
-            )
+            0.0
         };
+        let oos_share = if oos_count == 0 { 0.0 } else { OOS_SHARE };
+        let w_in = (1.0 - oos_share - unknown_share) / in_count as f64;
+        let w_oos = if oos_count == 0 {
+            0.0
+        } else {
+            oos_share / oos_count as f64
+        };
+        let w_unknown = unknown_share / in_count as f64;
         let mut xs = Vec::with_capacity(loo.len());
         let mut cx = Vec::with_capacity(loo.len());
         let mut ys = Vec::with_capacity(loo.len());
         let mut cy = Vec::with_capacity(loo.len());
         let mut ws = Vec::with_capacity(loo.len());
-        for (i, classes, oos) in &loo {
+        for (i, classes, oos, unknown) in &loo {
             let truth = self.labels[*i];
             let (first, among) = match truth {
                 Label::OutOfScope => (false, false),
@@ -476,6 +521,15 @@ impl Classifier {
             } else {
                 w_in
             });
+            if let Some((classes, oos)) = unknown
+                && w_unknown > 0.0
+            {
+                xs.push(features(classes, *oos));
+                cx.push(cover_features(classes, *oos));
+                ys.push(false);
+                cy.push(false);
+                ws.push(w_unknown);
+            }
         }
         // Both outcomes must occur, or the fit runs away.
         if ys.iter().any(|&y| y) && ys.iter().any(|&y| !y) {

@@ -11,6 +11,18 @@
 //! handover is `escalated_in_scope` or `escalated_out_of_scope`. `p99_ms` is the latency of
 //! the engine's whole decision (embedding the question included).
 //!
+//! With `--docs` the knowledge base is a JSONL file of articles, `{"id", "title", "body",
+//! "url"?}`: each is one entry without example questions, found by what its body says, and the
+//! queries are `{"text", "doc"}` (`"doc": null` for a question no article answers).
+//!
+//! With `--leave-out K`, `K` intents (or articles), drawn with `--seed`, are removed from the
+//! knowledge base and their queries count as out of scope: a topic the site lacks must go to
+//! a person, not to its neighbour's answer.
+//!
+//! Besides `automation` (right answers plus clarifying questions with the right choice), the
+//! last JSON line has `answered_correct_direct` (right answers without a clarifying question,
+//! of the in-scope queries) and `clarify_rate` (clarifying questions, of the in-scope queries).
+//!
 //! With `--stream` the knowledge base starts with `K` examples per intent (and `K` of its
 //! out-of-scope examples), the queries come in a shuffled order, and every handed-over query is
 //! taught by an oracle agent: its text becomes an example of its true intent (or an
@@ -36,13 +48,31 @@ use crate::{AnswerEngine, Decision, KbEntry, Query, Thresholds};
 #[derive(Debug, Clone, Deserialize)]
 pub struct Labelled {
     pub text: String,
+    /// The intent, or with `--docs` the article's id (`doc`).
+    #[serde(alias = "doc")]
     pub intent: Option<String>,
+}
+
+/// One article of a `--docs` file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Doc {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    pub body: String,
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// What `nexus-flow eval` was asked to do.
 #[derive(Debug, Clone)]
 pub struct EvalArgs {
+    /// Labelled example questions (`--kb`), or articles when `docs` is set.
     pub kb: PathBuf,
+    /// `kb` is a file of articles (`--docs`).
+    pub docs: bool,
+    /// This many intents or articles are left out of the knowledge base (`--leave-out`).
+    pub leave_out: usize,
     pub queries: PathBuf,
     pub model_dir: PathBuf,
     pub stream: bool,
@@ -67,9 +97,17 @@ pub struct Counts {
     pub escalated_in_scope: usize,
     pub escalated_out_of_scope: usize,
     pub clarified: usize,
+    /// Clarifying questions asked about in-scope queries (with the right choice or not).
+    pub clarify_in_scope: usize,
 }
 
 impl Counts {
+    pub fn answered_correct_direct(&self) -> f64 {
+        ratio(self.answered_correct, self.in_scope)
+    }
+    pub fn clarify_rate(&self) -> f64 {
+        ratio(self.clarify_in_scope, self.in_scope)
+    }
     pub fn automation(&self) -> f64 {
         ratio(self.answered_correct + self.clarified, self.in_scope)
     }
@@ -86,6 +124,9 @@ impl Counts {
         match truth {
             Some(_) => self.in_scope += 1,
             None => self.out_of_scope += 1,
+        }
+        if truth.is_some() && matches!(decision, Decision::Clarify { .. }) {
+            self.clarify_in_scope += 1;
         }
         match (truth, decision) {
             (_, Decision::Escalate { .. }) => {
@@ -143,7 +184,7 @@ pub fn knowledge_base(items: &[Labelled]) -> (Vec<KbEntry>, Vec<String>) {
                     entries.push(KbEntry {
                         url: None,
                         id: intent.clone(),
-                        title: intent.clone(),
+                        title: intent.replace('_', " "),
                         answer: intent.clone(),
                         examples: Vec::new(),
                         escalate: None,
@@ -155,6 +196,53 @@ pub fn knowledge_base(items: &[Labelled]) -> (Vec<KbEntry>, Vec<String>) {
         }
     }
     (entries, oos)
+}
+
+/// Reads a JSONL file of articles (blank lines skipped).
+pub fn read_docs(path: &Path) -> anyhow::Result<Vec<Doc>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let doc: Doc = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}", path.display(), n + 1))?;
+        out.push(doc);
+    }
+    Ok(out)
+}
+
+/// The entries of articles: one each, without example questions (as the server gives the
+/// engine a passage).
+pub fn doc_entries(docs: &[Doc]) -> Vec<KbEntry> {
+    docs.iter()
+        .map(|d| KbEntry {
+            id: d.id.clone(),
+            title: if d.title.is_empty() {
+                d.id.clone()
+            } else {
+                d.title.clone()
+            },
+            answer: d.body.clone(),
+            examples: Vec::new(),
+            escalate: None,
+            url: d.url.clone(),
+        })
+        .collect()
+}
+
+/// `k` of `ids` (distinct, in order of first appearance), drawn with `rng`.
+fn draw_left_out(ids: &[&str], k: usize, rng: &mut rand::rngs::StdRng) -> Vec<String> {
+    let mut distinct: Vec<&str> = Vec::new();
+    for id in ids {
+        if !distinct.contains(id) {
+            distinct.push(id);
+        }
+    }
+    distinct.shuffle(rng);
+    distinct.into_iter().take(k).map(str::to_owned).collect()
 }
 
 /// `K` examples per intent and `K` out-of-scope examples, chosen at random.
@@ -212,6 +300,8 @@ impl Report {
             "automation": round4(c.automation()),
             "wrong_rate": round4(c.wrong_rate()),
             "oos_recall": round4(c.oos_recall()),
+            "answered_correct_direct": round4(c.answered_correct_direct()),
+            "clarify_rate": round4(c.clarify_rate()),
             "p99_ms": round4(self.p99_ms),
         });
         if let Some(windows) = &self.windows {
@@ -249,6 +339,8 @@ impl Report {
             "automation",
             pct(c.answered_correct + c.clarified, c.in_scope),
         );
+        row("right answer, direct", pct(c.answered_correct, c.in_scope));
+        row("clarify rate", pct(c.clarify_in_scope, c.in_scope));
         row("wrong rate", pct(c.answered_wrong, c.queries));
         row(
             "out-of-scope recall",
@@ -261,7 +353,7 @@ impl Report {
             "  ranking + deciding p99",
             format!("{:.3} ms", self.rank_p99_ms),
         );
-        row("KB examples at the end", self.kb_examples.to_string());
+        row("KB texts embedded at the end", self.kb_examples.to_string());
         if self.windows.is_some() {
             row("taught by the oracle", self.taught.to_string());
         }
@@ -325,10 +417,49 @@ impl Progress {
 /// Runs the evaluation with an embedder already loaded.
 pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let kb_items = read_jsonl(&args.kb)?;
     let mut queries = read_jsonl(&args.queries)?;
-    anyhow::ensure!(!kb_items.is_empty(), "{} is empty", args.kb.display());
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let (kb_items, docs) = if args.docs {
+        anyhow::ensure!(
+            !args.stream,
+            "--stream needs --kb (example questions), not --docs"
+        );
+        (Vec::new(), read_docs(&args.kb)?)
+    } else {
+        (read_jsonl(&args.kb)?, Vec::new())
+    };
+    anyhow::ensure!(
+        !kb_items.is_empty() || !docs.is_empty(),
+        "{} is empty",
+        args.kb.display()
+    );
+    let (kb_items, docs) = if args.leave_out > 0 {
+        let ids: Vec<&str> = if args.docs {
+            docs.iter().map(|d| d.id.as_str()).collect()
+        } else {
+            kb_items
+                .iter()
+                .filter_map(|i| i.intent.as_deref())
+                .collect()
+        };
+        let out = draw_left_out(&ids, args.leave_out, &mut rng);
+        let kept = |id: Option<&str>| id.is_none_or(|id| !out.iter().any(|o| o == id));
+        for q in &mut queries {
+            if !kept(q.intent.as_deref()) {
+                q.intent = None;
+            }
+        }
+        (
+            kb_items
+                .into_iter()
+                .filter(|i| kept(i.intent.as_deref()))
+                .collect(),
+            docs.into_iter().filter(|d| kept(Some(&d.id))).collect(),
+        )
+    } else {
+        (kb_items, docs)
+    };
+    let doc_kb = doc_entries(&docs);
     let mut kb = if args.stream {
         queries.shuffle(&mut rng);
         seed_items(&kb_items, args.seed_per_intent.max(1), &mut rng)
@@ -340,8 +471,15 @@ pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Resul
         engine = engine.with_thresholds(t);
     }
     let site = Uuid::new_v4();
+    let build = |kb: &[Labelled]| -> (Vec<KbEntry>, Vec<String>) {
+        if args.docs {
+            (doc_kb.clone(), crate::semantic::builtin_out_of_scope())
+        } else {
+            knowledge_base(kb)
+        }
+    };
     let load = |kb: &[Labelled]| -> anyhow::Result<()> {
-        let (entries, oos) = knowledge_base(kb);
+        let (entries, oos) = build(kb);
         let e = embedder.clone();
         let model = SemanticEngine::build(&e, entries, &oos)?;
         engine.install_model(site, model);
@@ -391,7 +529,7 @@ pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Resul
         progress.tick(n + 1);
     }
     // The two parts of a decision, apart.
-    let (entries, oos) = knowledge_base(&kb);
+    let (entries, oos) = build(&kb);
     let model = SemanticEngine::build(&embedder, entries, &oos)?;
     let mut embed_ms = Vec::new();
     let mut rank_ms = Vec::new();
@@ -412,7 +550,7 @@ pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Resul
         p50_ms: percentile(&mut latencies, 0.50),
         p99_ms: percentile(&mut latencies, 0.99),
         windows: args.stream.then_some(windows),
-        kb_examples: kb.len(),
+        kb_examples: model.classifier.len(),
         taught,
         seconds: started.elapsed().as_secs_f64(),
         embed_p99_ms: percentile(&mut embed_ms, 0.99),
@@ -428,9 +566,15 @@ pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Resul
 /// Prints (instead of the run), for a grid of answer thresholds and clarify margins (of probability), the outcome of the queries
 /// against the whole knowledge base (not with `--stream`): for choosing a site's thresholds.
 pub fn sweep(embedder: &Embedder, args: &EvalArgs) -> anyhow::Result<()> {
-    let kb_items = read_jsonl(&args.kb)?;
     let queries = read_jsonl(&args.queries)?;
-    let (entries, oos) = knowledge_base(&kb_items);
+    let (entries, oos) = if args.docs {
+        (
+            doc_entries(&read_docs(&args.kb)?),
+            crate::semantic::builtin_out_of_scope(),
+        )
+    } else {
+        knowledge_base(&read_jsonl(&args.kb)?)
+    };
     let model = SemanticEngine::build(embedder, entries, &oos)?;
     let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
     let vectors = embedder.embed(&texts)?;
@@ -455,7 +599,7 @@ pub fn sweep(embedder: &Embedder, args: &EvalArgs) -> anyhow::Result<()> {
         ratio(top1, in_scope),
         ratio(top3, in_scope)
     );
-    println!("answer  margin  automation  wrong_rate  oos_recall  clarified");
+    println!("answer  margin  automation  direct  wrong_rate  oos_recall  clarify_rate");
     for answer in [0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99] {
         for margin in [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3] {
             let t = Thresholds {
@@ -469,11 +613,12 @@ pub fn sweep(embedder: &Embedder, args: &EvalArgs) -> anyhow::Result<()> {
                 c.record(q.intent.as_deref(), &d);
             }
             println!(
-                "{answer:6.2}  {margin:6.2}  {:10.4}  {:10.4}  {:10.4}  {:9}",
+                "{answer:6.2}  {margin:6.2}  {:10.4}  {:6.4}  {:10.4}  {:10.4}  {:12.4}",
                 c.automation(),
+                c.answered_correct_direct(),
                 c.wrong_rate(),
                 c.oos_recall(),
-                c.clarified
+                c.clarify_rate()
             );
         }
     }

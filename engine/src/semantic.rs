@@ -69,6 +69,83 @@ pub fn size_aware(t: Thresholds, examples_per_entry: f32) -> Thresholds {
     }
 }
 
+/// An entry with fewer example questions than this is also found by its title and the text of
+/// its answer (a passage of an article has none; a plain FAQ has one).
+pub const FEW_EXAMPLES: usize = 3;
+/// The most pieces of an answer's text that are embedded per entry (bounds the vectors a
+/// question is compared with: 10,000 passages give at most 10,000 × (1 + this)).
+pub const MAX_CHUNKS: usize = 4;
+/// A piece of an answer's text is about this many characters (whole sentences, so a piece of
+/// a long sentence may be longer).
+pub const CHUNK_CHARS: usize = 300;
+
+/// The texts an entry is found by: its example questions and, with fewer than
+/// [`FEW_EXAMPLES`] of them, its title and up to [`MAX_CHUNKS`] pieces of its answer (whole
+/// sentences, about [`CHUNK_CHARS`] each) — a passage is found by what it says.
+pub fn entry_texts(e: &KbEntry) -> Vec<String> {
+    let mut out: Vec<String> = e.examples.clone();
+    if e.examples.len() >= FEW_EXAMPLES {
+        return out;
+    }
+    let title = e.title.trim();
+    if !title.is_empty() && !out.iter().any(|x| x.trim().eq_ignore_ascii_case(title)) {
+        out.push(title.to_owned());
+    }
+    if e.answer.trim() != title {
+        out.extend(chunks(&e.answer).into_iter().take(MAX_CHUNKS));
+    }
+    if out.is_empty() {
+        out.push(e.id.clone());
+    }
+    out
+}
+
+/// `text` cut into pieces of whole sentences (lines are sentence ends too) of about
+/// [`CHUNK_CHARS`] characters; Markdown heading marks, bullets and placeholders' braces are
+/// dropped.
+pub fn chunks(text: &str) -> Vec<String> {
+    let mut sentences: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let line = line
+            .trim()
+            .trim_start_matches(['#', '-', '*', '>', ' '])
+            .replace("{{", "")
+            .replace("}}", "");
+        let mut start = 0;
+        let bytes = line.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            let end = matches!(b, b'.' | b'!' | b'?')
+                && bytes.get(i + 1).is_none_or(|n| n.is_ascii_whitespace());
+            if end {
+                let s = line[start..=i].trim();
+                if !s.is_empty() {
+                    sentences.push(s.to_owned());
+                }
+                start = i + 1;
+            }
+        }
+        let rest = line[start..].trim();
+        if !rest.is_empty() {
+            sentences.push(rest.to_owned());
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for s in sentences {
+        if !cur.is_empty() && cur.len() + s.len() > CHUNK_CHARS {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(&s);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 /// One site's loaded knowledge base.
 #[derive(Debug)]
 pub struct SiteModel {
@@ -159,25 +236,23 @@ impl SemanticEngine {
         entries: Vec<KbEntry>,
         oos_examples: &[String],
     ) -> anyhow::Result<SiteModel> {
-        let mut texts: Vec<&str> = Vec::new();
-        let mut labels = Vec::new();
+        let mut owned: Vec<(String, Label, bool)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            for ex in &e.examples {
-                texts.push(ex);
-                labels.push(Label::Class(i as u32));
-            }
-            if e.examples.is_empty() {
-                texts.push(&e.title);
-                labels.push(Label::Class(i as u32));
+            let questions = e.examples.len() + 1;
+            for (n, text) in entry_texts(e).into_iter().enumerate() {
+                // Example questions and the title probe the calibration; passage text does not.
+                owned.push((text, Label::Class(i as u32), n < questions));
             }
         }
         for ex in oos_examples {
-            texts.push(ex);
-            labels.push(Label::OutOfScope);
+            owned.push((ex.clone(), Label::OutOfScope, true));
         }
+        let texts: Vec<&str> = owned.iter().map(|(t, ..)| t.as_str()).collect();
+        let labels: Vec<Label> = owned.iter().map(|(_, l, _)| *l).collect();
+        let probes: Vec<bool> = owned.iter().map(|(.., p)| *p).collect();
         let vectors = embedder.embed(&texts)?;
         let flat: Vec<f32> = vectors.into_iter().flatten().collect();
-        let classifier = Classifier::new(DIM, flat, labels);
+        let classifier = Classifier::with_probes(DIM, flat, labels, probes);
         Ok(SiteModel {
             entries,
             classifier,
@@ -616,6 +691,55 @@ mod tests {
     }
 
     const T: Thresholds = DEFAULT_THRESHOLDS;
+
+    #[test]
+    fn a_passage_is_found_by_its_title_and_its_text_in_whole_sentences() {
+        let passage = KbEntry {
+            url: Some("https://shop.example/help/shipping".into()),
+            id: "shipping#times".into(),
+            title: "Shipping › Delivery times".into(),
+            answer: "## Delivery times\nOrders ship within 24 hours. Delivery takes 2–3 business \
+                     days in Germany.\n- Express: next day for {{Express Fee}}."
+                .into(),
+            examples: Vec::new(),
+            escalate: None,
+        };
+        let texts = entry_texts(&passage);
+        assert_eq!(texts[0], "Shipping › Delivery times");
+        let body = texts[1..].join(" ");
+        assert!(
+            body.contains("Delivery takes 2–3 business days in Germany."),
+            "{texts:?}"
+        );
+        assert!(
+            body.contains("Express: next day for Express Fee."),
+            "{texts:?}"
+        );
+        assert!(!body.contains('#') && !body.contains("{{"), "{texts:?}");
+        // A long text is cut at sentence ends, into at most MAX_CHUNKS pieces.
+        let long = "This sentence is about forty characters. ".repeat(100);
+        let pieces = chunks(&long);
+        assert!(
+            pieces
+                .iter()
+                .all(|p| p.ends_with('.') && p.len() <= CHUNK_CHARS)
+        );
+        let many = KbEntry {
+            answer: long,
+            ..passage
+        };
+        assert_eq!(entry_texts(&many).len(), 1 + MAX_CHUNKS);
+    }
+
+    #[test]
+    fn an_entry_with_enough_example_questions_is_found_by_them_alone() {
+        let mut e = entry("refund", None);
+        e.examples = vec!["a".into(), "b".into(), "c".into()];
+        assert_eq!(entry_texts(&e), ["a", "b", "c"]);
+        // A plain FAQ (one question) is found by its answer's text too.
+        e.examples.truncate(1);
+        assert_eq!(entry_texts(&e), ["a", "Title refund", "Answer refund"]);
+    }
 
     #[test]
     fn confident_questions_are_answered_from_the_best_entry() {

@@ -52,11 +52,19 @@ struct ModelArgs {
 #[derive(Debug, clap::Args)]
 struct EvalArgs {
     /// Knowledge base: JSONL of `{"text", "intent"}`; `"intent": null` = out-of-scope example.
+    #[arg(long, required_unless_present = "docs", conflicts_with = "docs")]
+    kb: Option<PathBuf>,
+    /// Knowledge base of articles instead: JSONL of `{"id", "title", "body", "url"?}`; the
+    /// queries are then `{"text", "doc"}` (`"doc": null` = no article answers it).
     #[arg(long)]
-    kb: PathBuf,
+    docs: Option<PathBuf>,
     /// Queries: JSONL of `{"text", "intent"}`; `"intent": null` = should be handed over.
     #[arg(long)]
     queries: PathBuf,
+    /// Leave this many intents (or articles), drawn with `--seed`, out of the knowledge base;
+    /// their queries then count as out of scope.
+    #[arg(long, default_value_t = 0)]
+    leave_out: usize,
     /// Learning loop: start from `--seed-per-intent` examples per intent; an oracle agent
     /// teaches every handed-over query.
     #[arg(long)]
@@ -484,8 +492,15 @@ async fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
         th.clarify_margin = t[2];
         th
     });
+    let docs = args.docs.is_some();
+    let kb = args
+        .docs
+        .or(args.kb)
+        .ok_or_else(|| anyhow::anyhow!("give --kb or --docs"))?;
     nexus_engine::eval::run(nexus_engine::eval::EvalArgs {
-        kb: args.kb,
+        kb,
+        docs,
+        leave_out: args.leave_out,
         queries: args.queries,
         model_dir: args.model.dir()?,
         stream: args.stream,
