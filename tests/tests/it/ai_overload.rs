@@ -157,8 +157,7 @@ async fn an_overloaded_ai_hands_over_as_busy_and_loses_nothing() {
         visitors.push(WsClient::visitor(&server.ws_url(), "demo", None).await.0);
     }
     for (i, v) in visitors.iter_mut().enumerate() {
-        v.send(&frames::send(None, &format!("q{i}"), QUESTION))
-            .await;
+        v.send(&frames::send(None, format!("q{i}"), QUESTION)).await;
     }
     let mut conversations = Vec::new();
     for v in &mut visitors {
@@ -253,8 +252,7 @@ async fn within_capacity_a_slow_ai_still_answers_every_question() {
     let mut visitors = Vec::new();
     for i in 0..4 {
         let (mut v, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
-        v.send(&frames::send(None, &format!("q{i}"), QUESTION))
-            .await;
+        v.send(&frames::send(None, format!("q{i}"), QUESTION)).await;
         visitors.push(v);
     }
     for v in &mut visitors {
