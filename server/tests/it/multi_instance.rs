@@ -59,6 +59,16 @@ async fn three_instances_one_database_nothing_lost() {
     let three = Instance::start(&schema.url, &widget).await;
     support::add_user(&schema.url, "ana@demo.test", "agent").await;
     support::add_user(&schema.url, "olga@demo.test", "owner").await;
+    // Ana is a plain agent: her teach goes live only where the site lets agents teach.
+    let db = sqlx::PgPool::connect(&schema.url).await.expect("connect");
+    sqlx::query(
+        "UPDATE sites SET settings = (settings::jsonb || '{\"agent_learning\": \"auto\"}'::jsonb)::text
+         WHERE key = 'demo'",
+    )
+    .execute(&db)
+    .await
+    .expect("let agents teach");
+    db.close().await;
     let ana_token = support::login(two.port, "ana@demo.test").await;
     let olga_token = support::login(three.port, "olga@demo.test").await;
 
