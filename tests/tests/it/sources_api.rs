@@ -465,6 +465,7 @@ async fn ask(server: &TestServer, question: &str) -> Result<String, Conversation
 
 /// Answering from passages needs the engine that retrieves by passage text (issue 17's
 /// engine half); this test checks it through the real server once that engine is in.
+#[ignore = "answering from article passages waits for engine v2's answerability gate (issue 17): today's engine clarifies or hands these over"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_is_answered_from_an_imported_article_and_a_reimport_updates_the_answer() {
     let (local, addr) = LocalSite::start().await;
