@@ -570,7 +570,7 @@ async fn site_a_credentials_cannot_reach_site_b() {
         &server,
         "POST",
         "/sources",
-        Json(r#"{"kind":"paste","title":"B article MARK-site-b","content":"B's article. MARK-site-b"}"#),
+        Json(r#"{"kind":"paste","title":"B article MARK-site-b","content":"B's article: MARK-site-b ships in two days."}"#),
         Some(&b_owner),
         &Targets::empty(),
     )
