@@ -85,46 +85,45 @@ impl Instance {
 
 /// Creates an account with the CLI (`nexus-flow user add`), password on stdin.
 pub(crate) async fn add_user(database_url: &str, email: &str, role: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nexus-flow"))
-        .args([
+    user_cli(
+        &[
             "user", "add", "--site", "demo", "--email", email, "--role", role,
-        ])
-        .arg("--database")
-        .arg(database_url)
-        .env("NEXUS_FLOW_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("user add runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .await
-        .expect("password written");
-    drop(stdin);
-    let status = child.wait().await.expect("user add ends");
-    assert!(status.success(), "user add {email} succeeds");
+        ],
+        database_url,
+        PASSWORD,
+    )
+    .await;
 }
 
 /// Changes an account's password with the CLI (`nexus-flow user passwd`), password on stdin.
 pub(crate) async fn passwd(database_url: &str, email: &str, password: &str) {
+    user_cli(
+        &["user", "passwd", "--site", "demo", "--email", email],
+        database_url,
+        password,
+    )
+    .await;
+}
+
+/// Runs `nexus-flow <args> --database <url>` with `password` on stdin; it must succeed.
+async fn user_cli(args: &[&str], database_url: &str, password: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nexus-flow"))
-        .args(["user", "passwd", "--site", "demo", "--email", email])
+        .args(args)
         .arg("--database")
         .arg(database_url)
         .env("NEXUS_FLOW_LOG", "error")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
-        .expect("user passwd runs");
+        .expect("the user command runs");
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
         .write_all(format!("{password}\n").as_bytes())
         .await
         .expect("password written");
     drop(stdin);
-    let status = child.wait().await.expect("user passwd ends");
-    assert!(status.success(), "user passwd {email} succeeds");
+    let status = child.wait().await.expect("the user command ends");
+    assert!(status.success(), "nexus-flow {} succeeds", args.join(" "));
 }
 
 /// A request to the instance on `port`; returns the status and the body.
