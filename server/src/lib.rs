@@ -156,7 +156,9 @@ pub fn app(state: AppState) -> Router {
 /// ([`live::connections::ConnectionLimits::open_tcp`]); past the cap it is answered 429
 /// `too_many_connections` and closed. A plain HTTP connection must send each request's
 /// headers within the header timeout, and is closed when it waits idle that long for the next
-/// one ([`live::connections::ConnectionLimits::header_timeout`]). A WebSocket keeps its
+/// one ([`live::connections::ConnectionLimits::header_timeout`]); a request's body must arrive
+/// within the body timeout ([`live::connections::ConnectionLimits::body_timeout`]), else it is
+/// answered 408 `request_timeout` and the connection closed. A WebSocket keeps its
 /// address slot until it closes; its own pings and caps take over after the upgrade.
 pub async fn serve(
     listener: TcpListener,
@@ -194,6 +196,7 @@ pub async fn serve(
             continue;
         };
         let header_timeout = limits.header_timeout();
+        let body_timeout = limits.body_timeout();
         let router = router.clone();
         let mut closing = closing_rx.clone();
         let open = open_tx.clone();
@@ -201,7 +204,10 @@ pub async fn serve(
             let service = hyper::service::service_fn(
                 move |request: hyper::Request<hyper::body::Incoming>| {
                     use tower::ServiceExt;
-                    let mut request = request.map(axum::body::Body::new);
+                    // A body that trickles in is cut off at the body timeout: the extractor
+                    // reading it fails with `request_timeout` (`http::error`).
+                    let mut request = request
+                        .map(|body| axum::body::Body::new(DeadlineBody::new(body, body_timeout)));
                     request
                         .extensions_mut()
                         .insert(axum::extract::ConnectInfo(peer));
@@ -235,6 +241,56 @@ pub async fn serve(
     drop(open_tx);
     let _ = open_rx.recv().await;
     Ok(())
+}
+
+/// A request's body that must arrive whole before a deadline (the body timeout, counted from
+/// its headers): a body that trickles in a byte at a time is cut off there, whatever the gaps.
+struct DeadlineBody {
+    body: hyper::body::Incoming,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl DeadlineBody {
+    fn new(body: hyper::body::Incoming, timeout: std::time::Duration) -> Self {
+        Self {
+            body,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+/// The error of a body cut off at the body timeout ([`http::error::body_timed_out`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the request's body did not arrive within the body timeout")]
+pub struct BodyTimedOut;
+
+impl http_body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimedOut.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Answers a connection over its address's cap with 429 `too_many_connections`, then closes it.

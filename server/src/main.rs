@@ -398,6 +398,10 @@ struct ServeArgs {
     /// its next request, before it is closed (slow or stalled clients).
     #[arg(long, env = "NEXUS_FLOW_HEADER_TIMEOUT", default_value_t = nexus_server::live::connections::HEADER_TIMEOUT.as_secs())]
     header_timeout: u64,
+    /// Seconds a request's body may take to arrive; past it the request is answered 408
+    /// `request_timeout` and the connection closed (bodies that trickle in).
+    #[arg(long, env = "NEXUS_FLOW_BODY_TIMEOUT", default_value_t = nexus_server::live::connections::BODY_TIMEOUT.as_secs())]
+    body_timeout: u64,
     /// Open WebSocket connections allowed per site (visitors and agents).
     #[arg(long, env = "NEXUS_FLOW_MAX_CONNECTIONS_PER_SITE", default_value_t = nexus_server::live::connections::MAX_CONNECTIONS_PER_SITE)]
     max_connections_per_site: u32,
@@ -556,6 +560,9 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     state
         .connections
         .set_header_timeout(std::time::Duration::from_secs(args.header_timeout.max(1)));
+    state
+        .connections
+        .set_body_timeout(std::time::Duration::from_secs(args.body_timeout.max(1)));
     state
         .connections
         .set_per_site(args.max_connections_per_site);

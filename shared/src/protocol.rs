@@ -575,6 +575,8 @@ error_codes! {
         InvalidCredentials => "invalid_credentials", 401,
         LoginThrottled => "login_throttled", 429,
         Validation => "validation", 400,
+        /// A request's body did not arrive within the body timeout (slow or stalled client).
+        RequestTimeout => "request_timeout", 408,
         /// The server is shutting down or overloaded; retry later.
         Unavailable => "unavailable", 503,
         Internal => "internal", 500,

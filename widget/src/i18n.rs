@@ -552,6 +552,7 @@ pub fn error_text(err: &ErrorBody) -> &'static str {
         | ErrorCode::NotAssignee
         | ErrorCode::InvalidCredentials
         | ErrorCode::LoginThrottled
+        | ErrorCode::RequestTimeout
         | ErrorCode::Internal
         | ErrorCode::Unknown => t.err_other,
     }

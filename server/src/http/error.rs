@@ -1,8 +1,11 @@
 //! The one error type of HTTP handlers: a stable code and a message, never internals.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::body::Bytes;
+use axum::extract::rejection::{
+    BytesRejection, JsonRejection, PathRejection, QueryRejection, StringRejection,
+};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nexus_shared::{ErrorBody, ErrorCode};
@@ -58,6 +61,80 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
 
 impl From<JsonRejection> for AppError {
     fn from(rejection: JsonRejection) -> Self {
+        if body_timed_out(&rejection) {
+            return Self::request_timeout();
+        }
+        Self::new(ErrorCode::Validation, rejection.body_text())
+    }
+}
+
+impl AppError {
+    /// The body did not arrive within the body timeout (`serve` in `lib.rs`).
+    pub fn request_timeout() -> Self {
+        Self::new(
+            ErrorCode::RequestTimeout,
+            "The request's body did not arrive in time. Send it again.",
+        )
+    }
+}
+
+/// Whether reading a request's body failed because it did not arrive within the body timeout.
+pub fn body_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<crate::BodyTimedOut>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// A raw body (`Bytes`) whose rejection (a body too large, or cut off by the body timeout) is
+/// a `{code, message}` body too.
+#[derive(Debug)]
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(AppError::from)
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(rejection: BytesRejection) -> Self {
+        if body_timed_out(&rejection) {
+            return Self::request_timeout();
+        }
+        Self::new(ErrorCode::Validation, rejection.body_text())
+    }
+}
+
+/// A text body (`String`) whose rejection is a `{code, message}` body too (see [`ApiBytes`]).
+#[derive(Debug)]
+pub struct ApiText(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for ApiText {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        String::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(AppError::from)
+    }
+}
+
+impl From<StringRejection> for AppError {
+    fn from(rejection: StringRejection) -> Self {
+        if body_timed_out(&rejection) {
+            return Self::request_timeout();
+        }
         Self::new(ErrorCode::Validation, rejection.body_text())
     }
 }

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::http::auth::Agent;
-use crate::http::error::{ApiJson, ApiQuery, AppError};
+use crate::http::error::{ApiJson, ApiQuery, ApiText, AppError};
 use crate::http::kb::MAX_EXAMPLES;
 use nexus_engine::KbEntry;
 
@@ -468,7 +468,7 @@ async fn import(
     State(state): State<AppState>,
     Agent(user): Agent,
     ApiQuery(format): ApiQuery<Format>,
-    body: String,
+    ApiText(body): ApiText,
 ) -> Result<ApiJson<ImportReport>, AppError> {
     if user.role != Role::Owner {
         return Err(AppError::new(

@@ -4,7 +4,6 @@
 //! `{"question", "answer"}`, `POST /kb/pending/{id}/reject`.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -15,7 +14,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::conversation::learn::apply;
 use crate::http::auth::Agent;
-use crate::http::error::{ApiJson, ApiPath, AppError};
+use crate::http::error::{ApiBytes, ApiJson, ApiPath, AppError};
 use crate::model::PendingEntry;
 use nexus_engine::KbEntry;
 
@@ -70,7 +69,7 @@ async fn approve(
     State(state): State<AppState>,
     Agent(user): Agent,
     ApiPath(id): ApiPath<Uuid>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<ApiJson<KbEntry>, AppError> {
     owner_only(user.role)?;
     let edit: Edit = if body.iter().all(u8::is_ascii_whitespace) {

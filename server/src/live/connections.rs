@@ -34,6 +34,9 @@ pub const MAX_CONNECTIONS_PER_SITE: u32 = 10_000;
 /// How long a plain HTTP connection may take to send a request's headers, and how long it may
 /// wait idle for its next request.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request's body may take to arrive, from its first byte to its last (a 1 MiB
+/// knowledge-base import over a slow phone line takes a few seconds).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Counts of open connections, and the caps they are checked against.
 pub struct ConnectionLimits {
@@ -42,6 +45,7 @@ pub struct ConnectionLimits {
     /// TCP connections per peer address; 0: twice `per_ip`.
     per_tcp: AtomicU32,
     header_timeout: RwLock<Duration>,
+    body_timeout: RwLock<Duration>,
     ips: Mutex<HashMap<IpAddr, u32>>,
     sites: Mutex<HashMap<Uuid, u32>>,
     tcp: Mutex<HashMap<IpAddr, u32>>,
@@ -115,6 +119,7 @@ impl ConnectionLimits {
             per_site: AtomicU32::new(per_site),
             per_tcp: AtomicU32::new(0),
             header_timeout: RwLock::new(HEADER_TIMEOUT),
+            body_timeout: RwLock::new(BODY_TIMEOUT),
             ips: Mutex::default(),
             sites: Mutex::default(),
             tcp: Mutex::default(),
@@ -201,6 +206,22 @@ impl ConnectionLimits {
     pub fn header_timeout(&self) -> Duration {
         *self
             .header_timeout
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How long a request's whole body may take to arrive; past it the request is answered
+    /// 408 `request_timeout` and its connection closed. Applies to connections accepted after.
+    pub fn set_body_timeout(&self, timeout: Duration) {
+        *self
+            .body_timeout
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = timeout;
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        *self
+            .body_timeout
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -1,6 +1,7 @@
 //! Slow and greedy clients on plain TCP against the real server (slowloris): half a request
 //! line, headers trickled in, an idle keep-alive connection are all closed after the header
-//! timeout; past the per-address cap a new connection from that address is refused with 429
+//! timeout; a body that trickles in is answered 408 `request_timeout` at the body timeout; past
+//! the per-address cap a new connection from that address is refused with 429
 //! while another address still gets in. The timeout is set short here; the tests wait for the
 //! close, they do not measure it.
 
@@ -135,4 +136,71 @@ async fn past_the_per_address_cap_that_address_is_refused_and_another_gets_in() 
     })
     .await
     .expect("a freed slot is usable");
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_cut_off_with_request_timeout() {
+    let (server, _dir) = TestServer::scratch().await;
+    // The header timeout is long, so only the body timeout can end the request.
+    server
+        .state
+        .connections
+        .set_header_timeout(Duration::from_secs(60));
+    server
+        .state
+        .connections
+        .set_body_timeout(Duration::from_millis(500));
+
+    // Whole headers promising 4,000 bytes of body, then one byte every 100 ms.
+    let mut slow = connect_from("127.0.0.1", server.addr).await;
+    slow.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let (mut read, mut write) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..400 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if write.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let read_all = tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&got);
+    assert!(
+        read_all.is_ok(),
+        "the server kept the trickling request open: {answer}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+
+    // A request whose body arrives at once is answered as usual on a new connection.
+    let mut quick = connect_from("127.0.0.1", server.addr).await;
+    let body = r#"{"site_key":"nope","email":"a@b.c","password":"x"}"#;
+    quick
+        .write_all(
+            format!(
+                "POST /api/v1/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = until_closed(&mut quick).await;
+    assert!(!answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":""#), "{answer}");
 }

@@ -329,6 +329,7 @@ pub fn error_text(e: &ErrorBody) -> &str {
         | ErrorCode::InvalidCredentials
         | ErrorCode::LoginThrottled
         | ErrorCode::Validation
+        | ErrorCode::RequestTimeout
         | ErrorCode::Unavailable
         | ErrorCode::Internal
         | ErrorCode::Unknown => other,
