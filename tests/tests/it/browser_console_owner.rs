@@ -1,7 +1,8 @@
 //! The owner console in a real headless Chromium: site settings (with field errors, the embed
 //! snippet, and a change the visitor's widget shows), the knowledge base (add, search, delete,
-//! import, approving a learned entry), analytics drawn as SVG after some traffic; and an agent
-//! who sees none of it and whose settings change the server refuses.
+//! import, approving a learned entry), analytics drawn as SVG after some traffic, a visitor's
+//! data exported and deleted from their conversation (privacy requests); and an agent who sees
+//! none of it and whose settings change the server refuses.
 
 use std::time::Duration;
 
@@ -564,6 +565,114 @@ async fn analytics_draws_the_traffic_as_charts_with_the_numbers() {
         "one bar for the one reason: {bars}"
     );
     owner.screenshot("console-analytics").await;
+
+    owner.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn owner_exports_then_deletes_a_visitors_data_from_their_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, site_id) = server(&dir).await;
+    // A visitor leaves their phone number and asks for a person.
+    let (mut client, _) = WsClient::visitor(&server.ws_url(), "demo", None).await;
+    client
+        .send(&frames::send(
+            None,
+            "q-1",
+            "I want to talk to a human, my phone is +49 170 5550199",
+        ))
+        .await;
+    let (conversation_id, _) = client
+        .recv_until(|f| match f {
+            ServerFrame::State {
+                state,
+                conversation_id,
+                ..
+            } if *state == nexus_shared::ConversationState::Waiting => Some(*conversation_id),
+            _ => None,
+        })
+        .await;
+    let store = server.state.store.as_ref();
+    let visitor_id = store
+        .conversation(conversation_id)
+        .await
+        .unwrap()
+        .expect("the conversation")
+        .visitor_id;
+
+    let owner = Browser::start(1280, 1000).await;
+    log_in(&owner, &server, "olga@demo.test").await;
+    owner
+        .wait_for(
+            "the waiting conversation in the inbox",
+            WAIT,
+            &page("[data-testid=inbox-item][data-state=waiting]", "true"),
+        )
+        .await;
+    element(&owner, "[data-testid=inbox-item][data-state=waiting]")
+        .await
+        .click()
+        .await
+        .unwrap();
+
+    // Export shows everything kept about the visitor, their words included.
+    click(&owner, "visitor-export").await;
+    let exported = owner
+        .wait_for(
+            "the exported data",
+            WAIT,
+            &page(
+                &testid("visitor-export-json"),
+                "!e.hidden && e.innerText.includes('5550199') && e.innerText",
+            ),
+        )
+        .await;
+    let exported = exported.as_str().unwrap_or_default();
+    assert!(exported.contains(&visitor_id.to_string()), "{exported}");
+
+    // Delete asks first; only the second click deletes.
+    click(&owner, "visitor-delete").await;
+    let asked = text_of(&owner, "the confirmation", "visitor-privacy-status").await;
+    assert!(asked.contains("again to confirm"), "{asked}");
+    assert!(
+        store
+            .visitor_profile(site_id, visitor_id)
+            .await
+            .unwrap()
+            .is_some(),
+        "nothing is deleted before the confirmation"
+    );
+    click(&owner, "visitor-delete").await;
+    owner
+        .wait_for(
+            "the deletion's result",
+            WAIT,
+            &page(
+                &testid("visitor-privacy-status"),
+                "e.innerText.includes('was deleted')",
+            ),
+        )
+        .await;
+    assert!(
+        store
+            .visitor_profile(site_id, visitor_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "the visitor is gone from the store"
+    );
+    let owner_token = server.login("demo", "olga@demo.test").await;
+    let found: Value = reqwest::Client::new()
+        .get(server.url(&format!("/api/v1/visitors/{visitor_id}/export")))
+        .bearer_auth(&owner_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["code"], "not_found", "{found}");
 
     owner.close().await;
     server.stop().await;
