@@ -1,9 +1,8 @@
 //! Accounts of owners and agents: argon2id password hashes, expiring bearer sessions, and
 //! login throttling.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, PasswordHash as PhcHash};
@@ -62,23 +61,18 @@ pub const MAX_CONCURRENT_CHECKS: usize = 4;
 /// How long a login waits for a free check slot before it is told the server is busy.
 pub const CHECK_WAIT: Duration = Duration::from_secs(5);
 
-/// Counts logins per key (account, address) in a sliding window, and caps the password checks
-/// running at once.
+/// Counts logins per key (account, address) in the database, and caps the password checks
+/// running at once on this instance.
 ///
-/// An attempt is counted *before* its password is checked ([`LoginThrottle::begin`]): a key
-/// is locked when its failures plus the attempts still being checked reach [`MAX_FAILURES`],
-/// so attempts sent all at once are throttled like attempts sent one after the other.
+/// An attempt is counted *before* its password is checked ([`LoginThrottle::begin`]), as a
+/// failure until it is known to be right: a key is locked once it has counted
+/// [`MAX_FAILURES`] attempts in the window, so attempts sent all at once are throttled like
+/// attempts sent one after the other. The counts live in the store
+/// ([`Store::count_login_attempt`]), so every instance on one database counts the same
+/// attempts; the cap on concurrent checks is a cap on this process's memory and stays local.
 pub struct LoginThrottle {
-    counts: Mutex<HashMap<String, Count>>,
     checks: std::sync::Arc<tokio::sync::Semaphore>,
     check_wait: Mutex<Duration>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Count {
-    failures: u32,
-    in_flight: u32,
-    since: Instant,
 }
 
 impl Default for LoginThrottle {
@@ -91,63 +85,30 @@ impl LoginThrottle {
     /// At most `checks` password checks at once; a login waits `check_wait` for a slot.
     pub fn new(checks: usize, check_wait: Duration) -> Self {
         Self {
-            counts: Mutex::default(),
             checks: std::sync::Arc::new(tokio::sync::Semaphore::new(checks.max(1))),
             check_wait: Mutex::new(check_wait),
         }
     }
 
-    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Count>> {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub fn is_locked(&self, key: &str) -> bool {
-        self.counts()
-            .get(key)
-            .is_some_and(|c| Self::live(c).failures + c.in_flight >= MAX_FAILURES)
-    }
-
-    /// `c` with failures older than the window forgotten.
-    fn live(c: &Count) -> Count {
-        if c.since.elapsed() < THROTTLE_WINDOW {
-            *c
-        } else {
-            Count { failures: 0, ..*c }
-        }
-    }
-
-    /// Reserves an attempt on every key, or `None` when one of them is locked. The attempt
-    /// counts as a failure unless [`Attempt::succeeded`] or [`Attempt::not_checked`] is called.
-    pub fn begin(self: &std::sync::Arc<Self>, keys: [String; 2]) -> Option<Attempt> {
-        let mut map = self.counts();
-        map.retain(|_, c| c.in_flight > 0 || c.since.elapsed() < THROTTLE_WINDOW);
-        let locked = keys.iter().any(|k| {
-            map.get(k)
-                .is_some_and(|c| Self::live(c).failures + c.in_flight >= MAX_FAILURES)
-        });
-        if locked {
-            return None;
-        }
+    /// Counts an attempt on every key (the account first, then the address), or `None` when
+    /// one of them is locked. The attempt stays counted as a failure unless
+    /// [`Attempt::succeeded`] or [`Attempt::not_checked`] takes it back.
+    pub async fn begin(
+        &self,
+        store: std::sync::Arc<dyn Store>,
+        keys: [String; 2],
+    ) -> Result<Option<Attempt>, StoreError> {
+        let now = now_ms();
+        let window = THROTTLE_WINDOW.as_millis() as i64;
+        // Kept as hashes: the table holds no email or address (and no NUL, which PostgreSQL's
+        // text refuses).
+        let keys = keys.map(|k| hash_token(&k));
+        let mut locked = false;
         for key in &keys {
-            let c = map.entry(key.clone()).or_insert(Count {
-                failures: 0,
-                in_flight: 0,
-                since: Instant::now(),
-            });
-            *c = Self::live(c);
-            if c.failures == 0 && c.in_flight == 0 {
-                c.since = Instant::now();
-            }
-            c.in_flight += 1;
+            let counted = store.count_login_attempt(key, now, window).await?;
+            locked |= counted > MAX_FAILURES;
         }
-        drop(map);
-        Some(Attempt {
-            throttle: self.clone(),
-            keys,
-            outcome: Outcome::Failed,
-        })
+        Ok((!locked).then_some(Attempt { store, keys }))
     }
 
     /// A slot for one password check: waits at most the configured time, `None` when the
@@ -171,53 +132,30 @@ impl LoginThrottle {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = wait;
     }
-
-    fn finish(&self, keys: &[String; 2], outcome: Outcome) {
-        let mut map = self.counts();
-        for (i, key) in keys.iter().enumerate() {
-            let Some(c) = map.get_mut(key) else { continue };
-            *c = Self::live(c);
-            c.in_flight = c.in_flight.saturating_sub(1);
-            match outcome {
-                Outcome::Failed => c.failures += 1,
-                // A success clears the account's finished failures (not the address's).
-                Outcome::Succeeded if i == 0 => c.failures = 0,
-                Outcome::Succeeded | Outcome::NotChecked => {}
-            }
-        }
-    }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
-    Failed,
-    Succeeded,
-    NotChecked,
-}
-
-/// One login attempt reserved on its keys (the account first, then the address). Dropped, it
-/// counts as a failure: a login abandoned half-way is not free.
+/// One login attempt, counted on its keys (the account first, then the address) as a failure.
+/// Dropped, it stays one: a login abandoned half-way is not free.
 pub struct Attempt {
-    throttle: std::sync::Arc<LoginThrottle>,
+    store: std::sync::Arc<dyn Store>,
     keys: [String; 2],
-    outcome: Outcome,
 }
 
 impl Attempt {
-    /// The password was right: the account's failures are cleared.
-    pub fn succeeded(mut self) {
-        self.outcome = Outcome::Succeeded;
+    /// The password was right: the account's attempts are cleared, and the address's count
+    /// gives this one back.
+    pub async fn succeeded(self) -> Result<(), StoreError> {
+        let [account, address] = &self.keys;
+        self.store.forget_login_attempt(account, true).await?;
+        self.store.forget_login_attempt(address, false).await
     }
 
-    /// No password was checked (the server was busy): nothing is counted.
-    pub fn not_checked(mut self) {
-        self.outcome = Outcome::NotChecked;
-    }
-}
-
-impl Drop for Attempt {
-    fn drop(&mut self) {
-        self.throttle.finish(&self.keys, self.outcome);
+    /// No password was checked (the server was busy): the attempt is taken back.
+    pub async fn not_checked(self) -> Result<(), StoreError> {
+        for key in &self.keys {
+            self.store.forget_login_attempt(key, false).await?;
+        }
+        Ok(())
     }
 }
 
@@ -284,41 +222,5 @@ mod tests {
         assert_eq!(format!("{hash:?}"), "PasswordHash(***)");
         // The dummy hash parses, so unknown accounts cost a real verification.
         assert!(PhcHash::new(DUMMY_HASH).is_ok());
-    }
-
-    fn keys(account: &str) -> [String; 2] {
-        [account.to_owned(), "ip".to_owned()]
-    }
-
-    #[tokio::test]
-    async fn throttle_locks_after_repeated_failures() {
-        let throttle = std::sync::Arc::new(LoginThrottle::default());
-        for _ in 0..MAX_FAILURES {
-            assert!(!throttle.is_locked("a"));
-            drop(throttle.begin(keys("a")).expect("not locked yet"));
-        }
-        assert!(throttle.is_locked("a"));
-        assert!(throttle.begin(keys("a")).is_none());
-        // The address is locked too, for every account.
-        assert!(throttle.begin(keys("b")).is_none());
-    }
-
-    #[tokio::test]
-    async fn attempts_in_flight_count_before_their_check() {
-        let throttle = std::sync::Arc::new(LoginThrottle::default());
-        let held: Vec<Attempt> = (0..MAX_FAILURES)
-            .map(|_| throttle.begin(keys("a")).expect("a slot"))
-            .collect();
-        assert!(
-            throttle.begin(keys("a")).is_none(),
-            "attempts still being checked count"
-        );
-        // Those that turn out right give their slot back and clear the account's failures.
-        for attempt in held {
-            attempt.succeeded();
-        }
-        assert!(!throttle.is_locked("a"));
-        throttle.begin(keys("a")).unwrap().not_checked();
-        assert!(!throttle.is_locked("a") && !throttle.is_locked("ip"));
     }
 }

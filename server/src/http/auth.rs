@@ -55,7 +55,11 @@ pub async fn login(
     let ip_key = ip_key(state.connections.client_ip(peer.ip(), &headers));
     // The attempt is counted before the password is checked, so attempts sent at once are
     // throttled like attempts sent one after the other.
-    let Some(attempt) = state.throttle.begin([account_key, ip_key]) else {
+    let Some(attempt) = state
+        .throttle
+        .begin(state.store.clone(), [account_key, ip_key])
+        .await?
+    else {
         return Err(AppError::new(
             ErrorCode::LoginThrottled,
             "Too many failed logins. Wait 15 minutes and try again.",
@@ -72,7 +76,7 @@ pub async fn login(
     };
     // Each check holds 19 MiB: only a few run at once, the rest wait briefly or are told so.
     let Some(slot) = state.throttle.check_slot().await else {
-        attempt.not_checked();
+        attempt.not_checked().await?;
         return Err(AppError::new(
             ErrorCode::Unavailable,
             "The server is busy checking other logins. Try again in a moment.",
@@ -102,7 +106,7 @@ pub async fn login(
         drop(attempt); // counted as a failure
         return Err(invalid());
     };
-    attempt.succeeded();
+    attempt.succeeded().await?;
     let token = new_session_token();
     let expires_at = now_ms() + i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX);
     state

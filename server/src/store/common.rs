@@ -1128,6 +1128,44 @@ where
         Ok(())
     }
 
+    async fn count_login_attempt(
+        &self,
+        key: &str,
+        now: Millis,
+        window: Millis,
+    ) -> StoreResult<u32> {
+        let expired = now - window;
+        sqlx::query("DELETE FROM login_attempts WHERE window_start <= $1")
+            .bind(expired)
+            .execute(self.writer())
+            .await?;
+        let row = sqlx::query(
+            "INSERT INTO login_attempts (key, attempts, window_start) VALUES ($1, 1, $2)
+             ON CONFLICT (key) DO UPDATE SET
+                 attempts = CASE WHEN login_attempts.window_start <= $3 THEN 1
+                                 ELSE login_attempts.attempts + 1 END,
+                 window_start = CASE WHEN login_attempts.window_start <= $3 THEN $2
+                                     ELSE login_attempts.window_start END
+             RETURNING attempts",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(expired)
+        .fetch_one(self.writer())
+        .await?;
+        Ok(u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX))
+    }
+
+    async fn forget_login_attempt(&self, key: &str, clear: bool) -> StoreResult<()> {
+        let sql = if clear {
+            "DELETE FROM login_attempts WHERE key = $1"
+        } else {
+            "UPDATE login_attempts SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0"
+        };
+        sqlx::query(sql).bind(key).execute(self.writer()).await?;
+        Ok(())
+    }
+
     async fn update_site_settings(
         &self,
         site_id: Uuid,

@@ -462,6 +462,15 @@ pub trait Store: Send + Sync + 'static {
     /// The user of an unexpired session.
     async fn session_user(&self, token_hash: &str, now: Millis) -> StoreResult<Option<User>>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Counts one login attempt on `key`, in a window that starts with its first attempt and
+    /// lasts `window` ms from then (an older window starts again at `now`); the attempts of the
+    /// window so far, this one included. One statement, so concurrent attempts on every
+    /// instance are each counted once.
+    async fn count_login_attempt(&self, key: &str, now: Millis, window: Millis)
+    -> StoreResult<u32>;
+    /// Takes one counted attempt back from `key` (it was not a failure), or with `clear` all of
+    /// them (the account's right password).
+    async fn forget_login_attempt(&self, key: &str, clear: bool) -> StoreResult<()>;
 
     async fn update_site_settings(&self, site_id: Uuid, settings: &SiteSettings)
     -> StoreResult<()>;

@@ -8,7 +8,8 @@
 //! timeline, and the visitor saw every entry of it live, in order.
 //!
 //! A logout on one instance and a password change with the CLI close the agent sockets of
-//! those sessions on every instance at once.
+//! those sessions on every instance at once; password guesses spread over two instances are
+//! throttled as one count.
 //!
 //! `cargo test -p nexus-server --test it -- multi_instance::` (PostgreSQL at 127.0.0.1:5432, database
 //! `test`; see `nexus_test_support::pg::base_url`).
@@ -723,6 +724,54 @@ async fn a_session_ended_on_one_instance_closes_its_sockets_on_every_instance() 
     // every instance.
     support::passwd(&schema.url, "ana@demo.test", "another long password").await;
     ends_with_unauthorized(&mut second_on_two, "the password change").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guesses_spread_over_two_instances_are_throttled_as_one_count() {
+    let schema = TestSchema::create().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let widget = dir.path().join("widget");
+    let one = Instance::start(&schema.url, &widget).await;
+    let two = Instance::start(&schema.url, &widget).await;
+    support::add_user(&schema.url, "ana@demo.test", "agent").await;
+
+    // Twenty wrong passwords at once, alternating between the instances.
+    let guesses = (0..20).map(|i| {
+        let port = if i % 2 == 0 { one.port } else { two.port };
+        async move {
+            let body = serde_json::json!({
+                "site_key": "demo",
+                "email": "ana@demo.test",
+                "password": format!("wrong guess {i:04}"),
+            });
+            support::http(port, "POST", "/api/v1/auth/login", Some(&body)).await
+        }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers
+        .iter()
+        .filter(|(s, b)| *s == 401 && b.contains("invalid_credentials"))
+        .count();
+    let throttled = answers
+        .iter()
+        .filter(|(s, b)| *s == 429 && b.contains("login_throttled"))
+        .count();
+    assert_eq!(checked + throttled, 20, "{answers:?}");
+    let max = nexus_server::access::accounts::MAX_FAILURES as usize;
+    assert!(
+        checked <= max,
+        "two instances checked {checked} guesses, at most {max} may be"
+    );
+    // The right password is refused on both while the account is locked.
+    for port in [one.port, two.port] {
+        let body = serde_json::json!({
+            "site_key": "demo",
+            "email": "ana@demo.test",
+            "password": nexus_test_support::PASSWORD,
+        });
+        let (status, text) = support::http(port, "POST", "/api/v1/auth/login", Some(&body)).await;
+        assert_eq!(status, 429, "{text}");
+    }
 }
 
 #[test]

@@ -1565,6 +1565,64 @@ async fn lived_in_fill(store: Arc<dyn Store>) {
     assert_eq!(committed.messages.last().unwrap().seq, c.last_seq + 2);
 }
 
+/// Login attempts are counted in the database, each once even when they come at once (from
+/// every instance), in a window that starts again after it has passed.
+async fn login_attempts(store: Arc<dyn Store>) {
+    let window = 15 * 60 * 1000;
+    let now = now_ms();
+    for n in 1..=3 {
+        assert_eq!(
+            store
+                .count_login_attempt("acct", now, window)
+                .await
+                .unwrap(),
+            n
+        );
+    }
+    // Taken back once (a busy server checked nothing), then cleared (the right password).
+    store.forget_login_attempt("acct", false).await.unwrap();
+    assert_eq!(
+        store
+            .count_login_attempt("acct", now, window)
+            .await
+            .unwrap(),
+        3
+    );
+    store.forget_login_attempt("acct", true).await.unwrap();
+    assert_eq!(
+        store
+            .count_login_attempt("acct", now, window)
+            .await
+            .unwrap(),
+        1
+    );
+    // Once the window has passed, counting starts again.
+    assert_eq!(
+        store
+            .count_login_attempt("acct", now + window + 1, window)
+            .await
+            .unwrap(),
+        1
+    );
+    // Twenty at once: each is counted once.
+    let counted = futures_util::future::join_all((0..20).map(|_| {
+        let store = store.clone();
+        async move { store.count_login_attempt("burst", now, window).await }
+    }))
+    .await;
+    let mut counted: Vec<u32> = counted.into_iter().map(Result::unwrap).collect();
+    counted.sort_unstable();
+    assert_eq!(counted, (1..=20).collect::<Vec<u32>>());
+    // Other keys are their own.
+    assert_eq!(
+        store
+            .count_login_attempt("other", now, window)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
 store_suite!(
     sites_and_settings,
     knowledge_base,
@@ -1581,6 +1639,7 @@ store_suite!(
     period_facts,
     knowledge_sources,
     lived_in_fill,
+    login_attempts,
 );
 
 /// Two stores on one schema are two instances' pools: takeovers through both at once still
