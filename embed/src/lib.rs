@@ -288,9 +288,9 @@ thread_local! {
 }
 
 impl Bert {
-    /// Reads the weights from the bytes of a `model.safetensors` (F32 tensors named as in
-    /// Hugging Face's `BertModel`, without the `bert.` prefix) described by `c`, in the best
-    /// [`Precision`] this CPU runs.
+    /// Reads the weights from the bytes of a `model.safetensors` (F32 tensors, the word table
+    /// F32 or F16, named as in Hugging Face's `BertModel`, without the `bert.` prefix)
+    /// described by `c`, in the best [`Precision`] this CPU runs.
     pub fn load(bytes: &[u8], c: &BertConfig) -> anyhow::Result<Self> {
         Self::load_with(bytes, c, Precision::best())
     }
