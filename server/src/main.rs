@@ -43,10 +43,15 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct ModelArgs {
-    /// Directory of the embedding model (all-MiniLM-L6-v2). Default: the cache that
+    /// Directory of the embedding model. Default: the model `--model` names in the cache that
     /// `cargo xtask setup` fills.
     #[arg(long, env = "NEXUS_FLOW_MODEL_DIR")]
     model_dir: Option<PathBuf>,
+    /// The embedding model, by name: `all-MiniLM-L6-v2` (English) or `multilingual-e5-small`
+    /// (questions in about 100 languages against the same knowledge base). Default: the
+    /// engine's default model. `--model-dir` wins when both are given.
+    #[arg(long, env = "NEXUS_FLOW_MODEL")]
+    model: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,10 +95,24 @@ struct EvalArgs {
 
 impl ModelArgs {
     fn dir(&self) -> anyhow::Result<PathBuf> {
-        self.model_dir
-            .clone()
-            .or_else(nexus_engine::embed::default_model_dir)
+        if let Some(dir) = &self.model_dir {
+            return Ok(dir.clone());
+        }
+        if let Some(name) = &self.model {
+            return nexus_engine::embed::named_model_dir(name);
+        }
+        nexus_engine::embed::default_model_dir()
             .ok_or_else(|| anyhow::anyhow!("no model directory: pass --model-dir"))
+    }
+
+    /// The server's model directory: as [`ModelArgs::dir`], but an unknown `--model` name is
+    /// an error and no directory at all is left to the engine (which then serves lexically).
+    fn server_dir(&self) -> anyhow::Result<Option<PathBuf>> {
+        match (&self.model_dir, &self.model) {
+            (Some(dir), _) => Ok(Some(dir.clone())),
+            (None, Some(name)) => nexus_engine::embed::named_model_dir(name).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 }
 
@@ -544,7 +563,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         addr: args.addr,
         database_url,
         widget_dir: args.widget_dir,
-        model_dir: args.model.model_dir,
+        model_dir: args.model.server_dir()?,
         egress: nexus_server::egress::Egress::new(args.egress_allow.clone()),
     };
     if !args.egress_allow.is_empty() {
