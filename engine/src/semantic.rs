@@ -151,6 +151,100 @@ pub fn chunks(text: &str) -> Vec<String> {
 pub struct SiteModel {
     pub entries: Vec<KbEntry>,
     pub classifier: Classifier,
+    /// When the knowledge base mixes Q&A entries with articles: a classifier of the articles'
+    /// passages alone, and the entry index of each of its classes (see [`Ranking::passage`]).
+    pub passages: Option<(Classifier, Vec<u32>)>,
+}
+
+/// A passage answers instead of a Q&A entry only when its own texts hold at least this share
+/// of the question's content words (IDF-weighted), besides its calibrated confidence.
+pub const PASSAGE_COVERAGE: f32 = 0.5;
+
+impl SiteModel {
+    /// A model from embedded texts: `owned[i]` (text, label, probe) is embedded by
+    /// `vectors[i]`.
+    pub fn from_vectors(
+        entries: Vec<KbEntry>,
+        owned: &[(String, Label, bool)],
+        vectors: Vec<Vec<f32>>,
+    ) -> Self {
+        let texts: Vec<&str> = owned.iter().map(|(t, ..)| t.as_str()).collect();
+        let labels: Vec<Label> = owned.iter().map(|(_, l, _)| *l).collect();
+        let probes: Vec<bool> = owned.iter().map(|(.., p)| *p).collect();
+        let article = |l: &Label| match l {
+            Label::Class(c) => entries[*c as usize].examples.is_empty(),
+            Label::OutOfScope => false,
+        };
+        let mixed = entries.iter().any(|e| e.examples.is_empty())
+            && entries.iter().any(|e| !e.examples.is_empty());
+        let passages = mixed.then(|| {
+            let mut map: Vec<u32> = Vec::new();
+            let mut sub_labels = Vec::new();
+            let mut sub_texts = Vec::new();
+            let mut sub_vectors = Vec::new();
+            for (i, l) in labels.iter().enumerate() {
+                let label = match l {
+                    Label::Class(c) if article(l) => {
+                        let k = match map.iter().position(|m| m == c) {
+                            Some(k) => k,
+                            None => {
+                                map.push(*c);
+                                map.len() - 1
+                            }
+                        };
+                        Label::Class(k as u32)
+                    }
+                    Label::OutOfScope => Label::OutOfScope,
+                    Label::Class(_) => continue,
+                };
+                sub_labels.push(label);
+                sub_texts.push(texts[i]);
+                sub_vectors.extend_from_slice(&vectors[i]);
+            }
+            let probes = vec![true; sub_labels.len()];
+            (
+                Classifier::with_texts(DIM, sub_vectors, sub_labels, probes, &sub_texts),
+                map,
+            )
+        });
+        let flat: Vec<f32> = vectors.into_iter().flatten().collect();
+        let classifier = Classifier::with_texts(DIM, flat, labels, probes, &texts);
+        Self {
+            entries,
+            classifier,
+            passages,
+        }
+    }
+
+    /// A model of hand-made vectors (for tests and benches): no article classifier.
+    pub fn new(entries: Vec<KbEntry>, classifier: Classifier) -> Self {
+        Self {
+            entries,
+            classifier,
+            passages: None,
+        }
+    }
+
+    /// Ranks the entries for the embedding `q` of the question `text`; with articles beside
+    /// Q&A entries, the articles' own ranking too ([`Ranking::passage`], classes as entry
+    /// indices).
+    pub fn rank(&self, q: &[f32], text: &str) -> Ranking {
+        let mut ranking = self.classifier.rank_text(q, text);
+        if let Some((classifier, map)) = &self.passages {
+            let mut p = classifier.rank_text(q, text);
+            let to_entry = |c: u32| map.get(c as usize).copied().unwrap_or(u32::MAX);
+            for c in &mut p.classes {
+                c.0 = to_entry(c.0);
+            }
+            for c in &mut p.candidates {
+                c.class = to_entry(c.class);
+            }
+            p.classes.retain(|c| c.0 != u32::MAX);
+            p.candidates.retain(|c| c.class != u32::MAX);
+            ranking.passage = Some(Box::new(p));
+        }
+        ranking
+    }
 }
 
 struct Slot {
@@ -240,23 +334,19 @@ impl SemanticEngine {
         for (i, e) in entries.iter().enumerate() {
             let questions = e.examples.len() + 1;
             for (n, text) in entry_texts(e).into_iter().enumerate() {
-                // Example questions and the title probe the calibration; passage text does not.
-                owned.push((text, Label::Class(i as u32), n < questions));
+                // Example questions and the title probe the calibration; so does a passage's
+                // text when the entry has no example question at all (an article: its pieces
+                // are the only probes it has).
+                let probe = n < questions || e.examples.is_empty();
+                owned.push((text, Label::Class(i as u32), probe));
             }
         }
         for ex in oos_examples {
             owned.push((ex.clone(), Label::OutOfScope, true));
         }
         let texts: Vec<&str> = owned.iter().map(|(t, ..)| t.as_str()).collect();
-        let labels: Vec<Label> = owned.iter().map(|(_, l, _)| *l).collect();
-        let probes: Vec<bool> = owned.iter().map(|(.., p)| *p).collect();
         let vectors = embedder.embed(&texts)?;
-        let flat: Vec<f32> = vectors.into_iter().flatten().collect();
-        let classifier = Classifier::with_probes(DIM, flat, labels, probes);
-        Ok(SiteModel {
-            entries,
-            classifier,
-        })
+        Ok(SiteModel::from_vectors(entries, &owned, vectors))
     }
 
     /// Loads a site synchronously (for tools and tests); `decide` sees it at once.
@@ -333,12 +423,13 @@ impl SemanticEngine {
                 confidence: None,
             };
         }
-        let Some(&(best, best_score)) = ranking.classes.first() else {
+        let Some(&(best, _)) = ranking.classes.first() else {
             return Decision::Escalate {
                 reason: HandoffReason::OutOfScope,
                 confidence: Some(0.0),
             };
         };
+        let best_similarity = ranking.best_similarity().unwrap_or(0.0);
         let confidence = ranking.confidence;
         let entry = &model.entries[best as usize];
         if let Some(reason) = &entry.escalate
@@ -349,7 +440,27 @@ impl SemanticEngine {
                 confidence: Some(confidence),
             };
         }
-        if ranking.oos.is_some_and(|o| o >= best_score) {
+        // Articles first: a passage of the owner's articles that answers the question (its
+        // own calibrated confidence, and its text holds most of the question's words) is
+        // the answer, with its link, even when a Q&A entry is about the same topic.
+        if let Some(p) = &ranking.passage
+            && let Some(&(article, _)) = p.classes.first()
+            && let Some(e) = model.entries.get(article as usize)
+            && p.confidence >= t.answer
+            && p.best_coverage() >= PASSAGE_COVERAGE
+            && p.oos.is_none_or(|o| o < p.best_similarity().unwrap_or(0.0))
+        {
+            return Decision::Answer {
+                body: e.answer.clone(),
+                source: Source {
+                    entry_id: e.id.clone(),
+                    title: e.title.clone(),
+                    url: e.url.clone(),
+                },
+                confidence: p.confidence,
+            };
+        }
+        if ranking.oos.is_some_and(|o| o >= best_similarity) {
             return Decision::Escalate {
                 reason: HandoffReason::OutOfScope,
                 confidence: Some(confidence),
@@ -482,7 +593,7 @@ impl AnswerEngine for SemanticEngine {
     ) -> Result<Decision, EngineError> {
         let model = self.model(query.site_id).await?;
         let q = self.embed_query(query.text).await?;
-        let ranking = model.classifier.rank(&q);
+        let ranking = model.rank(&q, query.text);
         let t = thresholds.unwrap_or_else(|| self.thresholds_for(&model));
         Ok(Self::decide_ranked(&model, &ranking, &t, query.text))
     }
@@ -499,7 +610,7 @@ impl AnswerEngine for SemanticEngine {
         let Ok(q) = self.embedder.embed_transient(&text) else {
             return Vec::new();
         };
-        let ranking = model.classifier.rank(&q);
+        let ranking = model.rank(&q, &text);
         ranking
             .classes
             .iter()
@@ -675,18 +786,17 @@ mod tests {
             vectors.extend(v);
             labels.push(Label::Class(i));
         }
-        SiteModel {
-            entries,
-            classifier: Classifier::new(dim, vectors, labels),
-        }
+        SiteModel::new(entries, Classifier::new(dim, vectors, labels))
     }
 
     fn ranking(classes: &[(u32, f32)], oos: Option<f32>, confidence: f32, cover: f32) -> Ranking {
         Ranking {
             classes: classes.to_vec(),
+            candidates: Vec::new(),
             oos,
             confidence,
             cover,
+            passage: None,
         }
     }
 
