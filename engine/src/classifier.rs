@@ -29,8 +29,11 @@
 //! Out-of-scope examples are always negatives, weighted so they make up [`OOS_SHARE`] of the
 //! fit. Each in-scope probe is also ranked once more with its whole class left out, as a
 //! question about a topic the knowledge base lacks: those rankings are negatives too
-//! ([`UNKNOWN_SHARE`] of the fit), so that "near a neighbouring entry" is not mistaken for
-//! "answered by it".
+//! ([`UNKNOWN_SHARE`] of the fit, off by default), so that "near a neighbouring entry" is not
+//! mistaken for "answered by it". Rankings whose best class is sparse (a passage or a plain FAQ
+//! entry: few texts) are fitted apart from the others when the knowledge base has enough of
+//! them (`MIN_KIND_POSITIVES`), so that many-example entries do not set what a passage's
+//! similarity means.
 
 use std::collections::HashMap;
 
@@ -1132,15 +1135,17 @@ impl Classifier {
             }
         }
         let all = points[2].fit();
-        for kind in 0..2 {
+        for (kind, own) in points[..2].iter().enumerate() {
             // A kind with too few right answers among its points takes the fit of all points.
-            let own = (points[kind].ys.iter().filter(|&&y| y).count() >= MIN_KIND_POSITIVES)
-                .then(|| points[kind].fit())
-                .unwrap_or((None, None));
-            if let Some(f) = own.0.or(all.0) {
+            let fitted = if own.ys.iter().filter(|&&y| y).count() >= MIN_KIND_POSITIVES {
+                own.fit()
+            } else {
+                (None, None)
+            };
+            if let Some(f) = fitted.0.or(all.0) {
                 self.confidence[kind] = f;
             }
-            if let Some(f) = own.1.or(all.1) {
+            if let Some(f) = fitted.1.or(all.1) {
                 self.cover[kind] = f;
             }
         }
