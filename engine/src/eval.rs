@@ -414,11 +414,12 @@ impl Progress {
     }
 }
 
-/// Runs the evaluation with an embedder already loaded.
-pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Result<Report> {
-    let started = Instant::now();
+/// The queries, the labelled knowledge base and the articles of a run, with `--leave-out`
+/// applied (the left-out intents' queries become out of scope).
+type Prepared = (Vec<Labelled>, Vec<Labelled>, Vec<Doc>);
+
+fn prepare(args: &EvalArgs, rng: &mut rand::rngs::StdRng) -> anyhow::Result<Prepared> {
     let mut queries = read_jsonl(&args.queries)?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     let (kb_items, docs) = if args.docs {
         anyhow::ensure!(
             !args.stream,
@@ -433,32 +434,39 @@ pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Resul
         "{} is empty",
         args.kb.display()
     );
-    let (kb_items, docs) = if args.leave_out > 0 {
-        let ids: Vec<&str> = if args.docs {
-            docs.iter().map(|d| d.id.as_str()).collect()
-        } else {
-            kb_items
-                .iter()
-                .filter_map(|i| i.intent.as_deref())
-                .collect()
-        };
-        let out = draw_left_out(&ids, args.leave_out, &mut rng);
-        let kept = |id: Option<&str>| id.is_none_or(|id| !out.iter().any(|o| o == id));
-        for q in &mut queries {
-            if !kept(q.intent.as_deref()) {
-                q.intent = None;
-            }
-        }
-        (
-            kb_items
-                .into_iter()
-                .filter(|i| kept(i.intent.as_deref()))
-                .collect(),
-            docs.into_iter().filter(|d| kept(Some(&d.id))).collect(),
-        )
+    if args.leave_out == 0 {
+        return Ok((queries, kb_items, docs));
+    }
+    let ids: Vec<&str> = if args.docs {
+        docs.iter().map(|d| d.id.as_str()).collect()
     } else {
-        (kb_items, docs)
+        kb_items
+            .iter()
+            .filter_map(|i| i.intent.as_deref())
+            .collect()
     };
+    let out = draw_left_out(&ids, args.leave_out, rng);
+    let kept = |id: Option<&str>| id.is_none_or(|id| !out.iter().any(|o| o == id));
+    for q in &mut queries {
+        if !kept(q.intent.as_deref()) {
+            q.intent = None;
+        }
+    }
+    Ok((
+        queries,
+        kb_items
+            .into_iter()
+            .filter(|i| kept(i.intent.as_deref()))
+            .collect(),
+        docs.into_iter().filter(|d| kept(Some(&d.id))).collect(),
+    ))
+}
+
+/// Runs the evaluation with an embedder already loaded.
+pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let (mut queries, kb_items, docs) = prepare(args, &mut rng)?;
     let doc_kb = doc_entries(&docs);
     let mut kb = if args.stream {
         queries.shuffle(&mut rng);
@@ -541,7 +549,7 @@ pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Resul
         let v = embedder.embed_transient(&q.text)?;
         embed_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
         let t1 = Instant::now();
-        let r = model.classifier.rank(&v);
+        let r = model.rank(&v, &q.text);
         std::hint::black_box(SemanticEngine::decide_ranked(&model, &r, &t, &q.text));
         rank_ms.push(t1.elapsed().as_secs_f64() * 1000.0);
     }
@@ -566,19 +574,21 @@ pub async fn run_with(embedder: Arc<Embedder>, args: &EvalArgs) -> anyhow::Resul
 /// Prints (instead of the run), for a grid of answer thresholds and clarify margins (of probability), the outcome of the queries
 /// against the whole knowledge base (not with `--stream`): for choosing a site's thresholds.
 pub fn sweep(embedder: &Embedder, args: &EvalArgs) -> anyhow::Result<()> {
-    let queries = read_jsonl(&args.queries)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let (queries, kb_items, docs) = prepare(args, &mut rng)?;
     let (entries, oos) = if args.docs {
-        (
-            doc_entries(&read_docs(&args.kb)?),
-            crate::semantic::builtin_out_of_scope(),
-        )
+        (doc_entries(&docs), crate::semantic::builtin_out_of_scope())
     } else {
-        knowledge_base(&read_jsonl(&args.kb)?)
+        knowledge_base(&kb_items)
     };
     let model = SemanticEngine::build(embedder, entries, &oos)?;
     let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
     let vectors = embedder.embed(&texts)?;
-    let rankings: Vec<_> = vectors.iter().map(|v| model.classifier.rank(v)).collect();
+    let rankings: Vec<_> = vectors
+        .iter()
+        .zip(&queries)
+        .map(|(v, q)| model.rank(v, &q.text))
+        .collect();
     let base = args
         .thresholds
         .unwrap_or(crate::semantic::DEFAULT_THRESHOLDS);
@@ -600,8 +610,10 @@ pub fn sweep(embedder: &Embedder, args: &EvalArgs) -> anyhow::Result<()> {
         ratio(top3, in_scope)
     );
     println!("answer  margin  automation  direct  wrong_rate  oos_recall  clarify_rate");
-    for answer in [0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99] {
-        for margin in [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3] {
+    for answer in [
+        0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97,
+    ] {
+        for margin in [0.0, 0.02, 0.05, 0.1, 0.2] {
             let t = Thresholds {
                 answer,
                 clarify_margin: margin,

@@ -500,6 +500,16 @@ impl Analysed {
     }
 }
 
+/// The content words of `text` as this engine reads them (lower-cased, accent-folded, stop
+/// words dropped, synonyms joined, stemmed), each once: the semantic engine's lexical evidence
+/// (how much of a question a candidate's texts cover, see `classifier`).
+pub fn content_terms(text: &str) -> Vec<String> {
+    let mut stems = Analysed::new(text).stems;
+    stems.sort_unstable();
+    stems.dedup();
+    stems
+}
+
 /// Words and phrases of customer-support questions, each with the word the knowledge base is
 /// likely to use for the same thing (after [`normalise_text`]). Applied to examples and
 /// questions alike, so it only joins different words for one thing.

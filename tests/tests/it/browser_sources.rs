@@ -49,7 +49,6 @@ async fn ask_in_widget(
 }
 
 /// The demo shop answers from its own page's help text, linked to the section.
-#[ignore = "answering from article passages waits for engine v2's answerability gate (issue 17): today's engine clarifies or hands these over"]
 #[tokio::test]
 async fn the_demo_shop_answers_shipping_from_its_page_with_the_link() {
     assert_widget_built();

@@ -463,9 +463,37 @@ async fn ask(server: &TestServer, question: &str) -> Result<String, Conversation
     visitor.recv_answer().await
 }
 
-/// Answering from passages needs the engine that retrieves by passage text (issue 17's
-/// engine half); this test checks it through the real server once that engine is in.
-#[ignore = "answering from article passages waits for engine v2's answerability gate (issue 17): today's engine clarifies or hands these over"]
+/// The demo shop answers from its own page (shipping, returns, the grinder's warranty) rather
+/// than with "do you mean …?", and still hands a request for a person and a topic the shop
+/// lacks to a person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shop_answers_from_its_page_and_hands_over_what_it_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("nexus.db")).await;
+    for (question, fact) in [
+        ("how long does shipping take?", "2–3"),
+        ("what is your return policy", "free within 30 days"),
+        ("is there a warranty on the grinder", "two-year warranty"),
+    ] {
+        let answer = ask(&server, question).await;
+        assert!(
+            answer.as_deref().is_ok_and(|a| a.contains(fact)),
+            "{question}: {answer:?}"
+        );
+    }
+    for question in ["I want to talk to a person", "Do you rent out bicycles?"] {
+        assert_eq!(
+            ask(&server, question).await,
+            Err(ConversationState::Waiting),
+            "{question}"
+        );
+    }
+    server.stop().await;
+}
+
+/// An imported page's passage answers a visitor's question (the engine finds passages by
+/// their text), a topic the page lacks goes to a person, and a re-import changes the answer.
+#[ignore = "engine v2 (issue 17) asks \"do you mean …?\" with the roasting passage among the choices instead of answering it directly: in the demo's mixed KB a passage on a topic no Q&A entry has stays below the answer threshold (README, \"Answer engine quality\")"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_is_answered_from_an_imported_article_and_a_reimport_updates_the_answer() {
     let (local, addr) = LocalSite::start().await;
