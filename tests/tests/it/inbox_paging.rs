@@ -165,11 +165,13 @@ async fn waiting_visitor(server: &TestServer, n: usize) -> (WsClient, Uuid) {
     (visitor, conversation)
 }
 
+/// Takes the conversation over (what arrives meanwhile goes to the agent's views).
 async fn take_over(agent: &mut Agent, conversation_id: Uuid) {
     agent
         .ws
         .send(&ClientFrame::TakeOver { conversation_id })
         .await;
+    let views = &mut agent.views;
     agent
         .ws
         .until("the take-over", |f| match f {
@@ -179,7 +181,10 @@ async fn take_over(agent: &mut Agent, conversation_id: Uuid) {
                 ..
             } if *c == conversation_id => Some(()),
             ServerFrame::Error(e) => panic!("take over refused: {e:?}"),
-            _ => None,
+            other => {
+                views.apply(other);
+                None
+            }
         })
         .await;
 }
@@ -356,7 +361,13 @@ async fn a_view_gets_nothing_about_conversations_outside_it() {
     ana.ws
         .send(&frames::send(Some(c), "a-1", "You're welcome"))
         .await;
-    ana.ws.recv_ack().await;
+    let views = &mut ana.views;
+    ana.ws
+        .until("the ack of a-1", |f| {
+            views.apply(f);
+            matches!(f, ServerFrame::Ack { .. }).then_some(())
+        })
+        .await;
     ana.ws
         .send(&ClientFrame::Resolve {
             conversation_id: c,
