@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub const IDLE_AFTER_MS: Millis = 5 * 60_000;
 
 /// The inbox tabs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tab {
     /// Escalated, oldest first.
     Waiting,
