@@ -323,9 +323,7 @@ impl Desk {
             }
             ServerFrame::InboxPage(page) => {
                 self.counts = Some(page.counts);
-                let Some(tab) = Tab::of(page.filter) else {
-                    return None;
-                };
+                let tab = Tab::of(page.filter)?;
                 let view = self.views.entry(tab).or_default();
                 if page.after.is_none() {
                     view.ids.clear();
@@ -341,9 +339,7 @@ impl Desk {
                 }
             }
             ServerFrame::InboxLine { filter, line } => {
-                let Some(tab) = Tab::of(filter) else {
-                    return None;
-                };
+                let tab = Tab::of(filter)?;
                 let announce = self.is_news(&line, now).then(|| line.clone());
                 let view = self.views.entry(tab).or_default();
                 if !view.ids.contains(&line.id) {
