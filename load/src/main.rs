@@ -1,9 +1,11 @@
 //! `nexus-load`: opens N visitor WebSockets and M agent WebSockets against a Nexus Flow server
 //! on 127.0.0.1, drives a chosen message rate for a chosen time, and prints what it measured:
 //! connections held, connect errors, messages/s sent and delivered, p50/p95/p99/max latency of
-//! visitor→AI answer, visitor→agent and agent→visitor delivery, the server's RSS (from
-//! `/proc/<pid>/status`) before, with the connections idle, and after, and the server bytes per
-//! idle connection.
+//! visitor→AI answer, visitor→agent and agent→visitor delivery, the inbox frames agents got, the
+//! server's RSS (from `/proc/<pid>/status`) before, with the connections idle, and after, and
+//! the server bytes per idle connection. Agents ask for their waiting and mine inbox views
+//! (`--inbox-page`; 0 for the legacy whole inbox), as one account each with `{n}` in
+//! `--agent-email`.
 //!
 //! It raises `RLIMIT_NOFILE` to the hard limit, binds its sockets to several 127.0.0.x source
 //! addresses (each has its own ephemeral ports), refuses any target but 127.0.0.1, and stops by
