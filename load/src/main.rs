@@ -1,9 +1,11 @@
 //! `nexus-load`: opens N visitor WebSockets and M agent WebSockets against a Nexus Flow server
 //! on 127.0.0.1, drives a chosen message rate for a chosen time, and prints what it measured:
 //! connections held, connect errors, messages/s sent and delivered, p50/p95/p99/max latency of
-//! visitor→AI answer, visitor→agent and agent→visitor delivery, the server's RSS (from
-//! `/proc/<pid>/status`) before, with the connections idle, and after, and the server bytes per
-//! idle connection.
+//! visitor→AI answer, visitor→agent and agent→visitor delivery, the inbox frames agents got, the
+//! server's RSS (from `/proc/<pid>/status`) before, with the connections idle, and after, and
+//! the server bytes per idle connection. Agents ask for their waiting and mine inbox views
+//! (`--inbox-page`; 0 for the legacy whole inbox), as one account each with `{n}` in
+//! `--agent-email`.
 //!
 //! It raises `RLIMIT_NOFILE` to the hard limit, binds its sockets to several 127.0.0.x source
 //! addresses (each has its own ephemeral ports), refuses any target but 127.0.0.1, and stops by
@@ -18,7 +20,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use nexus_shared::{
-    Auth, Author, ClientFrame, ConversationState, Hello, PROTOCOL_VERSION, ServerFrame,
+    Auth, Author, ClientFrame, ConversationState, ConversationSummary, Hello, InboxFilter,
+    PROTOCOL_VERSION, ServerFrame,
 };
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -55,6 +58,8 @@ struct Args {
     /// Agent WebSockets to open (each logs in with --agent-email/--agent-password).
     #[arg(long, default_value_t = 0)]
     agents: usize,
+    /// The agents' account; `{n}` in it is replaced by the agent's number (0, 1, …), so each
+    /// agent is a person of their own (`load{n}@demo.test`).
     #[arg(long)]
     agent_email: Option<String>,
     #[arg(long, env = "NEXUS_LOAD_AGENT_PASSWORD")]
@@ -79,6 +84,11 @@ struct Args {
     /// Agent frames per second per connection (the server allows 10).
     #[arg(long, default_value_t = 8.0)]
     agent_rate: f64,
+    /// Lines per inbox page an agent asks for (its waiting and its own conversations, as the
+    /// agent app does); 0: never ask, and get the legacy inbox (every open conversation's
+    /// line, as older clients do).
+    #[arg(long, default_value_t = 50)]
+    inbox_page: u32,
 }
 
 /// Counters shared by every connection.
@@ -98,6 +108,8 @@ struct Counters {
     takeovers: AtomicU64,
     errors: AtomicU64,
     rate_limited: AtomicU64,
+    /// Inbox frames agents received during the traffic (lines, leaves, counts, pages).
+    inbox_frames: AtomicU64,
 }
 
 /// Phases of a run, broadcast to every connection.
@@ -426,10 +438,13 @@ async fn visitor(run: Arc<Run>, index: usize, mut phase: watch::Receiver<Phase>)
     latencies
 }
 
-async fn login(args: &Args) -> anyhow::Result<String> {
+/// Logs agent `n` in: `--agent-email` with `{n}` replaced by `n` (one account per agent), or
+/// the same account for every agent when it has no `{n}`.
+async fn login(args: &Args, n: usize) -> anyhow::Result<String> {
     let (Some(email), Some(password)) = (&args.agent_email, &args.agent_password) else {
         bail!("--agents needs --agent-email and --agent-password (or NEXUS_LOAD_AGENT_PASSWORD)");
     };
+    let email = email.replace("{n}", &n.to_string());
     let response = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/api/v1/auth/login", args.port))
         .json(&serde_json::json!({"site_key": args.site, "email": email, "password": password}))
@@ -444,7 +459,7 @@ async fn login(args: &Args) -> anyhow::Result<String> {
 
 /// `--mode analytics`: the period's analytics, asked for one request at a time.
 async fn analytics(args: &Args) -> anyhow::Result<()> {
-    let token = login(args).await?;
+    let token = login(args, 0).await?;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{}/api/v1/analytics", args.port);
     let mut times = Vec::new();
@@ -505,6 +520,27 @@ async fn agent(
     let agents = args.agents.max(1);
     let mut taken = std::collections::HashSet::new();
     let mut outbox: std::collections::VecDeque<ClientFrame> = Default::default();
+    if args.inbox_page > 0 {
+        for filter in [InboxFilter::Waiting, InboxFilter::Mine] {
+            let ask = ClientFrame::Inbox {
+                filter,
+                limit: Some(args.inbox_page),
+                after: None,
+            };
+            if !send(&mut ws, &ask).await {
+                return latencies;
+            }
+        }
+    }
+    // Takes over a waiting conversation that is this agent's share.
+    let mut consider = |s: &ConversationSummary, outbox: &mut std::collections::VecDeque<_>| {
+        let mine = (s.id.as_u128() % agents as u128) as usize == index;
+        if mine && s.state == ConversationState::Waiting && taken.insert(s.id) {
+            outbox.push_front(ClientFrame::TakeOver {
+                conversation_id: s.id,
+            });
+        }
+    };
     let spacing = Duration::from_secs_f64(1.0 / args.agent_rate.max(0.1));
     let mut tick = tokio::time::interval(spacing);
     let mut n = 0usize;
@@ -512,11 +548,27 @@ async fn agent(
         tokio::select! {
             incoming = ws.next() => {
                 let Some(Ok(message)) = incoming else { break };
-                match decode(message) {
-                    Some(ServerFrame::Conversation(s)) => {
-                        let mine = (s.id.as_u128() % agents as u128) as usize == index;
-                        if mine && s.state == ConversationState::Waiting && taken.insert(s.id) {
-                            outbox.push_front(ClientFrame::TakeOver { conversation_id: s.id });
+                let frame = decode(message);
+                if matches!(
+                    frame,
+                    Some(
+                        ServerFrame::Conversation(_)
+                            | ServerFrame::InboxLine { .. }
+                            | ServerFrame::InboxLeave { .. }
+                            | ServerFrame::InboxCounts(_)
+                            | ServerFrame::InboxPage(_)
+                    )
+                ) && *phase.borrow() == Phase::Drive
+                {
+                    c.inbox_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                match frame {
+                    Some(ServerFrame::Conversation(s) | ServerFrame::InboxLine { line: s, .. }) => {
+                        consider(&s, &mut outbox);
+                    }
+                    Some(ServerFrame::InboxPage(page)) => {
+                        for s in &page.lines {
+                            consider(s, &mut outbox);
                         }
                     }
                     Some(ServerFrame::Message(m)) if m.author == Author::Visitor => {
@@ -600,8 +652,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let tokens = if args.agents > 0 {
         let mut tokens = Vec::new();
-        for _ in 0..args.agents {
-            tokens.push(login(&args).await?);
+        for n in 0..args.agents {
+            tokens.push(login(&args, n).await?);
         }
         tokens
     } else {
@@ -668,6 +720,7 @@ async fn main() -> anyhow::Result<()> {
         c.delivered.load(Ordering::Relaxed),
         c.agent_sent.load(Ordering::Relaxed),
     );
+    let inbox0 = c.inbox_frames.load(Ordering::Relaxed);
     let driving = Instant::now();
     let cpu0 = cpu_pair(args.server_pid);
     let _ = phase_tx.send(Phase::Drive);
@@ -677,6 +730,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = phase_tx.send(Phase::Drain);
     let sent = c.sent.load(Ordering::Relaxed) - sent0;
     let agent_sent = c.agent_sent.load(Ordering::Relaxed) - agent0;
+    let inbox_frames = c.inbox_frames.load(Ordering::Relaxed) - inbox0;
     // Let what is in flight arrive, then stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let delivered = c.delivered.load(Ordering::Relaxed) - delivered0;
@@ -710,6 +764,17 @@ async fn main() -> anyhow::Result<()> {
         c.errors.load(Ordering::Relaxed),
         c.rate_limited.load(Ordering::Relaxed),
     );
+    if args.agents > 0 {
+        println!(
+            "inbox: {inbox_frames} inbox frames to agents during the traffic ({:.0}/s, {})",
+            inbox_frames as f64 / drive_secs,
+            if args.inbox_page > 0 {
+                format!("views of {} lines: waiting, mine", args.inbox_page)
+            } else {
+                "legacy inbox".to_owned()
+            }
+        );
+    }
     let share = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => format!("{:.0}%", (b - a) / drive_secs * 100.0),
         _ => "not measured".to_owned(),

@@ -192,6 +192,47 @@ pub struct ConversationSummary {
     pub visitor: VisitorInfo,
 }
 
+string_enum! {
+    /// Which of a site's open conversations an agent's inbox view shows (`inbox` frames), and
+    /// in which order.
+    pub enum InboxFilter {
+        /// Every open conversation (`ai`, `waiting`, `human`), most recently active first.
+        Open => "open",
+        /// Waiting for a person, longest waiting first.
+        Waiting => "waiting",
+        /// The AI is answering, most recently active first.
+        Live => "live",
+        /// Taken over by this agent, most recently active first.
+        Mine => "mine",
+    }
+}
+
+/// Lines of an inbox page when `inbox` gives no `limit`.
+pub const INBOX_PAGE: u32 = 50;
+
+/// How many open conversations each inbox filter holds (`mine`: the agent's own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxCounts {
+    pub open: u32,
+    pub waiting: u32,
+    pub live: u32,
+    pub mine: u32,
+}
+
+/// A page of an agent's inbox view: the answer to `inbox`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxPage {
+    pub filter: InboxFilter,
+    /// The `after` of the request: absent for a first page (it replaces the view's lines),
+    /// else the page follows the line with this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Uuid>,
+    pub lines: Vec<ConversationSummary>,
+    /// More lines follow this page in the filter.
+    pub has_more: bool,
+    pub counts: InboxCounts,
+}
+
 /// What the agent knows about a visitor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VisitorInfo {
@@ -376,6 +417,17 @@ tagged_enum! {
         SetPresence {
             status: Presence,
         } => "set_presence",
+        /// Show this filter of the inbox: its first `limit` lines (default [`INBOX_PAGE`], at
+        /// most 200), or with `after` the `limit` lines after that line (load more; the view
+        /// grows). Answered by `inbox_page`; from then on the view's changes arrive as
+        /// `inbox_line`, `inbox_leave` and `inbox_counts`.
+        Inbox {
+            filter: InboxFilter,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            limit: Option<u32>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            after: Option<Uuid>,
+        } => "inbox",
         Ping => "ping",
     }
 }
@@ -445,6 +497,23 @@ tagged_enum! {
         } => "draft_reviewed",
         /// Agents only: an internal note.
         Note(Note) => "note",
+        /// Agents only: a page of an inbox view (the answer to `inbox`).
+        InboxPage(InboxPage) => "inbox_page",
+        /// Agents only: this line is now in the view of `filter` (it appeared there, or
+        /// changed while shown); its place follows from the filter's order.
+        InboxLine {
+            filter: InboxFilter,
+            line: ConversationSummary,
+        } => "inbox_line",
+        /// Agents only: the conversation is no longer in the view of `filter` (it changed,
+        /// or newer lines pushed it past the view's end); `state` is its state now.
+        InboxLeave {
+            filter: InboxFilter,
+            conversation_id: Uuid,
+            state: ConversationState,
+        } => "inbox_leave",
+        /// Agents only: the counts of every filter changed.
+        InboxCounts(InboxCounts) => "inbox_counts",
         /// The AI's reply as produced so far (LLM backend): replaced by the final `message`;
         /// a `typing` false from the AI without a message clears it.
         Streaming(Streaming) => "streaming",

@@ -69,7 +69,14 @@ fn visitor_gets(frame: &ServerFrame) -> bool {
         | T::Offline
         | T::Error
         | T::Pong => true,
-        T::Conversation | T::Draft | T::DraftReviewed | T::Note => false,
+        T::Conversation
+        | T::Draft
+        | T::DraftReviewed
+        | T::Note
+        | T::InboxPage
+        | T::InboxLine
+        | T::InboxLeave
+        | T::InboxCounts => false,
     }
 }
 
@@ -103,7 +110,8 @@ fn visitor_sends(frame: &ClientFrame) -> bool {
         | T::Resolve
         | T::Note
         | T::ReviewDraft
-        | T::SetPresence => false,
+        | T::SetPresence
+        | T::Inbox => false,
     }
 }
 
@@ -462,6 +470,99 @@ fn feedback_csat_typing_presence_note() {
     );
 }
 
+fn inbox_line() -> ConversationSummary {
+    ConversationSummary {
+        id: CONV,
+        state: ConversationState::Waiting,
+        assignee: None,
+        handoff_reason: Some(HandoffReason::VisitorAsked),
+        last_seq: 4,
+        preview: "a person please".into(),
+        created_at: 1,
+        updated_at: 2,
+        waiting_since: Some(3),
+        visitor: VisitorInfo::default(),
+    }
+}
+
+fn inbox_line_json() -> Value {
+    json!({"id": "00000000-0000-0000-0000-000000000011", "state": "waiting",
+        "handoff_reason": {"reason": "visitor_asked"}, "last_seq": 4,
+        "preview": "a person please", "created_at": 1, "updated_at": 2, "waiting_since": 3,
+        "visitor": {}})
+}
+
+#[test]
+fn inbox_views_pages_and_deltas() {
+    pin_client(
+        &ClientFrame::Inbox {
+            filter: InboxFilter::Waiting,
+            limit: None,
+            after: None,
+        },
+        json!({"type": "inbox", "data": {"filter": "waiting"}}),
+    );
+    pin_client(
+        &ClientFrame::Inbox {
+            filter: InboxFilter::Mine,
+            limit: Some(50),
+            after: Some(CONV),
+        },
+        json!({"type": "inbox", "data": {"filter": "mine", "limit": 50,
+            "after": "00000000-0000-0000-0000-000000000011"}}),
+    );
+    let counts = InboxCounts {
+        open: 7,
+        waiting: 3,
+        live: 2,
+        mine: 1,
+    };
+    let counts_json = json!({"open": 7, "waiting": 3, "live": 2, "mine": 1});
+    pin_server(
+        &ServerFrame::InboxPage(InboxPage {
+            filter: InboxFilter::Waiting,
+            after: None,
+            lines: vec![inbox_line()],
+            has_more: true,
+            counts,
+        }),
+        json!({"type": "inbox_page", "data": {"filter": "waiting",
+            "lines": [inbox_line_json()], "has_more": true, "counts": counts_json}}),
+    );
+    pin_server(
+        &ServerFrame::InboxPage(InboxPage {
+            filter: InboxFilter::Live,
+            after: Some(CONV),
+            lines: vec![],
+            has_more: false,
+            counts,
+        }),
+        json!({"type": "inbox_page", "data": {"filter": "live",
+            "after": "00000000-0000-0000-0000-000000000011", "lines": [], "has_more": false,
+            "counts": counts_json}}),
+    );
+    pin_server(
+        &ServerFrame::InboxLine {
+            filter: InboxFilter::Waiting,
+            line: inbox_line(),
+        },
+        json!({"type": "inbox_line", "data": {"filter": "waiting", "line": inbox_line_json()}}),
+    );
+    pin_server(
+        &ServerFrame::InboxLeave {
+            filter: InboxFilter::Open,
+            conversation_id: CONV,
+            state: ConversationState::Resolved,
+        },
+        json!({"type": "inbox_leave", "data": {"filter": "open",
+            "conversation_id": "00000000-0000-0000-0000-000000000011", "state": "resolved"}}),
+    );
+    pin_server(
+        &ServerFrame::InboxCounts(counts),
+        json!({"type": "inbox_counts", "data": counts_json}),
+    );
+}
+
 #[test]
 fn errors_have_stable_codes() {
     pin_server(
@@ -657,6 +758,7 @@ fn every_table_round_trips() {
     table_round_trips::<SessionTag>();
     table_round_trips::<ClientFrameTag>();
     table_round_trips::<ServerFrameTag>();
+    table_round_trips::<InboxFilter>();
 }
 
 #[test]
@@ -975,6 +1077,30 @@ fn light_reads_every_frame_an_agent_gets() {
         body: "in a hurry".into(),
         created_at: 5,
     }));
+    for &filter in InboxFilter::ALL {
+        light_round_trip(ServerFrame::InboxLine {
+            filter,
+            line: inbox_line(),
+        });
+        light_round_trip(ServerFrame::InboxLeave {
+            filter,
+            conversation_id: CONV,
+            state: ConversationState::Human,
+        });
+        light_round_trip(ServerFrame::InboxPage(InboxPage {
+            filter,
+            after: Some(CONV),
+            lines: vec![inbox_line(), inbox_line()],
+            has_more: false,
+            counts: InboxCounts::default(),
+        }));
+    }
+    light_round_trip(ServerFrame::InboxCounts(InboxCounts {
+        open: 1,
+        waiting: 2,
+        live: 3,
+        mine: 4,
+    }));
     // The visitor's frames still read.
     light_round_trip(ServerFrame::Pong);
 }
@@ -1159,6 +1285,18 @@ fn light_writes_every_frame_an_agent_sends() {
     }
     for &status in Presence::ALL {
         server_reads(ClientFrame::SetPresence { status });
+    }
+    for &filter in InboxFilter::ALL {
+        server_reads(ClientFrame::Inbox {
+            filter,
+            limit: Some(200),
+            after: Some(CONV),
+        });
+        server_reads(ClientFrame::Inbox {
+            filter,
+            limit: None,
+            after: None,
+        });
     }
     server_reads(ClientFrame::Send {
         conversation_id: Some(CONV),

@@ -109,7 +109,9 @@ struct Row {
     figure: String,
 }
 
-const AGENT_EMAIL: &str = "bench-agent@demo.test";
+/// One account per agent (`nexus-load` puts the agent's number in for `{n}`): an agent's
+/// `mine` view is their own conversations, as on a real team.
+const AGENT_EMAIL: &str = "bench-agent{n}@demo.test";
 const OWNER_EMAIL: &str = "bench-owner@demo.test";
 const PASSWORD: &str = "bench password 123";
 const PG_DATABASE: &str = "nexus_bench";
@@ -206,7 +208,11 @@ fn bench_backend(
             size as f64 / 1e6
         ),
     ));
-    for (email, role) in [(AGENT_EMAIL, "agent"), (OWNER_EMAIL, "owner")] {
+    let accounts = (0..o.agents)
+        .map(|n| (AGENT_EMAIL.replace("{n}", &n.to_string()), "agent"))
+        .chain([(OWNER_EMAIL.to_owned(), "owner")]);
+    for (email, role) in accounts {
+        let email = email.as_str();
         let mut add = Command::new(bin.join("nexus-flow"));
         add.args(["user", "add", "--database", &url, "--site", "demo"])
             .args(["--email", email, "--role", role])

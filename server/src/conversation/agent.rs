@@ -1,10 +1,11 @@
 //! What agents do to conversations: take over, reply, hand back, transfer, resolve and teach,
-//! leave internal notes. Transport-independent; every action is checked against the agent's
+//! leave internal notes. (The inbox they see is [`crate::live::inbox`], read from the store in
+//! one query, `Store::open_inbox`.) Transport-independent; every action is checked against the agent's
 //! site and committed through the state machine in the store.
 
 use nexus_shared::DraftDecision;
 use nexus_shared::{
-    Author, ConversationState, ErrorBody, ErrorCode, Note, ServerFrame, Teach, Transition, limits,
+    Author, ConversationState, ErrorBody, ErrorCode, Note, ServerFrame, Teach, Transition,
     validate_body,
 };
 use uuid::Uuid;
@@ -260,33 +261,4 @@ pub async fn review_draft(
         .await?;
     }
     Ok(Some(committed))
-}
-
-/// The inbox sent to an agent on connect: every open conversation of the site.
-pub async fn inbox(state: &AppState, user: &User) -> Result<Vec<ServerFrame>, ErrorBody> {
-    let conversations = state
-        .store
-        .open_conversations(user.site_id, limits::MAX_HISTORY_PAGE)
-        .await
-        .map_err(|e| store_error_body(&e))?;
-    let mut frames = Vec::with_capacity(conversations.len());
-    for c in conversations {
-        let preview = state
-            .store
-            .last_messages(c.id, 1)
-            .await
-            .ok()
-            .and_then(|m| m.into_iter().next())
-            .map(|m| m.body.chars().take(140).collect())
-            .unwrap_or_default();
-        frames.push(ServerFrame::Conversation(c.summary(
-            preview,
-            nexus_shared::VisitorInfo {
-                page_url: c.page_url.clone(),
-                locale: c.locale.clone(),
-                ..Default::default()
-            },
-        )));
-    }
-    Ok(frames)
 }

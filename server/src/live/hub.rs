@@ -1,9 +1,11 @@
 //! In-process fan-out of live frames to the connections that want them.
 //!
 //! Every conversation has a broadcast channel (created on first subscribe, dropped when the
-//! last subscriber leaves); every site has one for its agents' inbox. Channels are bounded: a
-//! subscriber that falls behind gets `Lagged` and catches up from the store, so a slow
-//! consumer never grows server memory.
+//! last subscriber leaves); every site has one for what all its agents get (notes, drafts,
+//! presence, typing). A site's inbox lines (`conversation` frames) do not go on that channel:
+//! they update the site's [`Inbox`], which sends each agent only what its views show.
+//! Channels are bounded: a subscriber that falls behind gets `Lagged` and catches up from the
+//! store, so a slow consumer never grows server memory.
 //!
 //! With PostgreSQL, several instances share the database: [`Hub::connect_remote`] hands the
 //! hub a queue to [`crate::live::fanout`], which sends every frame published here (except timeline
@@ -17,21 +19,22 @@ use nexus_shared::{ConversationState, ServerFrame};
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
+use crate::live::inbox::Inbox;
 use crate::model::remote::SessionEnd;
 
 /// Frames are shared between subscribers, not copied.
 pub type Frame = Arc<ServerFrame>;
 
 const CHANNEL_CAPACITY: usize = 64;
-/// A site's feed carries every conversation's inbox line to each of its agents: bursts (many
-/// conversations escalating at once) are far larger than one conversation's, and an agent
-/// that lags reloads its whole inbox from the store.
+/// A site's feed carries what every agent of the site gets (notes, drafts, presence, typing);
+/// an agent that lags gets its inbox views whole again.
 const SITE_CHANNEL_CAPACITY: usize = 4_096;
 
 #[derive(Default)]
 pub struct Hub {
     conversations: Mutex<HashMap<Uuid, ConversationChannel>>,
     sites: Mutex<HashMap<Uuid, broadcast::Sender<Frame>>>,
+    inbox: Inbox,
     remote: OnceLock<mpsc::Sender<Remote>>,
     metrics: crate::live::metrics::Metrics,
     /// Sessions that ended (logout, password change), for the agent connections on this
@@ -149,12 +152,26 @@ impl Hub {
     pub fn publish_site(&self, id: Uuid, frame: ServerFrame) {
         let frame = Arc::new(frame);
         self.send_remote(Remote::Site(id, frame.clone()));
-        publish(&self.sites, id, frame);
+        self.deliver_site(id, frame);
     }
 
     /// Delivers a frame from another instance to this instance's subscribers only.
     pub fn publish_site_local(&self, id: Uuid, frame: Frame) {
-        publish(&self.sites, id, frame);
+        self.deliver_site(id, frame);
+    }
+
+    /// An inbox line updates the site's inbox; every other frame goes to all its agents.
+    fn deliver_site(&self, id: Uuid, frame: Frame) {
+        if let ServerFrame::Conversation(line) = &*frame {
+            self.inbox.publish(id, line);
+        } else {
+            publish(&self.sites, id, frame);
+        }
+    }
+
+    /// The agents' inbox views, kept up to date by the site lines published here.
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
     /// Tells this instance's agent connections that sessions ended; theirs close at once. The

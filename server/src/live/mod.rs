@@ -1,5 +1,6 @@
-//! Live delivery: the in-process [`hub`] of conversation and site channels, the
-//! cross-instance [`fanout`] through PostgreSQL, the caps on open connections
+//! Live delivery: the in-process [`hub`] of conversation and site channels, the agents'
+//! paged and filtered [`inbox`] (fed by the hub), the cross-instance [`fanout`] through
+//! PostgreSQL, the caps on open connections
 //! ([`connections`]), agents' presence ([`presence`]) and the counters behind `/metrics`
 //! ([`metrics`]).
 //!
@@ -8,5 +9,6 @@
 pub mod connections;
 pub mod fanout;
 pub mod hub;
+pub mod inbox;
 pub mod metrics;
 pub mod presence;

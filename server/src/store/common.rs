@@ -1012,6 +1012,29 @@ where
         .collect()
     }
 
+    async fn open_inbox(
+        &self,
+        site_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<(Conversation, String)>> {
+        sqlx::query(
+            "SELECT c.*, m.body AS preview FROM conversations c
+             LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq
+             WHERE c.site_id = $1 AND c.state IN ('ai', 'waiting', 'human')
+             ORDER BY c.updated_at DESC LIMIT $2",
+        )
+        .bind(site_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(|row| {
+            let preview = row.opt_text("preview")?.unwrap_or_default();
+            Ok((conversation_from_row(row)?, preview))
+        })
+        .collect()
+    }
+
     async fn create_user(&self, user: &User, password: &PasswordHash) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO users (id, site_id, email, name, role, password_hash, created_at)

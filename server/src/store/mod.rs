@@ -441,6 +441,14 @@ pub trait Store: Send + Sync + 'static {
     /// Conversations of a site that are not resolved, most recently updated first.
     async fn open_conversations(&self, site_id: Uuid, limit: u32)
     -> StoreResult<Vec<Conversation>>;
+    /// The agents' inbox of a site: its open conversations, most recently updated first, at
+    /// most `limit`, each with the body of its last timeline entry (empty when it has none).
+    /// One query, whatever the number of conversations.
+    async fn open_inbox(
+        &self,
+        site_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<(Conversation, String)>>;
 
     async fn create_user(&self, user: &User, password: &PasswordHash) -> StoreResult<()>;
     async fn user(&self, id: Uuid) -> StoreResult<Option<User>>;

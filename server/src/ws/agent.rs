@@ -1,5 +1,11 @@
 //! The WebSocket session of an agent (or owner): the site's inbox live, any conversation
 //! watched live (including those the AI is handling), and the agent's actions.
+//!
+//! The inbox is the connection's views of [`crate::live::inbox`]: on connect the legacy view
+//! (the first 200 open conversations as `conversation` frames, for clients that never ask
+//! for one); an `inbox` frame asks for a filter's first or next page, and from then on only
+//! that view's changes arrive (`inbox_line`, `inbox_leave`, `inbox_counts`), taken from the
+//! inbox when it wakes the connection and written together with the other live frames.
 
 use std::collections::HashMap;
 
@@ -17,6 +23,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::conversation::agent;
 use crate::live::hub::Frame;
+use crate::live::inbox::InboxSession;
 use crate::live::presence;
 use crate::model::remote::SessionEnd;
 use crate::model::{Committed, User, now_ms};
@@ -66,6 +73,10 @@ pub(crate) struct AgentSession {
     live_tx: mpsc::Sender<Live>,
     live_rx: mpsc::Receiver<Live>,
     site_feed: JoinHandle<()>,
+    /// The connection's inbox views.
+    inbox: InboxSession,
+    /// The legacy view's lines, sent right after `welcome`.
+    first: Vec<ServerFrame>,
     watches: HashMap<Uuid, JoinHandle<()>>,
     follower: Follower,
     replies: mpsc::Sender<Reply>,
@@ -137,6 +148,11 @@ impl AgentSession {
             .await
             .map_err(|e| store_error_body(&e))?
             .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownSite, "The site no longer exists."))?;
+        let (inbox, first) = state
+            .hub
+            .inbox()
+            .open(state.store.clone(), site.id, user.id)
+            .await?;
         let (live_tx, live_rx) = mpsc::channel(LIVE_QUEUE);
         let (replies, queued) = mpsc::channel(REPLY_QUEUE);
         let writer = writer(state.clone(), user.clone(), queued, live_tx.clone());
@@ -175,6 +191,8 @@ impl AgentSession {
                 live_tx,
                 live_rx,
                 site_feed,
+                inbox,
+                first,
                 watches: HashMap::new(),
                 follower: Follower::default(),
                 replies,
@@ -207,17 +225,13 @@ impl AgentSession {
         Rx: Stream<Item = Result<WsMessage, E>> + Unpin,
         E: std::fmt::Display,
     {
-        match agent::inbox(state, &self.user).await {
-            Ok(frames) => {
-                for frame in frames {
-                    if tx.send(encode(&frame)).await.is_err() {
-                        return End::Gone;
-                    }
-                }
+        for frame in std::mem::take(&mut self.first) {
+            if tx.feed(encode(&frame)).await.is_err() {
+                return End::Gone;
             }
-            Err(e) => {
-                let _ = tx.send(encode(&error_frame(e))).await;
-            }
+        }
+        if tx.flush().await.is_err() {
+            return End::Gone;
         }
         drive(self, state, tx, rx).await
     }
@@ -360,6 +374,11 @@ impl AgentSession {
                 agent::review_draft(state, &user, conversation_id, draft_id, decision).await?;
                 Ok(vec![])
             }
+            ClientFrame::Inbox {
+                filter,
+                limit,
+                after,
+            } => self.inbox.page(filter, limit, after),
             ClientFrame::Ping => Ok(vec![ServerFrame::Pong]),
             ClientFrame::Hello(_) => Err(ErrorBody::new(
                 ErrorCode::BadFrame,
@@ -450,6 +469,7 @@ impl Connection for AgentSession {
         let first = loop {
             tokio::select! {
                 first = self.live_rx.recv() => break first?,
+                () = self.inbox.notified() => return Some(self.inbox.take()),
                 ended = self.ended.recv() => {
                     let ends_this = match ended {
                         Ok(end) => end.ends(&self.token_hash, self.user.id),
@@ -509,6 +529,8 @@ impl AgentSession {
                 next = self.live_rx.try_recv().ok();
             }
         }
+        // The inbox's deltas ready by now leave in the same write.
+        out.extend(self.inbox.take());
         out
     }
 
@@ -516,7 +538,11 @@ impl AgentSession {
         match live {
             Live::Frame(frame) => self.follower.forward(state, &frame).await,
             Live::Lagged(Some(id)) => self.follower.catch_up(state, id).await,
-            Live::Lagged(None) => agent::inbox(state, &self.user).await.unwrap_or_default(),
+            // Missed site frames: the inbox views go whole (with the next take).
+            Live::Lagged(None) => {
+                self.inbox.resync();
+                vec![]
+            }
             Live::Replied(replied) => {
                 let Replied(conversation_id, client_msg_id, result) = *replied;
                 self.replied(state, conversation_id, client_msg_id, result)

@@ -3,13 +3,13 @@
 //! not carry it.
 
 use crate::protocol::{
-    Auth, ClientFrame, ConversationSummary, Draft, DraftDecision, Note, ServerFrame,
-    ServerFrameTag, Session, SessionTag, VisitorInfo, Welcome,
+    Auth, ClientFrame, ConversationSummary, Draft, DraftDecision, InboxCounts, InboxPage, Note,
+    ServerFrame, ServerFrameTag, Session, SessionTag, VisitorInfo, Welcome,
 };
 
 use super::{
-    Json, Obj, agent, confidence, frame, int, name, reason, site, sources, state, string, uint,
-    uuid, uuid_string,
+    Json, Obj, agent, confidence, flag, frame, int, list, name, reason, site, sources, state,
+    string, uint, uuid, uuid_string,
 };
 
 fn summary<J: Json>(v: &J) -> Option<ConversationSummary> {
@@ -31,6 +31,16 @@ fn summary<J: Json>(v: &J) -> Option<ConversationSummary> {
             page_url: info("page_url"),
             locale: info("locale"),
         },
+    })
+}
+
+fn counts<J: Json>(v: &J) -> Option<InboxCounts> {
+    let count = |key| u32::try_from(uint(v, key)?).ok();
+    Some(InboxCounts {
+        open: count("open")?,
+        waiting: count("waiting")?,
+        live: count("live")?,
+        mine: count("mine")?,
     })
 }
 
@@ -95,6 +105,23 @@ pub fn decode<J: Json>(v: &J) -> Option<ServerFrame> {
             body: string(d, "body")?,
             created_at: int(d, "created_at")?,
         }),
+        T::InboxPage => ServerFrame::InboxPage(InboxPage {
+            filter: name(d, "filter")?,
+            after: uuid(d, "after"),
+            lines: list(d, "lines", summary)?,
+            has_more: flag(d, "has_more")?,
+            counts: counts(&d.get("counts")?)?,
+        }),
+        T::InboxLine => ServerFrame::InboxLine {
+            filter: name(d, "filter")?,
+            line: summary(&d.get("line")?)?,
+        },
+        T::InboxLeave => ServerFrame::InboxLeave {
+            filter: name(d, "filter")?,
+            conversation_id: uuid(d, "conversation_id")?,
+            state: state(d, "state")?,
+        },
+        T::InboxCounts => ServerFrame::InboxCounts(counts(d)?),
         T::Message
         | T::Ack
         | T::History
@@ -170,6 +197,21 @@ pub fn encode(f: &ClientFrame) -> Option<String> {
             }
         }
         ClientFrame::SetPresence { status } => Obj::new().str("status", status.as_str()),
+        ClientFrame::Inbox {
+            filter,
+            limit,
+            after,
+        } => {
+            let data = Obj::new().str("filter", filter.as_str());
+            let data = match limit {
+                Some(n) => data.num("limit", u64::from(*n)),
+                None => data,
+            };
+            match after {
+                Some(a) => data.str("after", &id(a)),
+                None => data,
+            }
+        }
         ClientFrame::Send { .. }
         | ClientFrame::Resume { .. }
         | ClientFrame::Typing { .. }

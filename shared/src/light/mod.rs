@@ -389,7 +389,14 @@ pub fn decode<J: Json>(v: &J) -> Option<ServerFrame> {
         }),
         T::Pong => ServerFrame::Pong,
         // The agent app's (`agent::decode`).
-        T::Conversation | T::Draft | T::DraftReviewed | T::Note => return None,
+        T::Conversation
+        | T::Draft
+        | T::DraftReviewed
+        | T::Note
+        | T::InboxPage
+        | T::InboxLine
+        | T::InboxLeave
+        | T::InboxCounts => return None,
     })
 }
 
@@ -600,7 +607,8 @@ pub fn encode(f: &ClientFrame) -> Option<String> {
         | ClientFrame::Resolve { .. }
         | ClientFrame::Note { .. }
         | ClientFrame::ReviewDraft { .. }
-        | ClientFrame::SetPresence { .. } => return None,
+        | ClientFrame::SetPresence { .. }
+        | ClientFrame::Inbox { .. } => return None,
     };
     Some(frame(tag, Some(data.done())))
 }

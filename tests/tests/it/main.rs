@@ -30,6 +30,7 @@ mod browser_widget_robustness;
 mod client_drop;
 mod console_api;
 mod fuzz;
+mod inbox_paging;
 mod kb_api;
 mod learning;
 mod limits_http;

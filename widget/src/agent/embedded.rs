@@ -20,7 +20,7 @@ use wasm_bindgen::JsValue;
 use super::App;
 use super::model::{Tab, reason_text, state_text};
 use super::net;
-use super::view::Conversation;
+use super::view::{Conversation, LoadMore};
 use crate::browser;
 
 /// The `localStorage` key of the agent-mode token on `site` (`widget/loader.js` reads it).
@@ -72,7 +72,7 @@ fn Embedded(app: App, host: web_sys::EventTarget, open: bool, left: bool) -> imp
             now
         });
     }
-    let waiting = Memo::new(move |_| desk.with(|d| d.tab(Tab::Waiting).len()));
+    let waiting = Memo::new(move |_| desk.with(|d| d.count(Tab::Waiting)));
     let me = move || desk.with(|d| d.me.as_ref().map(|a| a.name.clone()).unwrap_or_default());
     let sign_out = {
         let (app, host) = (app.clone(), host.clone());
@@ -192,7 +192,7 @@ fn Inbox(app: App) -> impl IntoView {
     let tabs = [Tab::Waiting, Tab::Live, Tab::Mine]
         .into_iter()
         .map(|t| {
-            let count = move || desk.with(|d| d.tab(t).len());
+            let count = move || desk.with(|d| d.count(t));
             view! {
                 <button
                     class="na-tab"
@@ -210,6 +210,7 @@ fn Inbox(app: App) -> impl IntoView {
         .collect_view();
     let items = move || desk.with(|d| d.tab(tab.get()));
     let open_app = app.clone();
+    let more_app = app.clone();
     view! {
         <div class="na-embed-inbox" hidden=move || viewing.get()>
             <div class="na-tabs" role="tablist">{tabs}</div>
@@ -247,6 +248,7 @@ fn Inbox(app: App) -> impl IntoView {
                 />
             </ul>
             <p class="na-empty" hidden=move || !items().is_empty()>"Nothing here right now."</p>
+            <LoadMore app=more_app tab=tab />
         </div>
         <div class="na-embed-conversation" hidden=move || !viewing.get()>
             <button class="na-plain" data-testid="agent-back" on:click=move |_| viewing.set(false)>

@@ -1,12 +1,20 @@
 //! The agent's desk as plain data: the inbox, the conversation on screen, its drafts and
 //! notes. The connection feeds it [`ServerFrame`]s; the view renders it; `cargo test` checks
 //! the rules natively.
+//!
+//! The inbox is the server's views: on every connection the desk asks for the first page of
+//! the waiting, live AI and mine tabs ([`Desk::inbox_requests`]) and "load more" asks for the
+//! next ([`Desk::load_more`]); the server then sends only what changes in those views, and the
+//! counts of each tab. Resolved is the desk's own: lines that left a view resolved while the
+//! page was open. A server that sends no views (an older one) sends every line, and the tabs
+//! are then filtered here.
 
 use std::collections::HashMap;
 
 use nexus_shared::{
     AgentRef, Author, ClientFrame, ConversationState, ConversationSummary, Draft, ErrorBody,
-    ErrorCode, HandoffReason, Message, Millis, Note, Presence, Role, ServerFrame, Session,
+    ErrorCode, HandoffReason, INBOX_PAGE, InboxCounts, InboxFilter, Message, Millis, Note,
+    Presence, Role, ServerFrame, Session,
 };
 use uuid::Uuid;
 
@@ -14,7 +22,7 @@ use uuid::Uuid;
 pub const IDLE_AFTER_MS: Millis = 5 * 60_000;
 
 /// The inbox tabs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tab {
     /// Escalated, oldest first.
     Waiting,
@@ -47,6 +55,33 @@ impl Tab {
             Self::Resolved => "resolved",
         }
     }
+
+    /// The server's inbox filter behind the tab (`None`: the desk's own).
+    pub fn filter(self) -> Option<InboxFilter> {
+        match self {
+            Self::Waiting => Some(InboxFilter::Waiting),
+            Self::Live => Some(InboxFilter::Live),
+            Self::Mine => Some(InboxFilter::Mine),
+            Self::Resolved => None,
+        }
+    }
+
+    fn of(filter: InboxFilter) -> Option<Self> {
+        match filter {
+            InboxFilter::Waiting => Some(Self::Waiting),
+            InboxFilter::Live => Some(Self::Live),
+            InboxFilter::Mine => Some(Self::Mine),
+            InboxFilter::Open => None,
+        }
+    }
+}
+
+/// What the server's view of a tab holds.
+#[derive(Debug, Clone, Default)]
+pub struct TabView {
+    pub ids: Vec<Uuid>,
+    /// More lines follow in the filter ("load more").
+    pub has_more: bool,
 }
 
 /// Everything the agent's screen shows.
@@ -58,7 +93,12 @@ pub struct Desk {
     pub presence: Option<Presence>,
     /// The agent went away by being idle (not by choice): activity brings them back.
     pub auto_away: bool,
+    /// Every line the desk knows (the views' lines, and the resolved ones).
     pub inbox: Vec<ConversationSummary>,
+    /// The server's views, per tab (empty until the server answers `inbox`).
+    pub views: HashMap<Tab, TabView>,
+    /// The server's count of each filter.
+    pub counts: Option<InboxCounts>,
     /// The highest sequence number the agent has seen, per conversation.
     seen: HashMap<Uuid, u64>,
     /// The conversation on screen.
@@ -78,9 +118,11 @@ impl Desk {
     /// The conversations of `tab`, in the order to show them.
     pub fn tab(&self, tab: Tab) -> Vec<ConversationSummary> {
         let me = self.me.as_ref().map(|a| a.id);
+        let view = self.views.get(&tab);
         let mut items: Vec<_> = self
             .inbox
             .iter()
+            .filter(|s| view.is_none_or(|v| v.ids.contains(&s.id)))
             .filter(|s| match tab {
                 Tab::Waiting => s.state == ConversationState::Waiting,
                 Tab::Live => s.state == ConversationState::Ai,
@@ -96,6 +138,66 @@ impl Desk {
             _ => items.sort_by_key(|s| std::cmp::Reverse(s.updated_at)),
         }
         items
+    }
+
+    /// How many conversations the tab holds: the server's count, or what the desk has.
+    pub fn count(&self, tab: Tab) -> usize {
+        match (tab, self.counts.filter(|_| !self.views.is_empty())) {
+            (Tab::Waiting, Some(c)) => c.waiting as usize,
+            (Tab::Live, Some(c)) => c.live as usize,
+            (Tab::Mine, Some(c)) => c.mine as usize,
+            _ => self.tab(tab).len(),
+        }
+    }
+
+    /// Whether the server has more lines of the tab to load.
+    pub fn has_more(&self, tab: Tab) -> bool {
+        self.views.get(&tab).is_some_and(|v| v.has_more)
+    }
+
+    /// The first page of each of the server's tabs: asked for on every connection.
+    pub fn inbox_requests(&self) -> Vec<ClientFrame> {
+        Tab::ALL
+            .iter()
+            .filter_map(|t| t.filter())
+            .map(|filter| ClientFrame::Inbox {
+                filter,
+                limit: Some(INBOX_PAGE),
+                after: None,
+            })
+            .collect()
+    }
+
+    /// "Load more": the tab's next page.
+    pub fn load_more(&self, tab: Tab) -> Option<ClientFrame> {
+        let filter = tab.filter()?;
+        let after = self.tab(tab).last().map(|s| s.id);
+        self.has_more(tab).then_some(ClientFrame::Inbox {
+            filter,
+            limit: Some(INBOX_PAGE),
+            after,
+        })
+    }
+
+    /// Keeps `s` (a newer copy replaces the one held).
+    fn keep(&mut self, s: ConversationSummary) {
+        if self.open == Some(s.id) {
+            self.state = Some(s.state);
+            self.assignee = s.assignee.clone();
+        }
+        match self.inbox.iter_mut().find(|p| p.id == s.id) {
+            Some(p) => *p = s,
+            None => self.inbox.push(s),
+        }
+    }
+
+    /// Is `s` a new escalation (to announce)? Not one that was already waiting, nor one
+    /// waiting since before this connection.
+    fn is_news(&self, s: &ConversationSummary, now: Millis) -> bool {
+        let before = self.summary(s.id).map(|p| p.state);
+        s.state == ConversationState::Waiting
+            && before != Some(ConversationState::Waiting)
+            && (before.is_some() || s.waiting_since.unwrap_or(now) + 10_000 >= self.welcomed_at)
     }
 
     /// Timeline entries the agent has not seen yet in conversation `s`.
@@ -215,22 +317,61 @@ impl Desk {
                 self.welcomed_at = now;
             }
             ServerFrame::Conversation(s) => {
-                let before = self.summary(s.id).map(|p| p.state);
-                let news = s.state == ConversationState::Waiting
-                    && before != Some(ConversationState::Waiting)
-                    && (before.is_some()
-                        || s.waiting_since.unwrap_or(now) + 10_000 >= self.welcomed_at);
-                if self.open == Some(s.id) {
-                    self.state = Some(s.state);
-                    self.assignee = s.assignee.clone();
-                }
-                let announce = news.then(|| s.clone());
-                match self.inbox.iter_mut().find(|p| p.id == s.id) {
-                    Some(p) => *p = s,
-                    None => self.inbox.push(s),
-                }
+                let announce = self.is_news(&s, now).then(|| s.clone());
+                self.keep(s);
                 return announce;
             }
+            ServerFrame::InboxPage(page) => {
+                self.counts = Some(page.counts);
+                let tab = Tab::of(page.filter)?;
+                let view = self.views.entry(tab).or_default();
+                if page.after.is_none() {
+                    view.ids.clear();
+                }
+                view.has_more = page.has_more;
+                for s in &page.lines {
+                    if !view.ids.contains(&s.id) {
+                        view.ids.push(s.id);
+                    }
+                }
+                for s in page.lines {
+                    self.keep(s);
+                }
+            }
+            ServerFrame::InboxLine { filter, line } => {
+                let tab = Tab::of(filter)?;
+                let announce = self.is_news(&line, now).then(|| line.clone());
+                let view = self.views.entry(tab).or_default();
+                if !view.ids.contains(&line.id) {
+                    view.ids.push(line.id);
+                }
+                self.keep(line);
+                return announce;
+            }
+            ServerFrame::InboxLeave {
+                filter,
+                conversation_id,
+                state,
+            } => {
+                if let Some(view) = Tab::of(filter).and_then(|t| self.views.get_mut(&t)) {
+                    view.ids.retain(|id| *id != conversation_id);
+                }
+                let shown = self
+                    .views
+                    .values()
+                    .any(|v| v.ids.contains(&conversation_id));
+                if state == ConversationState::Resolved {
+                    if let Some(s) = self.inbox.iter_mut().find(|s| s.id == conversation_id) {
+                        s.state = state;
+                    }
+                    if self.open == Some(conversation_id) {
+                        self.state = Some(state);
+                    }
+                } else if !shown && self.open != Some(conversation_id) {
+                    self.inbox.retain(|s| s.id != conversation_id);
+                }
+            }
+            ServerFrame::InboxCounts(counts) => self.counts = Some(counts),
             ServerFrame::History {
                 conversation_id,
                 messages,
@@ -434,6 +575,102 @@ mod tests {
         );
         assert_eq!(d.tab(Tab::Mine).len(), 1);
         assert_eq!(d.tab_unread(Tab::Waiting), 2);
+    }
+
+    #[test]
+    fn paged_tabs_show_the_servers_views_and_its_counts() {
+        let mut d = desk();
+        let asked = d.inbox_requests();
+        assert_eq!(asked.len(), 3, "waiting, live and mine: {asked:?}");
+        let counts = InboxCounts {
+            open: 60,
+            waiting: 55,
+            live: 4,
+            mine: 1,
+        };
+        let page: Vec<_> = (1..=50)
+            .map(|n| summary(n, ConversationState::Waiting, 1_000 + n as Millis))
+            .collect();
+        d.apply(
+            ServerFrame::InboxPage(nexus_shared::InboxPage {
+                filter: InboxFilter::Waiting,
+                after: None,
+                lines: page,
+                has_more: true,
+                counts,
+            }),
+            100_000,
+        );
+        assert_eq!(d.tab(Tab::Waiting).len(), 50);
+        assert_eq!(
+            d.count(Tab::Waiting),
+            55,
+            "the server's count, not the page's"
+        );
+        let more = d.load_more(Tab::Waiting);
+        assert_eq!(
+            more,
+            Some(ClientFrame::Inbox {
+                filter: InboxFilter::Waiting,
+                limit: Some(INBOX_PAGE),
+                after: Some(Uuid::from_u128(50)),
+            })
+        );
+        // A line taken by someone else leaves; one moves up; a new escalation is announced.
+        d.apply(
+            ServerFrame::InboxLeave {
+                filter: InboxFilter::Waiting,
+                conversation_id: Uuid::from_u128(3),
+                state: ConversationState::Human,
+            },
+            100_000,
+        );
+        assert!(d.summary(Uuid::from_u128(3)).is_none());
+        let up = summary(51, ConversationState::Waiting, 2_000);
+        let announced = d.apply(
+            ServerFrame::InboxLine {
+                filter: InboxFilter::Waiting,
+                line: up,
+            },
+            100_000,
+        );
+        assert!(announced.is_none(), "waiting since long before: not news");
+        let fresh = summary(99, ConversationState::Waiting, 100_500);
+        let announced = d.apply(
+            ServerFrame::InboxLine {
+                filter: InboxFilter::Waiting,
+                line: fresh,
+            },
+            100_500,
+        );
+        assert!(announced.is_some());
+        assert_eq!(d.tab(Tab::Waiting).len(), 51);
+        // Mine: in view, then resolved: it leaves mine and shows under Resolved.
+        let mine = summary(7, ConversationState::Human, 3_000);
+        d.apply(
+            ServerFrame::InboxLine {
+                filter: InboxFilter::Mine,
+                line: mine,
+            },
+            100_600,
+        );
+        assert_eq!(d.tab(Tab::Mine).len(), 1);
+        d.apply(
+            ServerFrame::InboxLeave {
+                filter: InboxFilter::Mine,
+                conversation_id: Uuid::from_u128(7),
+                state: ConversationState::Resolved,
+            },
+            100_700,
+        );
+        assert!(d.tab(Tab::Mine).is_empty());
+        assert_eq!(d.tab(Tab::Resolved).len(), 1);
+        d.apply(
+            ServerFrame::InboxCounts(InboxCounts { mine: 0, ..counts }),
+            100_700,
+        );
+        assert_eq!(d.count(Tab::Mine), 0);
+        assert_eq!(d.load_more(Tab::Resolved), None);
     }
 
     #[test]

@@ -128,6 +128,7 @@ impl link::Peer for Agent {
         if let Some(status) = desk.with_untracked(|d| d.presence) {
             out.push(ClientFrame::SetPresence { status });
         }
+        out.extend(desk.with_untracked(|d| d.inbox_requests()));
         self.frame(ServerFrame::Welcome(welcome), out);
     }
 

@@ -182,7 +182,7 @@ fn Desk(app: App) -> impl IntoView {
     let tabs = Tab::ALL
         .into_iter()
         .map(|t| {
-            let count = move || desk.with(|d| d.tab(t).len());
+            let count = move || desk.with(|d| d.count(t));
             let unread = move || desk.with(|d| d.tab_unread(t));
             view! {
                 <button
@@ -204,6 +204,7 @@ fn Desk(app: App) -> impl IntoView {
         .collect_view();
     let items = move || desk.with(|d| d.tab(tab.get()));
     let open_app = app.clone();
+    let more_app = app.clone();
     let nav = move |p: Page, label: &'static str, testid: &'static str| {
         view! {
             <button
@@ -323,11 +324,33 @@ fn Desk(app: App) -> impl IntoView {
                     />
                 </ul>
                 <p class="na-empty" hidden=move || !items().is_empty()>"Nothing here right now."</p>
+                <LoadMore app=more_app tab=tab />
             </nav>
             <Conversation app=app />
             </div>
             {console}
         </div>
+    }
+}
+
+/// "Load more" under an inbox list: the tab's next page, while the server has more.
+#[component]
+pub fn LoadMore(app: App, tab: RwSignal<Tab>) -> impl IntoView {
+    let desk = app.desk;
+    let more = move || desk.with(|d| d.has_more(tab.get()));
+    view! {
+        <button
+            class="na-plain na-more"
+            data-testid="inbox-more"
+            hidden=move || !more()
+            on:click=move |_| {
+                if let Some(frame) = desk.with_untracked(|d| d.load_more(tab.get_untracked())) {
+                    app.send(frame);
+                }
+            }
+        >
+            "Load more"
+        </button>
     }
 }
 
