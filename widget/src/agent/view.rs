@@ -230,6 +230,12 @@ fn Desk(app: App) -> impl IntoView {
         Page::Analytics if owner.get() => {
             view! { <AnalyticsPage app=console_app.clone() /> }.into_any()
         }
+        Page::Playground if owner.get() => {
+            view! { <super::playground::PlaygroundPage app=console_app.clone() /> }.into_any()
+        }
+        Page::Gaps if owner.get() => {
+            view! { <super::gaps::GapsPage app=console_app.clone() /> }.into_any()
+        }
         _ => ().into_any(),
     };
     view! {
@@ -243,6 +249,8 @@ fn Desk(app: App) -> impl IntoView {
                         {nav(Page::Knowledge, "Knowledge base", "nav-knowledge")}
                         {nav(Page::Sources, "Articles", "nav-sources")}
                         {nav(Page::Analytics, "Analytics", "nav-analytics")}
+                        {nav(Page::Playground, "Playground", "nav-playground")}
+                        {nav(Page::Gaps, "Gaps", "nav-gaps")}
                     })}
                 </nav>
                 <button
