@@ -102,10 +102,13 @@ const PERIODS: [(u32, &str); 4] = [
     (90, "Last 90 days"),
 ];
 
+/// What the analytics page shows: the period's figures and its weeks.
+type Loaded = (Analytics, Vec<Week>);
+
 #[component]
 pub fn AnalyticsPage(app: App) -> impl IntoView {
     let days = RwSignal::new(30u32);
-    let data: RwSignal<Option<Result<(Analytics, Vec<Week>), String>>> = RwSignal::new(None);
+    let data: RwSignal<Option<Result<Loaded, String>>> = RwSignal::new(None);
     let generation = StoredValue::new(0u32);
     let load = move |app: App| {
         let span = i64::from(days.get_untracked()) * DAY_MS;

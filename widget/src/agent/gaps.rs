@@ -4,11 +4,12 @@
 //! /api/v1/gaps/draft`) with the agents' most common reply as its answer, editable first.
 //! Text from the server is only ever rendered as text nodes.
 
-use leptos::prelude::*;
 use uuid::Uuid;
+use web_sys::Element;
 
 use super::App;
 use super::api::{self, JsObj};
+use super::playground::{button, el, lines, on_action, request, set_status, set_value, value};
 use crate::wire::{Json, list, string, uint, uuid};
 
 /// A group of questions that went to people.
@@ -32,133 +33,149 @@ pub fn gap<J: Json>(v: &J) -> Option<Gap> {
     })
 }
 
-const PERIODS: [(u32, &str); 3] = [(7, "7 days"), (30, "30 days"), (90, "90 days")];
+/// The page's elements that change, and the groups it shows.
+struct Ui {
+    status: Element,
+    list: Element,
+    groups: Vec<Gap>,
+    /// Each group's answer field.
+    answers: Vec<Element>,
+}
 
-#[component]
-pub fn GapsPage(app: App) -> impl IntoView {
-    let days = RwSignal::new(30u32);
-    let groups: RwSignal<Option<Result<Vec<Gap>, String>>> = RwSignal::new(None);
-    let status: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
-    let load = {
-        let app = app.clone();
-        move || {
-            let app = app.clone();
-            groups.set(None);
-            leptos::task::spawn_local(async move {
-                let path = format!("/gaps?days={}", days.get_untracked());
-                let result = api::call(&app, "GET", &path, None)
-                    .await
-                    .map(|v| api::items(&v, gap))
-                    .map_err(|e| e.message);
-                groups.set(Some(result));
-            });
-        }
-    };
-    load();
-    let draft = {
-        let (app, load) = (app.clone(), load.clone());
-        move |ids: Vec<Uuid>, answer: String| {
-            let (app, load) = (app.clone(), load.clone());
-            leptos::task::spawn_local(async move {
-                let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-                let body = JsObj::new()
-                    .set("conversation_ids", api::strings(&ids))
-                    .set("answer", answer.as_str())
-                    .value();
-                match api::call(&app, "POST", "/gaps/draft", api::json(&body)).await {
-                    Ok(v) => {
-                        status.set(Some(Ok(format!(
-                            "Drafted: {} questions wait for approval in the knowledge base.",
-                            uint(&v, "pending").unwrap_or(0)
-                        ))));
-                        load();
-                    }
-                    Err(e) => status.set(Some(Err(e.message))),
-                }
-            });
-        }
-    };
-    let group_view = move |g: Gap| {
-        let draft = draft.clone();
-        let answer = RwSignal::new(g.best_reply.clone().unwrap_or_default());
-        let ids: Vec<Uuid> = g.questions.iter().map(|q| q.0).collect();
-        let count = g.questions.len();
-        let rows = g
-            .questions
-            .into_iter()
-            .map(|(_, question, replies)| {
-                let replies = if replies.is_empty() {
-                    "No reply from the team yet.".to_owned()
-                } else {
-                    replies.join("\n")
-                };
-                view! {
-                    <tr data-testid="gap-question">
-                        <td>{question}</td>
-                        <td class="na-body" data-testid="gap-replies">{replies}</td>
-                    </tr>
-                }
-            })
-            .collect_view();
-        view! {
-            <li class="na-card" data-testid="gap-group">
-                <strong data-testid="gap-count">{format!("{count} question{} went to people", if count == 1 { "" } else { "s" })}</strong>
-                <table class="na-table">
-                    <thead><tr><th>"Visitor asked"</th><th>"The team replied"</th></tr></thead>
-                    <tbody>{rows}</tbody>
-                </table>
-                <label>"Answer of the new entry"
-                    <textarea data-testid="gap-answer" prop:value=move || answer.get() on:input=move |ev| answer.set(event_target_value(&ev))></textarea>
-                </label>
-                <div class="na-actions">
-                    <button type="button" data-testid="gap-draft" on:click=move |_| {
-                        let text = answer.get_untracked();
-                        if text.trim().is_empty() {
-                            status.set(Some(Err("Write the answer first.".into())));
-                            return;
-                        }
-                        draft(ids.clone(), text);
-                    }>"Draft an entry for approval"</button>
-                </div>
-            </li>
-        }
-    };
-    let pick = {
-        let load = load.clone();
-        move |ev| {
-            if let Ok(n) = event_target_value(&ev).parse() {
-                days.set(n);
-                load();
-            }
-        }
-    };
-    let options = PERIODS
-        .iter()
-        .map(|(n, label)| view! { <option value=n.to_string() selected=*n == 30>{*label}</option> })
-        .collect_view();
-    view! {
-        <section class="na-console" data-testid="gaps">
-            <header class="na-console-head">
-                <h2>"Knowledge gaps"</h2>
-                <label class="na-inline">"Last "<select data-testid="gaps-period" on:change=pick>{options}</select></label>
-            </header>
-            <p class="na-muted">"Questions the AI handed to people, alike ones grouped, with what the team answered. Draft an entry and approve it in the knowledge base: the AI answers the next such question."</p>
-            <p class="na-lines" role="status" data-testid="gaps-status"
-                class:na-ok=move || status.with(|s| matches!(s, Some(Ok(_))))
-                class:na-field-error=move || status.with(|s| matches!(s, Some(Err(_))))
-                hidden=move || status.with(Option::is_none)>
-                {move || status.get().map(|s| s.unwrap_or_else(|e| e)).unwrap_or_default()}
-            </p>
-            <ul class="na-kb" data-testid="gap-groups">
-                {move || match groups.get() {
-                    None => view! { <p class="na-muted" role="status">"Loading…"</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="na-field-error" role="alert">{e}</p> }.into_any(),
-                    Some(Ok(g)) if g.is_empty() => view! { <p class="na-muted" data-testid="gaps-empty">"No questions went to people in this period."</p> }.into_any(),
-                    Some(Ok(g)) => g.into_iter().map(group_view.clone()).collect_view().into_any(),
-                }}
-            </ul>
-        </section>
+type Shared = std::rc::Rc<std::cell::RefCell<Ui>>;
+
+fn show(ui: &mut Ui) {
+    ui.list.set_text_content(None);
+    ui.answers.clear();
+    if ui.groups.is_empty() {
+        el(
+            &ui.list,
+            "p",
+            "gaps-empty",
+            "na-muted",
+            Some("No questions went to people in the last 30 days."),
+        );
     }
+    for (i, g) in ui.groups.iter().enumerate() {
+        let li = el(&ui.list, "li", "gap-group", "na-card", None);
+        let n = g.questions.len();
+        let mut rows = vec![(
+            "gap-count",
+            "",
+            format!(
+                "{n} question{} went to people",
+                if n == 1 { "" } else { "s" }
+            ),
+        )];
+        for (_, question, replies) in &g.questions {
+            rows.push(("gap-question", "", format!("Visitor: {question}")));
+            let replies = if replies.is_empty() {
+                "No reply from the team yet.".to_owned()
+            } else {
+                format!("Team: {}", replies.join("\nTeam: "))
+            };
+            rows.push(("gap-replies", "na-body na-muted", replies));
+        }
+        lines(&li, rows);
+        let label = el(&li, "label", "", "", Some("Answer of the new entry"));
+        let answer = el(&label, "textarea", "gap-answer", "", None);
+        set_value(&answer, g.best_reply.as_deref().unwrap_or_default());
+        ui.answers.push(answer);
+        button(
+            &li,
+            "gap-draft",
+            "",
+            "Draft an entry for approval",
+            "draft",
+            i,
+        );
+    }
+}
+
+fn load(app: &App, ui: &Shared) {
+    let ui = ui.clone();
+    request(
+        app,
+        "GET",
+        "/gaps?days=30".into(),
+        None,
+        Box::new(move |result| {
+            let mut u = ui.borrow_mut();
+            match result {
+                Ok(v) => {
+                    u.groups = api::items(&v, gap);
+                    show(&mut u);
+                }
+                Err(e) => set_status(&u.status, Some(Err(e.message))),
+            }
+        }),
+    );
+}
+
+fn draft(app: &App, ui: &Shared, i: usize) {
+    let u = ui.borrow();
+    let Some(group) = u.groups.get(i) else {
+        return;
+    };
+    let ids: Vec<String> = group.questions.iter().map(|q| q.0.to_string()).collect();
+    let answer = u.answers.get(i).map(value).unwrap_or_default();
+    drop(u);
+    let body = JsObj::new()
+        .set("conversation_ids", api::strings(&ids))
+        .set("answer", answer.as_str())
+        .value();
+    let (app2, ui) = (app.clone(), ui.clone());
+    request(
+        app,
+        "POST",
+        "/gaps/draft".into(),
+        Some(body),
+        Box::new(move |result| {
+            let status = result
+                .map(|v| {
+                    format!(
+                        "Drafted: {} questions wait for approval in the knowledge base.",
+                        uint(&v, "pending").unwrap_or(0)
+                    )
+                })
+                .map_err(|e| e.message);
+            let ok = status.is_ok();
+            set_status(&ui.borrow().status, Some(status));
+            if ok {
+                load(&app2, &ui);
+            }
+        }),
+    );
+}
+
+/// Builds the Knowledge gaps page in `root`.
+pub fn gaps(root: Element, app: App) {
+    el(&root, "h2", "", "", Some("Knowledge gaps"));
+    el(
+        &root,
+        "p",
+        "",
+        "na-muted",
+        Some(
+            "Questions the AI handed to people in the last 30 days, alike ones grouped, with what the team answered. Draft an entry and approve it in the knowledge base: the AI answers the next such question.",
+        ),
+    );
+    let status = el(&root, "p", "gaps-status", "", None);
+    let _ = status.set_attribute("role", "status");
+    set_status(&status, None);
+    let list = el(&root, "ul", "gap-groups", "na-kb", None);
+    let ui: Shared = std::rc::Rc::new(std::cell::RefCell::new(Ui {
+        status,
+        list,
+        groups: Vec::new(),
+        answers: Vec::new(),
+    }));
+    load(&app, &ui);
+    on_action(&root, move |action, i| {
+        if action == "draft" {
+            draft(&app, &ui, i);
+        }
+    });
 }
 
 #[cfg(test)]

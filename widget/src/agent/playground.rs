@@ -1,18 +1,25 @@
 //! The owner console's Playground: type a question (or paste several, one a line) and see what
 //! the AI would do for a new visitor now (`POST /api/v1/playground`): the decision, its
 //! confidence, the answer and its sources with their passage, the close entries and the rule
-//! that decided. Fix in place (add the question to an entry, edit the entry's answer, both
-//! through `PUT /api/v1/kb/{id}`) and the questions are tried again. Replay runs the site's
-//! last conversations' first questions (`POST /api/v1/playground/replay`). Text from the
-//! server is only ever rendered as text nodes.
+//! that decided. Fix in place: add a question to the chosen entry (`PUT /api/v1/kb/{id}`) and
+//! the questions are tried again. (Editing an entry's answer is the Knowledge base page's; the
+//! replay is REST only, `POST /api/v1/playground/replay`, for the bundle's size.) Text from the
+//! server is only ever set as text nodes.
+//!
+//! The page is built with a few DOM calls (also used by [`super::gaps`]) instead of `view!`:
+//! the same pages as components cost the agent bundle about 27 KB gzipped, beyond its budget.
 
 use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::Element;
+
 use super::App;
 use super::api::{self, JsObj};
-use super::data::{KbItem, kb_item};
-use crate::wire::{Json, flag, list, string, uint};
+use super::data::kb_item;
+use crate::wire::{Json, flag, list, string};
 
 /// One tried question, as the page shows it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -81,298 +88,352 @@ fn hundredths(c: f64) -> String {
     format!("{}.{:02}", n / 100, n % 100)
 }
 
-/// The replay's counts, as a line: `answered / clarified / handed over (/ no reply)`.
-fn counts_text<J: Json>(v: &J, key: &str) -> String {
-    let c = v.get(key);
-    let n = |k| c.as_ref().and_then(|c| uint(c, k)).unwrap_or(0);
-    let mut out = format!(
-        "{} answered, {} clarified, {} handed over",
-        n("answered"),
-        n("clarified"),
-        n("handed_over")
-    );
-    if n("none") > 0 {
-        out.push_str(&format!(", {} without a reply", n("none")));
+// ----- a few DOM calls, shared with the gaps page -----
+//
+// Text is only ever set with `textContent` (a text node), never as HTML; one delegated click
+// listener per page serves every button (`data-action`, `data-i`), and is dropped with the
+// page.
+
+/// Appends a `tag` element to `parent`, with a class, a `data-testid` and its text (as a
+/// text node) when given.
+pub fn el(parent: &Element, tag: &str, testid: &str, class: &str, text: Option<&str>) -> Element {
+    let Some(e) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.create_element(tag).ok())
+    else {
+        return parent.clone();
+    };
+    if !class.is_empty() {
+        e.set_class_name(class);
     }
-    out
+    if !testid.is_empty() {
+        let _ = e.set_attribute("data-testid", testid);
+    }
+    if text.is_some() {
+        e.set_text_content(text);
+    }
+    let _ = parent.append_child(&e);
+    e
 }
 
-#[component]
-pub fn PlaygroundPage(app: App) -> impl IntoView {
-    let input = RwSignal::new(String::new());
-    let asked: RwSignal<Vec<String>> = RwSignal::new(Vec::new());
-    let results: RwSignal<Vec<Tried>> = RwSignal::new(Vec::new());
-    let entries: RwSignal<Vec<KbItem>> = RwSignal::new(Vec::new());
-    let status: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
-    let busy = RwSignal::new(false);
+/// A button that runs `action` (with its index `i`) through the page's click listener.
+pub fn button(parent: &Element, testid: &str, class: &str, label: &str, action: &str, i: usize) {
+    let b = el(parent, "button", testid, class, Some(label));
+    let _ = b.set_attribute("type", "button");
+    let _ = b.set_attribute("data-action", action);
+    let _ = b.set_attribute("data-i", &i.to_string());
+}
 
-    let load_entries = {
-        let app = app.clone();
-        move || {
-            let app = app.clone();
-            leptos::task::spawn_local(async move {
-                if let Ok(v) = api::call(&app, "GET", "/kb", None).await {
-                    entries.set(api::items(&v, kb_item));
-                }
-            });
-        }
+/// The `value` of a form field.
+pub fn value(e: &Element) -> String {
+    string(&JsValue::from(e.clone()), "value").unwrap_or_default()
+}
+
+pub fn set_value(e: &Element, v: &str) {
+    let _ = js_sys::Reflect::set(e, &"value".into(), &v.into());
+}
+
+/// Shows `Ok(text)` or `Err(text)` in a status line; `None` hides it.
+pub fn set_status(e: &Element, status: Option<Result<String, String>>) {
+    let (class, text) = match &status {
+        Some(Ok(t)) => ("na-lines na-ok", t.as_str()),
+        Some(Err(t)) => ("na-lines na-field-error", t.as_str()),
+        None => ("na-lines", ""),
     };
-    load_entries();
+    e.set_class_name(class);
+    e.set_text_content(Some(text));
+    let _ = e.toggle_attribute_with_force("hidden", status.is_none());
+}
 
-    let run = {
-        let app = app.clone();
-        move |questions: Vec<String>| {
-            if questions.is_empty() {
-                status.set(Some(Err("Type a question first.".into())));
-                return;
+/// Calls `act(action, i)` for every click on a `[data-action]` button inside `root`, for as
+/// long as the component that calls this lives.
+pub fn on_action(root: &Element, act: impl Fn(String, usize) + 'static) {
+    let listener = Closure::<dyn Fn(web_sys::Event)>::new(move |ev: web_sys::Event| {
+        let Some(target) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<Element>().ok())
+            .and_then(|t| t.closest("[data-action]").ok().flatten())
+        else {
+            return;
+        };
+        let i = target
+            .get_attribute("data-i")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0);
+        act(target.get_attribute("data-action").unwrap_or_default(), i);
+    });
+    let _ = root.add_event_listener_with_callback("click", listener.as_ref().unchecked_ref());
+    StoredValue::new_local(listener);
+}
+
+/// What a REST call answered.
+pub type Answer = Result<JsValue, api::ApiError>;
+
+/// `method path` with an optional JSON body; `done` gets the answer. One future for every call
+/// of both pages.
+pub fn request(
+    app: &App,
+    method: &'static str,
+    path: String,
+    body: Option<JsValue>,
+    done: Box<dyn FnOnce(Answer)>,
+) {
+    let app = app.clone();
+    leptos::task::spawn_local(async move {
+        let body = body.as_ref().and_then(api::json);
+        done(api::call(&app, method, &path, body).await);
+    });
+}
+
+/// A console page built by `build` with DOM calls once its `<section>` is on the page (right
+/// after this render).
+pub fn page(testid: &'static str, app: App, build: fn(Element, App)) -> impl IntoView {
+    leptos::task::spawn_local(async move {
+        let root = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| {
+                d.query_selector(&format!("[data-testid=\"{testid}\"]"))
+                    .ok()
+            })
+            .flatten();
+        if let Some(root) = root {
+            build(root, app);
+        }
+    });
+    view! { <section class="na-console" data-testid=testid></section> }
+}
+
+/// One line of text per `(testid, class, text)`.
+pub fn lines(parent: &Element, lines: Vec<(&'static str, &'static str, String)>) {
+    for (testid, class, text) in lines {
+        el(parent, "p", testid, class, Some(&text));
+    }
+}
+
+/// A result's lines: the question, the decision, why, the answer, the sources and the close
+/// entries.
+fn result_lines(r: &Tried) -> Vec<(&'static str, &'static str, String)> {
+    let confidence = r
+        .confidence
+        .map(|c| format!(" · confidence {}", hundredths(c)))
+        .unwrap_or_default();
+    let draft = if r.draft { " (as a draft)" } else { "" };
+    let mut lines = vec![
+        ("playground-question", "", r.question.clone()),
+        (
+            "playground-decision",
+            "",
+            format!("{}{confidence}{draft}", outcome_text(&r.outcome)),
+        ),
+        (
+            "playground-why",
+            "na-muted",
+            format!("{}: {}", stage_text(&r.stage), r.why),
+        ),
+    ];
+    if let Some(answer) = &r.answer {
+        lines.push(("playground-answer", "na-body", answer.clone()));
+    }
+    for (_, title, url, passage) in &r.sources {
+        let link = url.as_ref().map(|u| format!(" ({u})")).unwrap_or_default();
+        lines.push((
+            "playground-source",
+            "na-body",
+            format!("Source: {title}{link}\n{passage}"),
+        ));
+    }
+    if !r.candidates.is_empty() {
+        let close: Vec<String> = r
+            .candidates
+            .iter()
+            .map(|(t, c)| format!("{t} ({})", hundredths(*c)))
+            .collect();
+        lines.push((
+            "playground-candidates",
+            "na-muted",
+            format!("Close entries: {}", close.join(" · ")),
+        ));
+    }
+    lines
+}
+
+/// The page's elements that change, and what it tried last.
+struct Ui {
+    questions: Element,
+    entry: Element,
+    status: Element,
+    results: Element,
+    asked: Vec<String>,
+    tried: Vec<Tried>,
+}
+
+type Shared = std::rc::Rc<std::cell::RefCell<Ui>>;
+
+fn build(root: &Element) -> Ui {
+    el(root, "h2", "", "", Some("Playground"));
+    el(
+        root,
+        "p",
+        "",
+        "na-muted",
+        Some("What the AI would do now for a new visitor. Nothing is sent to anyone."),
+    );
+    let form = el(root, "div", "", "na-card na-form", None);
+    let label = el(&form, "label", "", "", Some("Questions (one a line)"));
+    let questions = el(&label, "textarea", "playground-questions", "", None);
+    let label = el(&form, "label", "", "", Some("Entry to add a question to"));
+    let entry = el(&label, "select", "playground-entry", "", None);
+    let actions = el(&form, "div", "", "na-actions", None);
+    button(&actions, "playground-try", "", "Try", "try", 0);
+    let status = el(root, "p", "playground-status", "", None);
+    let _ = status.set_attribute("role", "status");
+    set_status(&status, None);
+    let results = el(root, "ul", "playground-results", "na-kb", None);
+    Ui {
+        questions,
+        entry,
+        status,
+        results,
+        asked: Vec::new(),
+        tried: Vec::new(),
+    }
+}
+
+fn show_results(ui: &Ui) {
+    ui.results.set_text_content(None);
+    for (i, r) in ui.tried.iter().enumerate() {
+        let li = el(&ui.results, "li", "playground-result", "na-card", None);
+        let _ = li.set_attribute("data-outcome", &r.outcome);
+        lines(&li, result_lines(r));
+        let actions = el(&li, "div", "", "na-actions", None);
+        button(
+            &actions,
+            "playground-add-example",
+            "",
+            "Add this question to the chosen entry",
+            "add",
+            i,
+        );
+    }
+}
+
+/// Tries `questions`, shows the results.
+fn run(app: &App, ui: &Shared, questions: Vec<String>) {
+    let body = JsObj::new()
+        .set("questions", api::strings(&questions))
+        .value();
+    ui.borrow_mut().asked = questions;
+    let ui = ui.clone();
+    request(
+        app,
+        "POST",
+        "/playground".into(),
+        Some(body),
+        Box::new(move |result| {
+            let mut u = ui.borrow_mut();
+            match result {
+                Ok(v) => {
+                    u.tried = api::items(&v, tried);
+                    show_results(&u);
+                }
+                Err(e) => set_status(&u.status, Some(Err(e.message))),
             }
-            let app = app.clone();
-            busy.set(true);
-            asked.set(questions.clone());
-            leptos::task::spawn_local(async move {
-                let body = JsObj::new()
-                    .set("questions", api::strings(&questions))
-                    .value();
-                let result = api::call(&app, "POST", "/playground", api::json(&body)).await;
-                busy.set(false);
-                match result {
-                    Ok(v) => {
-                        results.set(api::items(&v, tried));
-                        status.set(None);
+        }),
+    );
+}
+
+/// Adds an example to one entry, then tries again.
+fn fix(app: &App, ui: &Shared, id: String, example: Option<String>) {
+    let path = format!("/kb/{}", api::segment(&id));
+    let (app2, ui2) = (app.clone(), ui.clone());
+    let failed = |ui: &Shared, message: String| set_status(&ui.borrow().status, Some(Err(message)));
+    request(
+        app,
+        "GET",
+        path.clone(),
+        None,
+        Box::new(move |read| {
+            let Some(mut entry) = read.ok().as_ref().and_then(kb_item) else {
+                failed(&ui2, "The entry could not be read.".into());
+                return;
+            };
+            entry.examples.extend(example);
+            let body = JsObj::new()
+                .set("title", entry.title.as_str())
+                .set("answer", entry.answer.as_str())
+                .set("examples", api::strings(&entry.examples))
+                .value();
+            let (app, ui) = (app2.clone(), ui2.clone());
+            request(
+                &app2,
+                "PUT",
+                path,
+                Some(body),
+                Box::new(move |saved| {
+                    if let Err(e) = saved {
+                        failed(&ui, e.message);
+                        return;
                     }
-                    Err(e) => status.set(Some(Err(e.message))),
-                }
-            });
-        }
-    };
-    let try_now = {
-        let run = run.clone();
-        move |_| {
-            let questions: Vec<String> = input
-                .get_untracked()
+                    let asked = {
+                        let u = ui.borrow_mut();
+                        set_status(
+                            &u.status,
+                            Some(Ok(format!(
+                                "Saved \u{201c}{}\u{201d}; tried again.",
+                                entry.title
+                            ))),
+                        );
+                        u.asked.clone()
+                    };
+                    run(&app, &ui, asked);
+                }),
+            );
+        }),
+    );
+}
+
+fn act(app: &App, ui: &Shared, action: &str, i: usize) {
+    let u = ui.borrow();
+    match action {
+        "try" => {
+            let questions: Vec<String> = value(&u.questions)
                 .lines()
                 .map(str::trim)
                 .filter(|q| !q.is_empty())
                 .map(str::to_owned)
                 .collect();
-            run(questions);
+            set_status(&u.status, None);
+            drop(u);
+            run(app, ui, questions);
         }
-    };
-
-    // Fix in place: change one entry, then try the same questions again.
-    let fix = {
-        let (app, run, load_entries) = (app.clone(), run.clone(), load_entries.clone());
-        move |id: String, example: Option<String>, answer: Option<String>| {
-            let (app, run, load_entries) = (app.clone(), run.clone(), load_entries.clone());
-            busy.set(true);
-            leptos::task::spawn_local(async move {
-                let path = format!("/kb/{}", api::segment(&id));
-                let saved = match api::call(&app, "GET", &path, None).await {
-                    Ok(v) => match kb_item(&v) {
-                        Some(mut entry) => {
-                            if let Some(q) = example {
-                                entry.examples.push(q);
-                            }
-                            if let Some(a) = answer {
-                                entry.answer = a;
-                            }
-                            let body = JsObj::new()
-                                .set("title", entry.title.as_str())
-                                .set("answer", entry.answer.as_str())
-                                .set("examples", api::strings(&entry.examples))
-                                .value();
-                            api::call(&app, "PUT", &path, api::json(&body))
-                                .await
-                                .map(|_| entry.title)
-                        }
-                        None => Err(api::ApiError {
-                            status: 0,
-                            code: String::new(),
-                            message: "The entry could not be read.".into(),
-                        }),
-                    },
-                    Err(e) => Err(e),
-                };
-                busy.set(false);
-                match saved {
-                    Ok(title) => {
-                        status.set(Some(Ok(format!("Saved \u{201c}{title}\u{201d}; tried again."))));
-                        load_entries();
-                        run(asked.get_untracked());
-                    }
-                    Err(e) if e.status == 404 => status.set(Some(Err(
-                        "Only Q&A entries can be changed here; edit an article on the Articles page."
-                            .into(),
-                    ))),
-                    Err(e) => status.set(Some(Err(e.message))),
-                }
-            });
+        "add" => {
+            let (id, question) = (value(&u.entry), u.tried.get(i).map(|r| r.question.clone()));
+            drop(u);
+            fix(app, ui, id, question);
         }
-    };
-
-    let result_view = move |r: Tried| {
-        let (fix_add, fix_answer) = (fix.clone(), fix.clone());
-        let pick = RwSignal::new(
-            entries
-                .get_untracked()
-                .first()
-                .map(|e| e.id.clone())
-                .unwrap_or_default(),
-        );
-        let source_id = r.sources.first().map(|s| s.0.clone());
-        let edited = RwSignal::new(r.sources.first().map(|s| s.3.clone()).unwrap_or_default());
-        let question = r.question.clone();
-        let options = move || {
-            entries
-                .get()
-                .into_iter()
-                .map(|e| view! { <option value=e.id.clone()>{e.title}</option> })
-                .collect_view()
-        };
-        let sources = r
-            .sources
-            .iter()
-            .map(|(_, title, url, passage)| {
-                view! {
-                    <li data-testid="playground-source">
-                        <strong>{title.clone()}</strong>
-                        <span class="na-muted" hidden=url.is_none()>{format!(" {}", url.clone().unwrap_or_default())}</span>
-                        <p class="na-body">{passage.clone()}</p>
-                    </li>
-                }
-            })
-            .collect_view();
-        let candidates = r
-            .candidates
-            .iter()
-            .map(|(t, c)| format!("{t} ({})", hundredths(*c)))
-            .collect::<Vec<_>>()
-            .join(" · ");
-        let confidence = r
-            .confidence
-            .map(|c| format!(" · confidence {}", hundredths(c)))
-            .unwrap_or_default();
-        let has_source = source_id.is_some();
-        view! {
-            <li class="na-card" data-testid="playground-result" data-outcome=r.outcome.clone()>
-                <strong data-testid="playground-question">{r.question.clone()}</strong>
-                <p data-testid="playground-decision">{format!("{}{confidence}{}", outcome_text(&r.outcome), if r.draft { " (as a draft)" } else { "" })}</p>
-                <p class="na-muted" data-testid="playground-why">{format!("{}: {}", stage_text(&r.stage), r.why)}</p>
-                <p class="na-body" data-testid="playground-answer" hidden=r.answer.is_none()>{r.answer.clone().unwrap_or_default()}</p>
-                <ul class="na-kb">{sources}</ul>
-                <p class="na-muted" data-testid="playground-candidates" hidden=candidates.is_empty()>{format!("Close entries: {candidates}")}</p>
-                <div class="na-actions">
-                    <label>"Add this question to "
-                        <select data-testid="playground-entry" prop:value=move || pick.get() on:change=move |ev| pick.set(event_target_value(&ev))>{options}</select>
-                    </label>
-                    <button type="button" data-testid="playground-add-example" disabled=busy
-                        on:click=move |_| {
-                            // Before any change the select shows its first entry.
-                            let id = Some(pick.get_untracked())
-                                .filter(|id| !id.is_empty())
-                                .or_else(|| entries.get_untracked().first().map(|e| e.id.clone()))
-                                .unwrap_or_default();
-                            fix_add(id, Some(question.clone()), None);
-                        }>"Add"</button>
-                </div>
-                <div class="na-form" hidden=!has_source>
-                    <label>"Edit the answer"
-                        <textarea data-testid="playground-edit-answer" prop:value=move || edited.get() on:input=move |ev| edited.set(event_target_value(&ev))></textarea>
-                    </label>
-                    <button type="button" data-testid="playground-save-answer" disabled=busy
-                        on:click=move |_| if let Some(id) = source_id.clone() { fix_answer(id, None, Some(edited.get_untracked())) }>"Save answer"</button>
-                </div>
-            </li>
-        }
-    };
-
-    // Replay.
-    let last = RwSignal::new("50".to_owned());
-    let replay: RwSignal<Option<Result<JsValue, String>>> = RwSignal::new(None);
-    let run_replay = {
-        let app = app.clone();
-        move |_| {
-            let app = app.clone();
-            let n: u32 = last.get_untracked().trim().parse().unwrap_or(0);
-            replay.set(None);
-            leptos::task::spawn_local(async move {
-                let body = JsObj::new().set("last", n).value();
-                let result = api::call(&app, "POST", "/playground/replay", api::json(&body))
-                    .await
-                    .map_err(|e| e.message);
-                replay.set(Some(result));
-            });
-        }
-    };
-    let replay_view = move || {
-        replay.get().map(|r| match r {
-            Err(e) => view! { <p class="na-field-error" role="alert">{e}</p> }.into_any(),
-            Ok(v) => {
-                let changed = v
-                    .get("changed")
-                    .and_then(|c| c.items())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|c| {
-                        let now = c.get("now").and_then(|n| tried(&n)).unwrap_or_default();
-                        let then = string(&c, "then").unwrap_or_default();
-                        view! {
-                            <li data-testid="replay-change">
-                                <strong>{string(&c, "question").unwrap_or_default()}</strong>
-                                <p>{format!("Then: {} · now: {}", outcome_text(&then), outcome_text(&now.outcome))}</p>
-                                <p class="na-muted">{now.why}</p>
-                            </li>
-                        }
-                    })
-                    .collect_view();
-                view! {
-                    <div data-testid="replay-report">
-                        <p data-testid="replay-then">{format!("Then: {}", counts_text(&v, "then"))}</p>
-                        <p data-testid="replay-now">{format!("Now: {}", counts_text(&v, "now"))}</p>
-                        <p class="na-muted">{format!("{} first questions of conversations replayed.", uint(&v, "replayed").unwrap_or(0))}</p>
-                        <ul class="na-kb">{changed}</ul>
-                    </div>
-                }
-                .into_any()
-            }
-        })
-    };
-
-    view! {
-        <section class="na-console" data-testid="playground">
-            <header class="na-console-head">
-                <h2>"Playground"</h2>
-            </header>
-            <p class="na-muted">"What the AI would do now for a new visitor. Nothing is sent to anyone."</p>
-            <div class="na-card na-form">
-                <label>"Questions (one a line)"
-                    <textarea data-testid="playground-questions" prop:value=move || input.get() on:input=move |ev| input.set(event_target_value(&ev))></textarea>
-                </label>
-                <div class="na-actions">
-                    <button type="button" data-testid="playground-try" disabled=busy on:click=try_now>"Try"</button>
-                </div>
-            </div>
-            <p class="na-lines" role="status" data-testid="playground-status"
-                class:na-ok=move || status.with(|s| matches!(s, Some(Ok(_))))
-                class:na-field-error=move || status.with(|s| matches!(s, Some(Err(_))))
-                hidden=move || status.with(Option::is_none)>
-                {move || status.get().map(|s| s.unwrap_or_else(|e| e)).unwrap_or_default()}
-            </p>
-            <ul class="na-kb" data-testid="playground-results">
-                {move || results.get().into_iter().map(result_view.clone()).collect_view()}
-            </ul>
-            <h3>"Replay"</h3>
-            <div class="na-card na-form">
-                <label>"The last conversations' first questions: how many"
-                    <input type="number" min="1" max="200" data-testid="replay-last" prop:value=move || last.get() on:input=move |ev| last.set(event_target_value(&ev)) />
-                </label>
-                <div class="na-actions">
-                    <button type="button" data-testid="replay-run" on:click=run_replay>"Replay"</button>
-                </div>
-            </div>
-            {replay_view}
-        </section>
+        _ => {}
     }
+}
+
+/// Builds the Playground page in `root`.
+pub fn playground(root: Element, app: App) {
+    let ui: Shared = std::rc::Rc::new(std::cell::RefCell::new(build(&root)));
+    // The entries a question can be added to.
+    let entries = ui.clone();
+    request(
+        &app,
+        "GET",
+        "/kb".into(),
+        None,
+        Box::new(move |result| {
+            let u = entries.borrow();
+            for e in api::items(&result.unwrap_or(JsValue::NULL), kb_item) {
+                let o = el(&u.entry, "option", "", "", Some(&e.title));
+                let _ = o.set_attribute("value", &e.id);
+            }
+        }),
+    );
+    on_action(&root, move |action, i| act(&app, &ui, &action, i));
 }
 
 #[cfg(test)]
@@ -394,12 +455,5 @@ mod tests {
         assert_eq!(hundredths(r.confidence.unwrap()), "0.83");
         assert_eq!(outcome_text("escalate"), "Hands over to a person");
         assert_eq!(stage_text("before_engine"), "Policy, before the engine");
-        assert_eq!(
-            counts_text(
-                &json!({"then": {"answered": 1, "clarified": 0, "handed_over": 2, "none": 1}}),
-                "then"
-            ),
-            "1 answered, 0 clarified, 2 handed over, 1 without a reply"
-        );
     }
 }

@@ -231,10 +231,12 @@ fn Desk(app: App) -> impl IntoView {
             view! { <AnalyticsPage app=console_app.clone() /> }.into_any()
         }
         Page::Playground if owner.get() => {
-            view! { <super::playground::PlaygroundPage app=console_app.clone() /> }.into_any()
+            use super::playground::{page, playground};
+            page("playground", console_app.clone(), playground).into_any()
         }
         Page::Gaps if owner.get() => {
-            view! { <super::gaps::GapsPage app=console_app.clone() /> }.into_any()
+            use super::{gaps::gaps, playground::page};
+            page("gaps", console_app.clone(), gaps).into_any()
         }
         _ => ().into_any(),
     };
