@@ -717,3 +717,166 @@ pub fn validate_body(body: &str) -> Result<&str, ErrorBody> {
     }
     Ok(trimmed)
 }
+
+string_enum! {
+    /// What the AI would do with a question (`POST /api/v1/playground`), or did with it.
+    pub enum AiOutcome {
+        /// Answered from the knowledge base.
+        Answer => "answer",
+        /// Asked which of two or three close entries the visitor means.
+        Clarify => "clarify",
+        /// Handed the conversation to a person.
+        Escalate => "escalate",
+        /// Nothing yet (replay: no reply followed the question).
+        NoReply => "none",
+    }
+}
+
+string_enum! {
+    /// Which step of the AI's turn made the decision (`conversation::visitor::respond`).
+    pub enum DecisionStage {
+        /// The site's autonomy setting (`off`: people only).
+        Autonomy => "autonomy",
+        /// The policy before the engine: a request for a person, a sensitive topic, frustration.
+        BeforeEngine => "before_engine",
+        /// The answer engine itself (its thresholds, or an entry that always hands over).
+        Engine => "engine",
+        /// The policy after the engine: low confidence, out of scope, repeated failure.
+        AfterEngine => "after_engine",
+    }
+}
+
+/// `POST /api/v1/playground`: one question (`question`) or several (`questions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaygroundRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub questions: Vec<String>,
+}
+
+/// An entry an answer comes from, with the passage the visitor would read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaygroundSource {
+    pub entry_id: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The entry's answer text as stored (placeholders not filled).
+    pub passage: String,
+}
+
+/// A close entry and the confidence an answer from it would have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub entry_id: String,
+    pub title: String,
+    pub confidence: f32,
+}
+
+/// What the AI would do now with one question from a new visitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaygroundResult {
+    pub question: String,
+    pub outcome: AiOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+    /// The answer (placeholders filled) or the clarifying question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<PlaygroundSource>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<Choice>,
+    /// The closest entries, best first.
+    #[serde(default)]
+    pub candidates: Vec<Candidate>,
+    /// Why it goes to a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<HandoffReason>,
+    pub stage: DecisionStage,
+    /// The rule that decided, in plain words.
+    pub why: String,
+    /// Review mode: an answer becomes a draft for an agent instead of reaching the visitor.
+    #[serde(default)]
+    pub draft: bool,
+}
+
+/// `POST /api/v1/playground/replay`: the site's last `last` conversations' first visitor
+/// questions against the current knowledge base.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayRequest {
+    pub last: u32,
+}
+
+/// How many questions ended each way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeCounts {
+    pub answered: u32,
+    pub clarified: u32,
+    pub handed_over: u32,
+    /// No reply followed (only ever in `then`).
+    pub none: u32,
+}
+
+/// A replayed question whose outcome or answer changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayChange {
+    pub conversation_id: Uuid,
+    pub question: String,
+    pub then: AiOutcome,
+    /// The entry the answer came from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then_entry: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then_answer: Option<String>,
+    pub now: PlaygroundResult,
+}
+
+/// The answer of a replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayReport {
+    /// Which questions were replayed: `first_visitor_message` of each conversation.
+    pub questions: String,
+    pub replayed: u32,
+    pub then: OutcomeCounts,
+    pub now: OutcomeCounts,
+    pub changed: Vec<ReplayChange>,
+}
+
+/// One question that went to people, and what the agents answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapQuestion {
+    pub conversation_id: Uuid,
+    pub question: String,
+    pub asked_at: Millis,
+    /// The agents' replies after the handover, oldest first (at most three).
+    pub replies: Vec<String>,
+}
+
+/// Questions that went to people, alike in meaning (`GET /api/v1/gaps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapGroup {
+    pub questions: Vec<GapQuestion>,
+    /// The agents' most common reply (the longest among equals): what a drafted entry answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_reply: Option<String>,
+}
+
+/// `POST /api/v1/gaps/draft`: an entry drafted from a group's conversations, into the approval
+/// queue; `answer` replaces the agents' best reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapDraftRequest {
+    pub conversation_ids: Vec<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+}
+
+/// The answer of a gap draft: the entry id its questions go into on approval, and how many
+/// wait in `/api/v1/kb/pending`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapDraft {
+    pub entry_id: String,
+    pub pending: u32,
+    pub answer: String,
+}

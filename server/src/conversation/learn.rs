@@ -115,9 +115,16 @@ pub async fn apply(
             }
             entry
         }
+        // A gap draft names its new entry in advance (`learned-…`), so that its questions,
+        // approved one by one, go into one entry.
         None => KbEntry {
             url: None,
-            id: format!("learned-{}", &Uuid::new_v4().simple().to_string()[..12]),
+            id: entry_id
+                .filter(|id| id.starts_with("learned-"))
+                .map_or_else(
+                    || format!("learned-{}", &Uuid::new_v4().simple().to_string()[..12]),
+                    str::to_owned,
+                ),
             title: title_from_answer(&answer),
             answer: answer.clone(),
             examples: vec![question.clone()],

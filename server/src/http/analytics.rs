@@ -12,6 +12,10 @@
 //! - *handle_time_ms*: from the first agent joining to the conversation being resolved.
 //! - *daily*: per UTC day (by conversation creation); `taught` counts entries agents taught
 //!   that day. Days without conversations are included for periods up to 366 days.
+//! - *weekly*: the learning curve, per ISO week (`week` is its Monday, UTC): the automation
+//!   rate of the conversations created that week, `new_entries` (entries agents taught, as in
+//!   `daily`), `taught` (questions taught live on resolve) and `approved` (learned questions an
+//!   owner approved, counted at the approval). Weeks are listed like days.
 
 use std::collections::BTreeMap;
 
@@ -68,6 +72,18 @@ pub struct Day {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Week {
+    /// The Monday the ISO week starts on, `YYYY-MM-DD` (UTC).
+    pub week: String,
+    pub conversations: u64,
+    pub automated: u64,
+    pub automation_rate: f64,
+    pub new_entries: u64,
+    pub taught: u64,
+    pub approved: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analytics {
     pub from: Millis,
     pub to: Millis,
@@ -79,6 +95,8 @@ pub struct Analytics {
     pub first_response_ms: Percentiles,
     pub handle_time_ms: Percentiles,
     pub daily: Vec<Day>,
+    #[serde(default)]
+    pub weekly: Vec<Week>,
 }
 
 /// One conversation with what analytics needs of it.
@@ -112,6 +130,19 @@ fn percentiles(mut samples: Vec<i64>) -> Percentiles {
 pub fn day_of(ms: Millis) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
+        .unwrap_or_default()
+}
+
+/// The Monday (`YYYY-MM-DD`, UTC) of the ISO week of a time.
+pub fn week_of(ms: Millis) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .and_then(|t| {
+            let date = t.to_zoned(jiff::tz::TimeZone::UTC).date();
+            let back = i64::from(date.weekday().to_monday_zero_offset());
+            date.checked_sub(jiff::Span::new().days(back)).ok()
+        })
+        .map(|d| d.to_string())
         .unwrap_or_default()
 }
 
@@ -173,8 +204,15 @@ fn outcome(messages: &[Message], ai_answered: bool) -> Outcome {
     out
 }
 
-/// Computes the figures of a period from its conversations and the times entries were taught.
-pub fn compute(from: Millis, to: Millis, facts: &[Facts], learned: &[Millis]) -> Analytics {
+/// Computes the figures of a period from its conversations, the times entries were taught
+/// (`learned`) and the times learned questions went live (`lessons`: `true` for an approval).
+pub fn compute(
+    from: Millis,
+    to: Millis,
+    facts: &[Facts],
+    learned: &[Millis],
+    lessons: &[(Millis, bool)],
+) -> Analytics {
     let mut days: BTreeMap<String, Day> = BTreeMap::new();
     let blank = |day: String| Day {
         day,
@@ -184,16 +222,31 @@ pub fn compute(from: Millis, to: Millis, facts: &[Facts], learned: &[Millis]) ->
         taught: 0,
         automation_rate: 0.0,
     };
+    let mut weeks: BTreeMap<String, Week> = BTreeMap::new();
+    let blank_week = |week: String| Week {
+        week,
+        conversations: 0,
+        automated: 0,
+        automation_rate: 0.0,
+        new_entries: 0,
+        taught: 0,
+        approved: 0,
+    };
     if (to - from) / DAY_MS <= MAX_FILLED_DAYS {
         let mut t = from;
         while t < to {
             let d = day_of(t);
             days.entry(d.clone()).or_insert_with(|| blank(d));
+            let w = week_of(t);
+            weeks.entry(w.clone()).or_insert_with(|| blank_week(w));
             t += DAY_MS;
         }
         let last = day_of(to - 1);
         days.entry(last.clone()).or_insert_with(|| blank(last));
+        let w = week_of(to - 1);
+        weeks.entry(w.clone()).or_insert_with(|| blank_week(w));
     }
+
     let mut by_reason = BTreeMap::new();
     let mut csat = CsatStats::default();
     let mut first_responses = Vec::new();
@@ -204,9 +257,13 @@ pub fn compute(from: Millis, to: Millis, facts: &[Facts], learned: &[Millis]) ->
         let d = day_of(f.conversation.created_at);
         let day = days.entry(d.clone()).or_insert_with(|| blank(d));
         day.conversations += 1;
+        let w = week_of(f.conversation.created_at);
+        let week = weeks.entry(w.clone()).or_insert_with(|| blank_week(w));
+        week.conversations += 1;
         if o.automated {
             automated += 1;
             day.automated += 1;
+            week.automated += 1;
         }
         if o.escalated {
             day.escalated += 1;
@@ -224,6 +281,20 @@ pub fn compute(from: Millis, to: Millis, facts: &[Facts], learned: &[Millis]) ->
     for at in learned {
         let d = day_of(*at);
         days.entry(d.clone()).or_insert_with(|| blank(d)).taught += 1;
+        let w = week_of(*at);
+        weeks
+            .entry(w.clone())
+            .or_insert_with(|| blank_week(w))
+            .new_entries += 1;
+    }
+    for &(at, approved) in lessons {
+        let w = week_of(at);
+        let week = weeks.entry(w.clone()).or_insert_with(|| blank_week(w));
+        if approved {
+            week.approved += 1;
+        } else {
+            week.taught += 1;
+        }
     }
     if csat.count > 0 {
         let total: u64 = csat
@@ -252,6 +323,13 @@ pub fn compute(from: Millis, to: Millis, facts: &[Facts], learned: &[Millis]) ->
                 d
             })
             .collect(),
+        weekly: weeks
+            .into_values()
+            .map(|mut w| {
+                w.automation_rate = rate(w.automated, w.conversations);
+                w
+            })
+            .collect(),
     }
 }
 
@@ -267,7 +345,8 @@ pub async fn site_analytics(
         .conversation_facts_between(site_id, from, to)
         .await?;
     let learned = state.store.learned_entry_times(site_id, from, to).await?;
-    Ok(compute(from, to, &facts, &learned))
+    let lessons = state.store.learned_times(site_id, from, to).await?;
+    Ok(compute(from, to, &facts, &learned, &lessons))
 }
 
 /// `GET /api/v1/analytics?from=<ms>&to=<ms>` (owners)
@@ -397,6 +476,7 @@ mod tests {
             day1 + 2 * DAY_MS,
             &[automated, escalated],
             &[day1 + DAY_MS + 70_000],
+            &[(day1 + DAY_MS + 70_000, false), (day1 + 9 * DAY_MS, true)],
         );
         assert_eq!(a.conversations, 2);
         assert_eq!(a.automated, 1);
@@ -412,6 +492,14 @@ mod tests {
         assert_eq!(a.daily[0].automation_rate, 1.0);
         assert_eq!(a.daily[1].escalated, 1);
         assert_eq!(a.daily[1].taught, 1);
+        // 2025-11-25 is a Tuesday: its week starts on Monday the 24th; the approval nine
+        // days later falls in the next week, outside the period's conversations.
+        assert_eq!(a.weekly[0].week, "2025-11-24");
+        assert_eq!(a.weekly[0].conversations, 2);
+        assert_eq!(a.weekly[0].automation_rate, 0.5);
+        assert_eq!((a.weekly[0].new_entries, a.weekly[0].taught), (1, 1));
+        let later = a.weekly.iter().find(|w| w.week == "2025-12-01").unwrap();
+        assert_eq!((later.approved, later.conversations), (1, 0));
     }
 
     #[test]

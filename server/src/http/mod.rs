@@ -6,11 +6,13 @@ pub mod auth;
 pub mod canned;
 pub mod cors;
 pub mod error;
+pub mod gaps;
 pub mod kb;
 pub mod kb_import;
 pub mod learn;
 pub mod metrics;
 pub mod openapi;
+pub mod playground;
 pub mod privacy;
 pub mod sites;
 pub mod sources;
@@ -38,6 +40,8 @@ pub fn routes() -> Router<AppState> {
         .merge(kb_import::routes())
         .merge(sources::routes())
         .merge(analytics::routes())
+        .merge(playground::routes())
+        .merge(gaps::routes())
         .merge(summary::routes())
         .merge(sites::routes())
         .merge(openapi::routes())

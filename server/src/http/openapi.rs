@@ -296,6 +296,50 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     with(
         op(
+            "post",
+            "/playground",
+            "What the AI would do now with one or more questions from a new visitor: decision, confidence, sources, close entries and the rule that decided (nothing is written)",
+            Owner,
+        ),
+        &[],
+        Some("PlaygroundRequest"),
+        (200, Some("PlaygroundResults")),
+    ),
+    with(
+        op(
+            "post",
+            "/playground/replay",
+            "Replay the first visitor question of the site's last N conversations against the current knowledge base: outcomes then and now, and what changed",
+            Owner,
+        ),
+        &[],
+        Some("ReplayRequest"),
+        (200, Some("ReplayReport")),
+    ),
+    with(
+        op(
+            "get",
+            "/gaps",
+            "Questions that went to people, grouped by meaning, largest groups first, with the agents' replies",
+            Owner,
+        ),
+        &["days"],
+        None,
+        (200, Some("GapGroups")),
+    ),
+    with(
+        op(
+            "post",
+            "/gaps/draft",
+            "Draft an entry from a group of questions into the approval queue (one pending entry per question)",
+            Owner,
+        ),
+        &[],
+        Some("GapDraftRequest"),
+        (200, Some("GapDraft")),
+    ),
+    with(
+        op(
             "get",
             "/conversations/{id}/summary",
             "Handoff summary and suggested reply for the agent",
@@ -394,10 +438,69 @@ fn source_schemas() -> Value {
 
 fn schemas() -> Value {
     let mut all = core_schemas();
-    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), source_schemas()) {
-        all.extend(more);
+    if let Some(all) = all.as_object_mut() {
+        for more in [source_schemas(), playground_schemas()] {
+            if let Value::Object(more) = more {
+                all.extend(more);
+            }
+        }
     }
     all
+}
+
+/// The playground's and the knowledge gaps' schemas.
+fn playground_schemas() -> Value {
+    let string = json!({"type": "string"});
+    let int = json!({"type": "integer"});
+    let number = json!({"type": "number"});
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let outcome = json!({"enum": ["answer", "clarify", "escalate", "none"]});
+    let counts = json!({"type": "object", "properties": {"answered": int, "clarified": int, "handed_over": int, "none": int}});
+    json!({
+        "PlaygroundRequest": {
+            "type": "object",
+            "description": "One question, or a list of at most 50.",
+            "properties": {"question": string, "questions": strings}
+        },
+        "PlaygroundResult": {
+            "type": "object",
+            "properties": {
+                "question": string, "outcome": outcome, "confidence": number,
+                "answer": string,
+                "sources": {"type": "array", "items": {"type": "object", "properties": {"entry_id": string, "title": string, "url": string, "passage": string}}},
+                "choices": {"type": "array", "items": {"type": "object", "properties": {"id": string, "label": string}}},
+                "candidates": {"type": "array", "items": {"type": "object", "properties": {"entry_id": string, "title": string, "confidence": number}}},
+                "reason": {"type": "object", "properties": {"reason": string, "category": string}},
+                "stage": {"enum": ["autonomy", "before_engine", "engine", "after_engine"]},
+                "why": string, "draft": {"type": "boolean"}
+            }
+        },
+        "PlaygroundResults": {"type": "array", "items": {"$ref": "#/components/schemas/PlaygroundResult"}},
+        "ReplayRequest": {"type": "object", "required": ["last"], "properties": {"last": int}},
+        "ReplayReport": {
+            "type": "object",
+            "properties": {
+                "questions": {"enum": ["first_visitor_message"]}, "replayed": int,
+                "then": counts, "now": counts,
+                "changed": {"type": "array", "items": {"type": "object", "properties": {
+                    "conversation_id": string, "question": string, "then": outcome,
+                    "then_entry": string, "then_answer": string,
+                    "now": {"$ref": "#/components/schemas/PlaygroundResult"}
+                }}}
+            }
+        },
+        "GapGroups": {"type": "array", "items": {"type": "object", "properties": {
+            "questions": {"type": "array", "items": {"type": "object", "properties": {
+                "conversation_id": string, "question": string, "asked_at": int, "replies": strings
+            }}},
+            "best_reply": string
+        }}},
+        "GapDraftRequest": {
+            "type": "object", "required": ["conversation_ids"],
+            "properties": {"conversation_ids": strings, "answer": string}
+        },
+        "GapDraft": {"type": "object", "properties": {"entry_id": string, "pending": int, "answer": string}}
+    })
 }
 
 fn core_schemas() -> Value {
@@ -494,6 +597,11 @@ fn core_schemas() -> Value {
                 "daily": {"type": "array", "items": {"type": "object", "properties": {
                     "day": string, "conversations": int, "automated": int, "escalated": int,
                     "taught": int, "automation_rate": {"type": "number"}
+                }}},
+                "weekly": {"type": "array", "items": {"type": "object", "properties": {
+                    "week": string, "conversations": int, "automated": int,
+                    "automation_rate": {"type": "number"}, "new_entries": int, "taught": int,
+                    "approved": int
                 }}}
             }
         },

@@ -14,6 +14,8 @@ pub enum Origin {
     DraftEdit,
     /// A visitor gave an AI answer a thumbs-down.
     ThumbsDown,
+    /// Drafted from a knowledge gap: questions that went to people and the agents' reply.
+    Gap,
 }
 
 impl Origin {
@@ -22,6 +24,7 @@ impl Origin {
             Self::Teach => "teach",
             Self::DraftEdit => "draft_edit",
             Self::ThumbsDown => "thumbs_down",
+            Self::Gap => "gap",
         }
     }
 
@@ -30,6 +33,7 @@ impl Origin {
             "teach" => Some(Self::Teach),
             "draft_edit" => Some(Self::DraftEdit),
             "thumbs_down" => Some(Self::ThumbsDown),
+            "gap" => Some(Self::Gap),
             _ => None,
         }
     }

@@ -1547,6 +1547,87 @@ where
         rows.iter().map(|row| Ok(row.int("created_at")?)).collect()
     }
 
+    async fn recent_timelines(
+        &self,
+        site_id: Uuid,
+        since: Millis,
+        limit: u32,
+        entries: u32,
+        people: bool,
+    ) -> StoreResult<Vec<(Conversation, Vec<Message>)>> {
+        // The same conversations for both reads: the newest `limit` of the site since `since`.
+        let people = if people {
+            "AND (c.handoff_reason IS NOT NULL OR EXISTS (SELECT 1 FROM messages a
+                 WHERE a.conversation_id = c.id AND a.author_kind = 'agent'))"
+        } else {
+            ""
+        };
+        let chosen = format!(
+            "SELECT c.id FROM conversations c WHERE c.site_id = $1 AND c.created_at >= $2 {people}
+             ORDER BY c.created_at DESC, c.id DESC LIMIT $3"
+        );
+        let conversations = sqlx::query(&format!(
+            "SELECT * FROM conversations WHERE id IN ({chosen}) ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(site_id.to_string())
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(conversation_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        let messages = sqlx::query(&format!(
+            "SELECT * FROM messages WHERE conversation_id IN ({chosen}) AND seq <= $4
+             ORDER BY conversation_id, seq"
+        ))
+        .bind(site_id.to_string())
+        .bind(since)
+        .bind(i64::from(limit))
+        .bind(i64::from(entries))
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        let mut by_conversation: HashMap<Uuid, Vec<Message>> = HashMap::new();
+        for message in messages {
+            by_conversation
+                .entry(message.conversation_id)
+                .or_default()
+                .push(message);
+        }
+        Ok(conversations
+            .into_iter()
+            .map(|c| {
+                let timeline = by_conversation.remove(&c.id).unwrap_or_default();
+                (c, timeline)
+            })
+            .collect())
+    }
+
+    async fn learned_times(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<(Millis, bool)>> {
+        let rows = sqlx::query(
+            "SELECT status, COALESCE(reviewed_at, created_at) AS at FROM learned_entries
+             WHERE site_id = $1 AND status IN ('live', 'approved')
+             AND COALESCE(reviewed_at, created_at) >= $2 AND COALESCE(reviewed_at, created_at) < $3
+             ORDER BY at",
+        )
+        .bind(site_id.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.int("at")?, row.text("status")? == "approved")))
+            .collect()
+    }
+
     async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::model::Csat>> {
         let row =
             sqlx::query("SELECT score, comment, created_at FROM csat WHERE conversation_id = $1")

@@ -561,6 +561,26 @@ pub trait Store: Send + Sync + 'static {
         from: Millis,
         to: Millis,
     ) -> StoreResult<Vec<Millis>>;
+    /// The site's latest `limit` conversations created at or after `since`, newest first, each
+    /// with its first `entries` timeline entries in sequence order: two reads whatever their
+    /// number (the playground's replay, the knowledge gaps). With `people`, only the
+    /// conversations a person was involved in: handed over, or an agent wrote.
+    async fn recent_timelines(
+        &self,
+        site_id: Uuid,
+        since: Millis,
+        limit: u32,
+        entries: u32,
+        people: bool,
+    ) -> StoreResult<Vec<(Conversation, Vec<Message>)>>;
+    /// When learned knowledge went into the knowledge base in `[from, to)`: each live teach
+    /// (at its creation) and each approval (at its review), with `true` for an approval.
+    async fn learned_times(
+        &self,
+        site_id: Uuid,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<(Millis, bool)>>;
     /// The visitor's satisfaction answer for a conversation.
     async fn csat(&self, conversation_id: Uuid) -> StoreResult<Option<crate::model::Csat>>;
     /// What is kept about a visitor of a site.

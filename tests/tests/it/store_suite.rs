@@ -1640,7 +1640,161 @@ store_suite!(
     knowledge_sources,
     lived_in_fill,
     login_attempts,
+    recent_timelines_and_lessons,
 );
+
+/// The playground's and the gaps' read: the newest conversations of a site since a time, each
+/// with its first entries; with `people`, only those a person was involved in. And the times
+/// learned questions went live (a teach) or were approved.
+async fn recent_timelines_and_lessons(store: Arc<dyn Store>) {
+    use nexus_server::model::{Origin, PendingEntry};
+    let store = store.as_ref();
+    let site = new_site(store, "recent").await;
+    let other = new_site(store, "recent-other").await;
+    let (visitor, _) = store
+        .create_visitor(site.id, &VisitorInfo::default())
+        .await
+        .unwrap();
+    let (stranger, _) = store
+        .create_visitor(other.id, &VisitorInfo::default())
+        .await
+        .unwrap();
+    let start = now_ms();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let c = store
+            .create_conversation(site.id, visitor.id, None, None)
+            .await
+            .unwrap();
+        store
+            .commit(c.id, post(Author::Visitor, &format!("q{n}"), Some("v")))
+            .await
+            .unwrap();
+        let op = match n {
+            0 => post(Author::Ai, "a0", None),
+            1 => transition(Transition::Escalated {
+                reason: HandoffReason::LowConfidence,
+            }),
+            _ => post(Author::Agent(agent("Ana")), "a2", None),
+        };
+        store.commit(c.id, op).await.unwrap();
+        ids.push(c.id);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let theirs = store
+        .create_conversation(other.id, stranger.id, None, None)
+        .await
+        .unwrap();
+    store
+        .commit(theirs.id, post(Author::Visitor, "theirs", Some("t")))
+        .await
+        .unwrap();
+
+    let site_id = site.id;
+    let read = |since, limit, entries, people| async move {
+        store
+            .recent_timelines(site_id, since, limit, entries, people)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(c, timeline)| {
+                (
+                    c.id,
+                    timeline.iter().map(|m| m.seq).collect::<Vec<_>>(),
+                    timeline.first().map(|m| m.body.clone()),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let all = read(start, 10, 50, false).await;
+    // Newest first; the agent's reply implied a takeover (a notice before the reply).
+    assert_eq!(
+        all,
+        vec![
+            (ids[2], vec![1, 2, 3], Some("q2".to_owned())),
+            (ids[1], vec![1, 2], Some("q1".to_owned())),
+            (ids[0], vec![1, 2], Some("q0".to_owned())),
+        ]
+    );
+    let ids_of = |rows: Vec<(Uuid, Vec<u64>, Option<String>)>| {
+        rows.into_iter().map(|r| r.0).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids_of(read(start, 2, 50, false).await),
+        vec![ids[2], ids[1]]
+    );
+    assert_eq!(
+        ids_of(read(start, 10, 50, true).await),
+        vec![ids[2], ids[1]],
+        "handed over, or an agent wrote"
+    );
+    assert!(
+        read(start, 10, 1, false)
+            .await
+            .iter()
+            .all(|(_, seqs, _)| seqs == &[1]),
+        "only the first entries"
+    );
+    assert!(read(now_ms() + 1, 10, 50, false).await.is_empty());
+
+    let lesson = |q: &str| PendingEntry {
+        id: Uuid::new_v4(),
+        question: q.into(),
+        answer: "yes".into(),
+        entry_id: None,
+        conversation_id: Some(ids[1]),
+        origin: Origin::Gap,
+        created_at: now_ms(),
+    };
+    let taught = lesson("taught live");
+    store
+        .learned_into_kb(site.id, &taught, "live", "learned-1")
+        .await
+        .unwrap();
+    let approved = lesson("approved");
+    let rejected = lesson("rejected");
+    let waiting = lesson("waiting");
+    for p in [&approved, &rejected, &waiting] {
+        store.add_pending_entry(site.id, p).await.unwrap();
+    }
+    let owner = Uuid::new_v4();
+    assert!(
+        store
+            .close_pending_entry(site.id, approved.id, "approved", owner)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .close_pending_entry(site.id, rejected.id, "rejected", owner)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.pending_entries(site.id).await.unwrap()[0].origin,
+        Origin::Gap
+    );
+    let end = now_ms() + 1;
+    let mut times = store.learned_times(site.id, start, end).await.unwrap();
+    times.sort_by_key(|t| t.1);
+    assert_eq!(times.len(), 2, "{times:?}");
+    assert_eq!(times[0], (taught.created_at, false));
+    assert!(times[1].1 && times[1].0 >= approved.created_at);
+    assert!(
+        store
+            .learned_times(other.id, start, end)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .learned_times(site.id, end, end + 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
 
 /// Two stores on one schema are two instances' pools: takeovers through both at once still
 /// have exactly one winner, and sequence numbers stay gap-free.

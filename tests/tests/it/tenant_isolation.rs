@@ -118,6 +118,25 @@ const ROUTES: &[Route] = &[
     row("GET", "/analytics?from=0&to=9999999999999", NoBody, OwnSite),
     row(
         "POST",
+        "/playground",
+        Json(r#"{"question":"an A question"}"#),
+        OwnSite,
+    ),
+    row(
+        "POST",
+        "/playground/replay",
+        Json(r#"{"last":50}"#),
+        OwnSite,
+    ),
+    row("GET", "/gaps?days=30", NoBody, OwnSite),
+    row(
+        "POST",
+        "/gaps/draft",
+        Json(r#"{"conversation_ids":["{conv_b}"]}"#),
+        Refused,
+    ),
+    row(
+        "POST",
         "/sites",
         Json(r#"{"key":"site-a-two","name":"A's second site"}"#),
         OwnSite,

@@ -7,6 +7,36 @@ use super::App;
 use super::api;
 use super::data::{Analytics, analytics, duration_text, percent, reason_code_text};
 use crate::browser;
+use crate::wire::{Json, string};
+
+/// One week of the learning curve (`weekly` of `GET /api/v1/analytics`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Week {
+    /// Its Monday, `YYYY-MM-DD`.
+    pub week: String,
+    pub conversations: u64,
+    pub automation_rate: f64,
+    /// Entries taught, questions taught live and questions approved.
+    pub taught: u64,
+    pub approved: u64,
+}
+
+/// The weeks of an analytics answer (none from a server without them).
+pub fn weeks<J: Json>(v: &J) -> Vec<Week> {
+    let n = |w: &J, k: &str| w.get(k).and_then(|x| x.number()).unwrap_or(0.0).max(0.0);
+    v.get("weekly")
+        .and_then(|w| w.items())
+        .unwrap_or_default()
+        .iter()
+        .map(|w| Week {
+            week: string(w, "week").unwrap_or_default(),
+            conversations: n(w, "conversations") as u64,
+            automation_rate: n(w, "automation_rate"),
+            taught: (n(w, "new_entries") + n(w, "taught")) as u64,
+            approved: n(w, "approved") as u64,
+        })
+        .collect()
+}
 
 /// A rectangle of a bar chart, in whole SVG units (no float formatting in the bundle).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,10 +102,13 @@ const PERIODS: [(u32, &str); 4] = [
     (90, "Last 90 days"),
 ];
 
+/// What the analytics page shows: the period's figures and its weeks.
+type Loaded = (Analytics, Vec<Week>);
+
 #[component]
 pub fn AnalyticsPage(app: App) -> impl IntoView {
     let days = RwSignal::new(30u32);
-    let data: RwSignal<Option<Result<Analytics, String>>> = RwSignal::new(None);
+    let data: RwSignal<Option<Result<Loaded, String>>> = RwSignal::new(None);
     let generation = StoredValue::new(0u32);
     let load = move |app: App| {
         let span = i64::from(days.get_untracked()) * DAY_MS;
@@ -87,7 +120,9 @@ pub fn AnalyticsPage(app: App) -> impl IntoView {
         leptos::task::spawn_local(async move {
             let path = format!("/analytics?from={from}&to={to}");
             let result = match api::call(&app, "GET", &path, None).await {
-                Ok(v) => analytics(&v).ok_or_else(|| "The server's answer was unreadable.".into()),
+                Ok(v) => analytics(&v)
+                    .map(|a| (a, weeks(&v)))
+                    .ok_or_else(|| "The server's answer was unreadable.".into()),
                 Err(e) if e.missing() => Err("This server does not offer analytics yet.".into()),
                 Err(e) => Err(e.message),
             };
@@ -125,7 +160,10 @@ pub fn AnalyticsPage(app: App) -> impl IntoView {
                 <button on:click=refresh data-testid="analytics-refresh">"Refresh"</button>
             </header>
             {move || match data.get() {
-                Some(Ok(a)) => view! { <div class="na-analytics" inner_html=charts_html(&a)></div> }.into_any(),
+                Some(Ok((a, w))) => {
+                    let html = charts_html(&a) + &weekly_html(&w);
+                    view! { <div class="na-analytics" inner_html=html></div> }.into_any()
+                }
                 other => {
                     let note = other.and_then(Result::err).unwrap_or_else(|| "Loading…".into());
                     view! { <p class="na-muted" role="status">{note}</p> }.into_any()
@@ -377,9 +415,91 @@ pub fn charts_html(a: &Analytics) -> String {
     out
 }
 
+/// The weekly learning curve: what was taught or approved each week (columns) under the
+/// automation rate (the line), and the same as a table.
+pub fn weekly_html(weeks: &[Week]) -> String {
+    if weeks.is_empty() {
+        return String::new();
+    }
+    let rates: Vec<f64> = weeks.iter().map(|w| w.automation_rate).collect();
+    let learned: Vec<f64> = weeks
+        .iter()
+        .map(|w| (w.taught + w.approved) as f64)
+        .collect();
+    let mut body =
+        format!("<line x1=\"0\" y1=\"80\" x2=\"{W}\" y2=\"80\" class=\"na-svg-axis\"></line>");
+    for b in columns(&learned, W, 40) {
+        body.push_str(&rect(b.x, b.y + 80, b.w, b.h, "na-svg-taught"));
+    }
+    body.push_str(&format!(
+        "<polyline points=\"{}\" class=\"na-svg-line\" fill=\"none\"></polyline>",
+        line(&rates, W, 76)
+    ));
+    let first = weeks.first().map(|w| w.week.as_str()).unwrap_or_default();
+    let last = weeks.last().map(|w| w.week.as_str()).unwrap_or_default();
+    body.push_str(&text(0, 134, "start", "na-svg-label", first));
+    body.push_str(&text(W, 134, "end", "na-svg-label", last));
+    let taught: u64 = weeks.iter().map(|w| w.taught).sum();
+    let approved: u64 = weeks.iter().map(|w| w.approved).sum();
+    let mut out = String::from("<div class=\"na-charts\">");
+    figure(
+        &mut out,
+        "chart-weekly",
+        "Weekly learning curve",
+        &format!(
+            "Automation rate per week over {} weeks; {taught} taught and {approved} approved.",
+            weeks.len()
+        ),
+        136,
+        &body,
+    );
+    out.push_str(
+        "</div><table class=\"na-table\" data-testid=\"analytics-weekly\"><caption>Week by week</caption>\
+         <thead><tr><th>Week of</th><th>Conversations</th><th>Automation</th><th>Taught</th>\
+         <th>Approved</th></tr></thead><tbody>",
+    );
+    for w in weeks {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&w.week),
+            w.conversations,
+            percent(w.automation_rate),
+            w.taught,
+            w.approved
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_weekly_curve_lists_each_week_and_escapes() {
+        let weeks = [
+            Week {
+                week: "2026-11-23".into(),
+                conversations: 4,
+                automation_rate: 0.25,
+                taught: 2,
+                approved: 0,
+            },
+            Week {
+                week: "<i>".into(),
+                conversations: 2,
+                automation_rate: 1.0,
+                taught: 0,
+                approved: 3,
+            },
+        ];
+        let html = weekly_html(&weeks);
+        assert!(html.contains("over 2 weeks; 2 taught and 3 approved"));
+        assert!(html.contains("<td>2026-11-23</td><td>4</td><td>25%</td><td>2</td><td>0</td>"));
+        assert!(html.contains("&lt;i&gt;") && !html.contains("<i>"));
+        assert_eq!(weekly_html(&[]), "");
+    }
 
     #[test]
     fn bars_scale_to_the_largest_value() {

@@ -25,6 +25,10 @@ pub enum Page {
     /// Articles: knowledge sources besides Q&A entries ([`super::sources`]).
     Sources,
     Analytics,
+    /// Try questions, fix in place, replay ([`super::playground`]).
+    Playground,
+    /// Questions that went to people ([`super::gaps`]).
+    Gaps,
 }
 
 /// The settings form's text fields.

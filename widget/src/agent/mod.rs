@@ -10,6 +10,8 @@
 //! * [`api`]: the console's REST calls.
 //! * [`charts`]: the analytics page's SVG charts.
 //! * [`sources`]: the Articles page (knowledge sources).
+//! * [`playground`]: the Playground page (try questions, fix in place, replay).
+//! * [`gaps`]: the Knowledge gaps page (questions that went to people, drafted into entries).
 //! * [`embedded`]: agent mode inside the embedded widget, on the site's own pages.
 
 pub mod api;
@@ -17,8 +19,10 @@ pub mod charts;
 pub mod console;
 pub mod data;
 pub mod embedded;
+pub mod gaps;
 pub mod model;
 pub mod net;
+pub mod playground;
 pub mod sources;
 pub mod view;
 pub mod wire;

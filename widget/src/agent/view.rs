@@ -231,6 +231,14 @@ fn Desk(app: App) -> impl IntoView {
         Page::Analytics if owner.get() => {
             view! { <AnalyticsPage app=console_app.clone() /> }.into_any()
         }
+        Page::Playground if owner.get() => {
+            use super::playground::{page, playground};
+            page("playground", console_app.clone(), playground).into_any()
+        }
+        Page::Gaps if owner.get() => {
+            use super::{gaps::gaps, playground::page};
+            page("gaps", console_app.clone(), gaps).into_any()
+        }
         _ => ().into_any(),
     };
     view! {
@@ -244,6 +252,8 @@ fn Desk(app: App) -> impl IntoView {
                         {nav(Page::Knowledge, "Knowledge base", "nav-knowledge")}
                         {nav(Page::Sources, "Articles", "nav-sources")}
                         {nav(Page::Analytics, "Analytics", "nav-analytics")}
+                        {nav(Page::Playground, "Playground", "nav-playground")}
+                        {nav(Page::Gaps, "Gaps", "nav-gaps")}
                     })}
                 </nav>
                 <button
