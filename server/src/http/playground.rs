@@ -173,6 +173,19 @@ pub async fn simulate(state: &AppState, site: &Site, question: &str) -> Playgrou
         r.reason = Some(reason);
         return r;
     }
+    // The engine's decision first: it waits for the site's newest knowledge base to load, so
+    // that the close entries below are read from that one too.
+    let decided = state
+        .engine
+        .decide_with(
+            Query {
+                site_id: site.id,
+                text: question,
+                locale: None,
+            },
+            site_thresholds,
+        )
+        .await;
     // The policy's phrase matching and the ranking embed the question: CPU work.
     let (engine, policy, text, site_id) = (
         state.engine.clone(),
@@ -210,17 +223,6 @@ pub async fn simulate(state: &AppState, site: &Site, question: &str) -> Playgrou
         r.candidates = candidates;
         return r;
     }
-    let decided = state
-        .engine
-        .decide_with(
-            Query {
-                site_id: site.id,
-                text: question,
-                locale: None,
-            },
-            site_thresholds,
-        )
-        .await;
     let raw = match decided {
         Ok(d) => d,
         Err(e) => {

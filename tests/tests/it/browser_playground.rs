@@ -1,6 +1,7 @@
 //! The owner's Playground and Knowledge gaps pages in a real headless Chromium: typed
 //! questions show an answer with its source and a handover with the rule that decided, and an
-//! entry fixed in place answers on the next try; the gaps page shows the questions that went
+//! entry fixed in place answers on the next try, and a replay shows the visitor's question
+//! that went to a person answered now; the gaps page shows the questions that went
 //! to people with the team's replies, and drafting the group lands it in the knowledge base's
 //! approval queue.
 
@@ -8,7 +9,7 @@ use nexus_shared::Role;
 use nexus_tests::browser::{Browser, WAIT, click, console_server, log_in, page, testid, type_into};
 use serde_json::json;
 
-use super::playground::{GIFT, GIFT_AGAIN, WRAPPED, gift_entry, handed_over};
+use super::playground::{GIFT, GIFT_AGAIN, WRAPPED, ask, gift_entry, handed_over};
 
 /// Every `data-testid=id` text under each playground result (or gap group), as JS.
 fn texts(list: &str, id: &str) -> String {
@@ -28,6 +29,13 @@ async fn the_playground_shows_an_answer_and_a_handover_with_reasons() {
     let owner = Browser::start(1280, 1100).await;
     // An entry the gift question is added to below (the page lists the entries it opens with).
     let token = server.login("demo", "olga@demo.test").await;
+    // A visitor asked the gift question before the site had any entry on gift wrapping: it
+    // went to a person (the replay below finds it answered now).
+    let (_, then) = ask(&server, GIFT).await;
+    assert!(
+        then.is_none(),
+        "the gift question goes to a person at first"
+    );
     let gift = gift_entry(&server, &token).await;
     log_in(&owner, &server, "olga@demo.test").await;
     click(&owner, "nav-playground").await;
@@ -57,7 +65,7 @@ async fn the_playground_shows_an_answer_and_a_handover_with_reasons() {
         decisions[0]
             .as_str()
             .unwrap()
-            .starts_with("Answers · confidence 0."),
+            .starts_with("Answers · confidence "),
         "{decisions}"
     );
     assert_eq!(decisions[1], "Hands over to a person");
@@ -143,6 +151,38 @@ async fn the_playground_shows_an_answer_and_a_handover_with_reasons() {
         .find(|e| e.id == gift)
         .unwrap();
     assert!(entry.examples.iter().any(|q| q == GIFT), "{entry:?}");
+
+    // Replay: the visitor's gift question, handed over then, is answered now.
+    click(&owner, "playground-replay").await;
+    let summary = owner
+        .wait_for(
+            "the replay's summary",
+            WAIT,
+            &page(&testid("replay-summary"), "e.innerText"),
+        )
+        .await;
+    let summary = summary.as_str().unwrap_or_default();
+    assert!(summary.starts_with("Questions replayed: 1."), "{summary}");
+    assert!(
+        summary.contains("Then: 0 answered, 0 clarified, 1 handed over.")
+            && summary.contains("Now: 1 answered, 0 clarified, 0 handed over.")
+            && summary.ends_with("Changed: 1."),
+        "{summary}"
+    );
+    let change = owner
+        .js(
+            "const c = document.querySelector('[data-testid=\"replay-change\"]');
+             return c ? [c.getAttribute('data-outcome'), c.innerText] : null;",
+            vec![],
+        )
+        .await;
+    assert_eq!(change[0], "answer", "{change}");
+    let text = change[1].as_str().unwrap_or_default();
+    assert!(text.contains(GIFT), "{text}");
+    assert!(
+        text.contains("Then: Hands over to a person \u{2192} now: Answers"),
+        "{text}"
+    );
     owner.screenshot("console-playground").await;
     owner.close().await;
     server.stop().await;
@@ -172,7 +212,7 @@ async fn the_gaps_page_shows_a_group_and_drafts_it_into_the_approval_queue() {
     assert_eq!(counts, json!(["2 questions went to people"]));
     let asked = owner
         .js(
-            "return Array.from(document.querySelectorAll('[data-testid=\"gap-question\"] td:first-child')).map(e => e.innerText);",
+            "return Array.from(document.querySelectorAll('[data-testid=\"gap-question\"]')).map(e => e.innerText);",
             vec![],
         )
         .await;
@@ -182,8 +222,9 @@ async fn the_gaps_page_shows_a_group_and_drafts_it_into_the_approval_queue() {
         .iter()
         .map(|q| q.as_str().unwrap())
         .collect();
+    let visitor = |q: &str| format!("Visitor: {q}");
     assert!(
-        asked.contains(&GIFT) && asked.contains(&GIFT_AGAIN),
+        asked.contains(&visitor(GIFT).as_str()) && asked.contains(&visitor(GIFT_AGAIN).as_str()),
         "{asked:?}"
     );
     let replies = owner
@@ -192,7 +233,8 @@ async fn the_gaps_page_shows_a_group_and_drafts_it_into_the_approval_queue() {
             vec![],
         )
         .await;
-    assert_eq!(replies, json!([WRAPPED, WRAPPED]));
+    let team = format!("Team: {WRAPPED}");
+    assert_eq!(replies, json!([team, team]));
     let answer = owner
         .js(&page(&testid("gap-answer"), "e.value"), vec![])
         .await;

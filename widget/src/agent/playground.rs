@@ -2,9 +2,10 @@
 //! the AI would do for a new visitor now (`POST /api/v1/playground`): the decision, its
 //! confidence, the answer and its sources with their passage, the close entries and the rule
 //! that decided. Fix in place: add a question to the chosen entry (`PUT /api/v1/kb/{id}`) and
-//! the questions are tried again. (Editing an entry's answer is the Knowledge base page's; the
-//! replay is REST only, `POST /api/v1/playground/replay`, for the bundle's size.) Text from the
-//! server is only ever set as text nodes.
+//! the questions are tried again (editing an entry's answer is the Knowledge base page's).
+//! Replay (`POST /api/v1/playground/replay`): the site's last 50 visitors' first questions
+//! against the knowledge base as it is now, with the counts then and now and every question
+//! whose outcome or answer changed. Text from the server is only ever set as text nodes.
 //!
 //! The page is built with a few DOM calls (also used by [`super::gaps`]) instead of `view!`:
 //! the same pages as components cost the agent bundle about 27 KB gzipped, beyond its budget.
@@ -263,6 +264,7 @@ struct Ui {
     entry: Element,
     status: Element,
     results: Element,
+    replay: Element,
     asked: Vec<String>,
     tried: Vec<Tried>,
 }
@@ -285,15 +287,25 @@ fn build(root: &Element) -> Ui {
     let entry = el(&label, "select", "playground-entry", "", None);
     let actions = el(&form, "div", "", "na-actions", None);
     button(&actions, "playground-try", "", "Try", "try", 0);
+    button(
+        &actions,
+        "playground-replay",
+        "",
+        "Replay the last 50 visitor questions",
+        "replay",
+        0,
+    );
     let status = el(root, "p", "playground-status", "", None);
     let _ = status.set_attribute("role", "status");
     set_status(&status, None);
     let results = el(root, "ul", "playground-results", "na-kb", None);
+    let replay = el(root, "div", "playground-replay-report", "", None);
     Ui {
         questions,
         entry,
         status,
         results,
+        replay,
         asked: Vec::new(),
         tried: Vec::new(),
     }
@@ -392,6 +404,80 @@ fn fix(app: &App, ui: &Shared, id: String, example: Option<String>) {
     );
 }
 
+/// `then` / `now` counts of a replay in words.
+fn counts_text<J: Json>(v: &J, key: &str) -> String {
+    let n = |k: &str| {
+        v.get(key)
+            .and_then(|c| c.get(k))
+            .and_then(|x| x.number())
+            .unwrap_or(0.0) as u32
+    };
+    format!(
+        "{} answered, {} clarified, {} handed over",
+        n("answered"),
+        n("clarified"),
+        n("handed_over")
+    )
+}
+
+/// Replays the site's last visitors' questions and shows what changed.
+fn replay(app: &App, ui: &Shared) {
+    let body = JsObj::new().set("last", 50.0).value();
+    let ui = ui.clone();
+    request(
+        app,
+        "POST",
+        "/playground/replay".into(),
+        Some(body),
+        Box::new(move |result| {
+            let u = ui.borrow();
+            u.replay.set_text_content(None);
+            let v = match result {
+                Ok(v) => v,
+                Err(e) => return set_status(&u.status, Some(Err(e.message))),
+            };
+            let replayed = v.get("replayed").and_then(|x| x.number()).unwrap_or(0.0) as u32;
+            let changed = list(&v, "changed", |c| {
+                Some((string(c, "then")?, tried(&c.get("now")?)?))
+            })
+            .unwrap_or_default();
+            lines(
+                &u.replay,
+                vec![(
+                    "replay-summary",
+                    "",
+                    format!(
+                        "Questions replayed: {replayed}. Then: {}. Now: {}. Changed: {}.",
+                        counts_text(&v, "then"),
+                        counts_text(&v, "now"),
+                        changed.len()
+                    ),
+                )],
+            );
+            let list = el(&u.replay, "ul", "", "na-kb", None);
+            for (then, now) in &changed {
+                let li = el(&list, "li", "replay-change", "na-card", None);
+                let _ = li.set_attribute("data-outcome", &now.outcome);
+                lines(
+                    &li,
+                    vec![
+                        ("", "", now.question.clone()),
+                        (
+                            "",
+                            "na-muted",
+                            format!(
+                                "Then: {} \u{2192} now: {}",
+                                outcome_text(then),
+                                outcome_text(&now.outcome)
+                            ),
+                        ),
+                    ],
+                );
+            }
+        }),
+    );
+}
+
 fn act(app: &App, ui: &Shared, action: &str, i: usize) {
     let u = ui.borrow();
     match action {
@@ -405,6 +491,10 @@ fn act(app: &App, ui: &Shared, action: &str, i: usize) {
             set_status(&u.status, None);
             drop(u);
             run(app, ui, questions);
+        }
+        "replay" => {
+            drop(u);
+            replay(app, ui);
         }
         "add" => {
             let (id, question) = (value(&u.entry), u.tried.get(i).map(|r| r.question.clone()));

@@ -44,6 +44,9 @@ fn result_text(what: &str, v: &JsValue) -> String {
     format!("{what}: {}{skipped}", changes_text(v))
 }
 
+/// A source whose passages are shown: its id and its passages' `(title, body)`.
+type OpenSource = (String, Vec<(String, String)>);
+
 #[component]
 pub fn SourcesPage(app: App) -> impl IntoView {
     let items: RwSignal<Option<Result<Vec<SourceItem>, String>>> = RwSignal::new(None);
@@ -152,7 +155,7 @@ pub fn SourcesPage(app: App) -> impl IntoView {
     };
 
     // Passages of one source, shown under it.
-    let open: RwSignal<Option<(String, Vec<(String, String)>)>> = RwSignal::new(None);
+    let open: RwSignal<Option<OpenSource>> = RwSignal::new(None);
     let show = {
         let app = app.clone();
         move |id: String| {
