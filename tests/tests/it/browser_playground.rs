@@ -1,6 +1,6 @@
 //! The owner's Playground and Knowledge gaps pages in a real headless Chromium: typed
 //! questions show an answer with its source and a handover with the rule that decided, and an
-//! entry fixed in place answers on the next try, and a replay shows the visitor's question
+//! entry fixed in place (a question added, an answer edited) answers on the next try, and a replay shows the visitor's question
 //! that went to a person answered now; the gaps page shows the questions that went
 //! to people with the team's replies, and drafting the group lands it in the knowledge base's
 //! approval queue.
@@ -151,6 +151,30 @@ async fn the_playground_shows_an_answer_and_a_handover_with_reasons() {
         .find(|e| e.id == gift)
         .unwrap();
     assert!(entry.examples.iter().any(|q| q == GIFT), "{entry:?}");
+
+    // Edit the answer in place: saved to the entry, and the next try answers with it.
+    let edited = "Yes: every order can be gift wrapped for 3 EUR, with a card.";
+    type_into(&owner, "playground-edit-answer", edited).await;
+    click(&owner, "playground-save-answer").await;
+    let answered = owner
+        .wait_for(
+            "the edited answer",
+            WAIT,
+            &format!(
+                "const a = document.querySelector('[data-testid=\"playground-answer\"]');
+                 return a && a.innerText === {edited:?} ? a.innerText : null;"
+            ),
+        )
+        .await;
+    assert_eq!(answered, edited);
+    let entry = store
+        .kb_entries(site.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.id == gift)
+        .unwrap();
+    assert_eq!(entry.answer, edited, "the entry keeps the edited answer");
 
     // Replay: the visitor's gift question, handed over then, is answered now.
     click(&owner, "playground-replay").await;

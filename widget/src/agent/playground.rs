@@ -2,7 +2,8 @@
 //! the AI would do for a new visitor now (`POST /api/v1/playground`): the decision, its
 //! confidence, the answer and its sources with their passage, the close entries and the rule
 //! that decided. Fix in place: add a question to the chosen entry (`PUT /api/v1/kb/{id}`) and
-//! the questions are tried again (editing an entry's answer is the Knowledge base page's).
+//! the questions are tried again; or edit the answer of the entry a result answered from, and
+//! try again.
 //! Replay (`POST /api/v1/playground/replay`): the site's last 50 visitors' first questions
 //! against the knowledge base as it is now, with the counts then and now and every question
 //! whose outcome or answer changed. Text from the server is only ever set as text nodes.
@@ -265,6 +266,8 @@ struct Ui {
     status: Element,
     results: Element,
     replay: Element,
+    /// Each result's answer field, for a result answered from a Q&A entry.
+    answers: Vec<Option<Element>>,
     asked: Vec<String>,
     tried: Vec<Tried>,
 }
@@ -306,13 +309,15 @@ fn build(root: &Element) -> Ui {
         status,
         results,
         replay,
+        answers: Vec::new(),
         asked: Vec::new(),
         tried: Vec::new(),
     }
 }
 
-fn show_results(ui: &Ui) {
+fn show_results(ui: &mut Ui) {
     ui.results.set_text_content(None);
+    ui.answers.clear();
     for (i, r) in ui.tried.iter().enumerate() {
         let li = el(&ui.results, "li", "playground-result", "na-card", None);
         let _ = li.set_attribute("data-outcome", &r.outcome);
@@ -326,6 +331,32 @@ fn show_results(ui: &Ui) {
             "add",
             i,
         );
+        // A Q&A entry's answer can be edited here; an article's passage is its source's.
+        let entry = r
+            .sources
+            .first()
+            .filter(|(_, _, url, _)| url.is_none() && r.outcome == "answer");
+        let answer = entry.map(|(_, title, _, passage)| {
+            let label = el(
+                &li,
+                "label",
+                "",
+                "",
+                Some(&format!("Answer of \u{201c}{title}\u{201d}")),
+            );
+            let field = el(&label, "textarea", "playground-edit-answer", "", None);
+            set_value(&field, passage);
+            button(
+                &li,
+                "playground-save-answer",
+                "",
+                "Save this answer",
+                "answer",
+                i,
+            );
+            field
+        });
+        ui.answers.push(answer);
     }
 }
 
@@ -346,7 +377,7 @@ fn run(app: &App, ui: &Shared, questions: Vec<String>) {
             match result {
                 Ok(v) => {
                     u.tried = api::items(&v, tried);
-                    show_results(&u);
+                    show_results(&mut u);
                 }
                 Err(e) => set_status(&u.status, Some(Err(e.message))),
             }
@@ -354,8 +385,14 @@ fn run(app: &App, ui: &Shared, questions: Vec<String>) {
     );
 }
 
-/// Adds an example to one entry, then tries again.
-fn fix(app: &App, ui: &Shared, id: String, example: Option<String>) {
+/// A fix made in place: a question added to an entry, or its answer replaced.
+enum Fix {
+    Example(Option<String>),
+    Answer(String),
+}
+
+/// Changes one entry, then tries again.
+fn fix(app: &App, ui: &Shared, id: String, change: Fix) {
     let path = format!("/kb/{}", api::segment(&id));
     let (app2, ui2) = (app.clone(), ui.clone());
     let failed = |ui: &Shared, message: String| set_status(&ui.borrow().status, Some(Err(message)));
@@ -369,7 +406,10 @@ fn fix(app: &App, ui: &Shared, id: String, example: Option<String>) {
                 failed(&ui2, "The entry could not be read.".into());
                 return;
             };
-            entry.examples.extend(example);
+            match change {
+                Fix::Example(example) => entry.examples.extend(example),
+                Fix::Answer(answer) => entry.answer = answer,
+            }
             let body = JsObj::new()
                 .set("title", entry.title.as_str())
                 .set("answer", entry.answer.as_str())
@@ -499,7 +539,19 @@ fn act(app: &App, ui: &Shared, action: &str, i: usize) {
         "add" => {
             let (id, question) = (value(&u.entry), u.tried.get(i).map(|r| r.question.clone()));
             drop(u);
-            fix(app, ui, id, question);
+            fix(app, ui, id, Fix::Example(question));
+        }
+        "answer" => {
+            let id = u
+                .tried
+                .get(i)
+                .and_then(|r| r.sources.first())
+                .map(|s| s.0.clone());
+            let answer = u.answers.get(i).and_then(|a| a.as_ref()).map(value);
+            drop(u);
+            if let Some((id, answer)) = id.zip(answer) {
+                fix(app, ui, id, Fix::Answer(answer));
+            }
         }
         _ => {}
     }
