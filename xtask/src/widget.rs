@@ -35,7 +35,7 @@ const PREFIX: &str = "nexus-widget-";
 const LOADER: &str = "widget.js";
 
 /// Budgets in gzip bytes. The product issue's budget for the visitor app is 120 KB (it
-/// measures 113.8 KB); the agent app, never downloaded by a visitor, measures 247.5 KB.
+/// measures 113.9 KB); the agent app, never downloaded by a visitor, measures 262.7 KB.
 const LOADER_BUDGET: usize = 3 * 1024;
 const APP_BUDGET: usize = 120 * 1024;
 const AGENT_BUDGET: usize = 270 * 1024;
