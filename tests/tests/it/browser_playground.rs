@@ -125,13 +125,20 @@ async fn the_playground_shows_an_answer_and_a_handover_with_reasons() {
         .await;
     assert_eq!(picked, json!(gift), "the new entry is offered");
     click(&owner, "playground-add-example").await;
+    // Results are drawn once per try: the third try is the one after the fix.
+    let after_try = |round: u32| {
+        format!(
+            "const l = document.querySelector('[data-testid=\"playground-results\"][data-round=\"{round}\"]');
+             const r = l ? l.querySelectorAll('[data-testid=\"playground-result\"]') : [];
+             return r.length === 1 && r[0].getAttribute('data-outcome') === 'answer'
+                 ? r[0].querySelector('[data-testid=\"playground-answer\"]').innerText : null;"
+        )
+    };
     let answered = owner
         .wait_for(
             "the same question answered from the entry",
             WAIT,
-            "const r = document.querySelectorAll('[data-testid=\"playground-result\"]');
-             return r.length === 1 && r[0].getAttribute('data-outcome') === 'answer'
-                 ? r[0].querySelector('[data-testid=\"playground-answer\"]').innerText : null;",
+            &after_try(3),
         )
         .await;
     assert_eq!(answered, WRAPPED);
@@ -157,14 +164,7 @@ async fn the_playground_shows_an_answer_and_a_handover_with_reasons() {
     type_into(&owner, "playground-edit-answer", edited).await;
     click(&owner, "playground-save-answer").await;
     let answered = owner
-        .wait_for(
-            "the edited answer",
-            WAIT,
-            &format!(
-                "const a = document.querySelector('[data-testid=\"playground-answer\"]');
-                 return a && a.innerText === {edited:?} ? a.innerText : null;"
-            ),
-        )
+        .wait_for("the edited answer", WAIT, &after_try(4))
         .await;
     assert_eq!(answered, edited);
     let entry = store

@@ -268,6 +268,9 @@ struct Ui {
     replay: Element,
     /// Each result's answer field, for a result answered from a Q&A entry.
     answers: Vec<Option<Element>>,
+    /// How many times results were shown (`data-round` on the list: a test waits for the
+    /// round after a fix rather than for text an earlier round may show too).
+    round: u32,
     asked: Vec<String>,
     tried: Vec<Tried>,
 }
@@ -310,6 +313,7 @@ fn build(root: &Element) -> Ui {
         results,
         replay,
         answers: Vec::new(),
+        round: 0,
         asked: Vec::new(),
         tried: Vec::new(),
     }
@@ -318,6 +322,10 @@ fn build(root: &Element) -> Ui {
 fn show_results(ui: &mut Ui) {
     ui.results.set_text_content(None);
     ui.answers.clear();
+    ui.round += 1;
+    let _ = ui
+        .results
+        .set_attribute("data-round", &ui.round.to_string());
     for (i, r) in ui.tried.iter().enumerate() {
         let li = el(&ui.results, "li", "playground-result", "na-card", None);
         let _ = li.set_attribute("data-outcome", &r.outcome);
